@@ -1,0 +1,2 @@
+import CED
+print("ced")
