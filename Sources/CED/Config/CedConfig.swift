@@ -356,7 +356,8 @@ extension ConfigError {
         }
         switch e {
         case .typeMismatch(let type, let ctx):
-            self.init(field: path(ctx.codingPath), reason: "expected a value of type \(type)", file: file)
+            let reason = ctx.codingPath.isEmpty ? "the document is not a JSON object" : "expected a value of type \(type)"
+            self.init(field: path(ctx.codingPath), reason: reason, file: file)
         case .valueNotFound(let type, let ctx):
             self.init(field: path(ctx.codingPath), reason: "expected a value of type \(type), found null", file: file)
         case .keyNotFound(let key, let ctx):
