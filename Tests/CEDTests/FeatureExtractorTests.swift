@@ -130,6 +130,8 @@ final class FeatureExtractorTests: XCTestCase {
         XCTAssertEqual(odd.frameCount(sampleCount: 160), 1)
         XCTAssertEqual(odd.frameCount(sampleCount: 161), 2)
         XCTAssertEqual(odd.frequencyBinCount, 201)
+        c.samplingRate = 11025
+        XCTAssertEqual(try CedFeatureExtractor(config: c).effectiveFMax, 5512)  // sr // 2, as torchaudio
     }
 
     func testReflectionRepeatsLikeNumpy() {

@@ -166,15 +166,15 @@ final class MelEngine: @unchecked Sendable {
     let nMels: Int
     let nFreqs: Int
     let topDb: Float
-    /// Window as float64 (the float32 window values, widened).
-    private let window: UnsafeMutablePointer<Double>
+    /// Window as float64 (the float32 window values, widened), broadcast to both lanes.
+    private let window: UnsafeMutablePointer<FFTLanes>
     private let fft: RealFFTPlan
     /// Sparse filterbank: filter `m` spans bins `melStart[m] ..< melStart[m] + melCount[m]`
-    /// with weights `melWeights[melOffset[m] ...]` (float32 values widened to float64).
+    /// with weights `melWeights[melOffset[m] ...]` (float32 values widened to float64, broadcast).
     private let melStart: UnsafeMutablePointer<Int>
     private let melCount: UnsafeMutablePointer<Int>
     private let melOffset: UnsafeMutablePointer<Int>
-    private let melWeights: UnsafeMutablePointer<Double>
+    private let melWeights: UnsafeMutablePointer<FFTLanes>
 
     /// `AmplitudeToDB`'s `amin`.
     static let amin: Float = 1e-10
@@ -190,7 +190,7 @@ final class MelEngine: @unchecked Sendable {
         nFreqs = config.nFft / 2 + 1
         topDb = Float(config.topDb)
         window = .allocate(capacity: winLength)
-        for i in 0..<winLength { window[i] = Double(win[i]) }
+        for i in 0..<winLength { window[i] = FFTLanes(repeating: Double(win[i])) }
         fft = RealFFTPlan(size: nFft)
 
         melStart = .allocate(capacity: nMels)
@@ -214,7 +214,7 @@ final class MelEngine: @unchecked Sendable {
             }
         }
         melWeights = .allocate(capacity: max(1, weights.count))
-        for (i, w) in weights.enumerated() { melWeights[i] = w }
+        for (i, w) in weights.enumerated() { melWeights[i] = FFTLanes(repeating: w) }
     }
 
     deinit {

@@ -35,12 +35,13 @@ final class ComplexFFTPlan: @unchecked Sendable {
         var m: Int
         /// Distance between consecutive elements of one butterfly's output.
         var stride: Int
-        /// `twiddle[p·(radix-1) + k-1] = e^{-2πi·p·k/(radix·m)}`.
-        var twiddleRe: UnsafeMutablePointer<Double>
-        var twiddleIm: UnsafeMutablePointer<Double>
-        /// For the generic radix: `root[t] = e^{-2πi·t/radix}`.
-        var rootRe: UnsafeMutablePointer<Double>?
-        var rootIm: UnsafeMutablePointer<Double>?
+        /// `twiddle[p·(radix-1) + k-1] = e^{-2πi·p·k/(radix·m)}`, the same in both lanes (stored
+        /// broadcast: SSE2 has no cheap scalar-to-vector load).
+        var twiddleRe: UnsafeMutablePointer<FFTLanes>
+        var twiddleIm: UnsafeMutablePointer<FFTLanes>
+        /// For the generic radix: `root[t] = e^{-2πi·t/radix}`, broadcast.
+        var rootRe: UnsafeMutablePointer<FFTLanes>?
+        var rootIm: UnsafeMutablePointer<FFTLanes>?
     }
 
     private let stages: [Stage]
@@ -66,20 +67,24 @@ final class ComplexFFTPlan: @unchecked Sendable {
         var stride = 1
         for r in factors {
             let m = length / r
-            let twRe = UnsafeMutablePointer<Double>.allocate(capacity: max(1, m * (r - 1)))
-            let twIm = UnsafeMutablePointer<Double>.allocate(capacity: max(1, m * (r - 1)))
+            let twRe = UnsafeMutablePointer<FFTLanes>.allocate(capacity: max(1, m * (r - 1)))
+            let twIm = UnsafeMutablePointer<FFTLanes>.allocate(capacity: max(1, m * (r - 1)))
             for p in 0..<m {
                 for k in 1..<r {
                     let (c, s) = unitRoot((p * k) % length, of: length)
-                    twRe[p * (r - 1) + k - 1] = c
-                    twIm[p * (r - 1) + k - 1] = s
+                    twRe[p * (r - 1) + k - 1] = FFTLanes(repeating: c)
+                    twIm[p * (r - 1) + k - 1] = FFTLanes(repeating: s)
                 }
             }
             var stage = Stage(radix: r, m: m, stride: stride, twiddleRe: twRe, twiddleIm: twIm)
             if r != 2 && r != 3 && r != 4 {
-                let rr = UnsafeMutablePointer<Double>.allocate(capacity: r)
-                let ri = UnsafeMutablePointer<Double>.allocate(capacity: r)
-                for t in 0..<r { (rr[t], ri[t]) = unitRoot(t, of: r) }
+                let rr = UnsafeMutablePointer<FFTLanes>.allocate(capacity: r)
+                let ri = UnsafeMutablePointer<FFTLanes>.allocate(capacity: r)
+                for t in 0..<r {
+                    let (c, s) = unitRoot(t, of: r)
+                    rr[t] = FFTLanes(repeating: c)
+                    ri[t] = FFTLanes(repeating: s)
+                }
                 stage.rootRe = rr
                 stage.rootIm = ri
             }
@@ -217,7 +222,8 @@ final class ComplexFFTPlan: @unchecked Sendable {
                 }
             }
         case 3:
-            let h = 0.86602540378443864676  // sin(60°)
+            let h = FFTLanes(repeating: 0.86602540378443864676)  // sin(60°)
+            let half = FFTLanes(repeating: 0.5)
             for p in 0..<m {
                 let w1r = twR[2 * p], w1i = twI[2 * p]
                 let w2r = twR[2 * p + 1], w2i = twI[2 * p + 1]
@@ -230,7 +236,7 @@ final class ComplexFFTPlan: @unchecked Sendable {
                     let a2r = xr[i0 + 2 * sm], a2i = xi[i0 + 2 * sm]
                     let sr = a1r + a2r, si = a1i + a2i
                     let dr = a1r - a2r, di = a1i - a2i
-                    let mr = a0r - 0.5 * sr, mi = a0i - 0.5 * si
+                    let mr = a0r - half * sr, mi = a0i - half * si
                     // c1 = m − i·h·d, c2 = m + i·h·d
                     let c1r = mr + h * di, c1i = mi - h * dr
                     let c2r = mr - h * di, c2i = mi + h * dr
@@ -312,11 +318,12 @@ private final class Bluestein: @unchecked Sendable {
     let n: Int
     let m: Int
     let inner: ComplexFFTPlan
-    let chirpRe: UnsafeMutablePointer<Double>
-    let chirpIm: UnsafeMutablePointer<Double>
+    /// `w[j]`, broadcast to both lanes.
+    let chirpRe: UnsafeMutablePointer<FFTLanes>
+    let chirpIm: UnsafeMutablePointer<FFTLanes>
     /// FFT of the conjugate chirp, scaled by 1/M (folds the inverse transform's scale in).
-    let kernelRe: UnsafeMutablePointer<Double>
-    let kernelIm: UnsafeMutablePointer<Double>
+    let kernelRe: UnsafeMutablePointer<FFTLanes>
+    let kernelIm: UnsafeMutablePointer<FFTLanes>
     let scratchCount: Int
 
     init(n: Int) {
@@ -329,31 +336,28 @@ private final class Bluestein: @unchecked Sendable {
         chirpIm = .allocate(capacity: n)
         for j in 0..<n {
             // e^{-iπ·j²/n} = e^{-2πi·(j² mod 2n)/(2n)}; exact integer reduction keeps it accurate.
-            let e = (j * j) % (2 * n)
-            (chirpRe[j], chirpIm[j]) = unitRoot(e, of: 2 * n)
+            let (c, s) = unitRoot((j * j) % (2 * n), of: 2 * n)
+            chirpRe[j] = FFTLanes(repeating: c)
+            chirpIm[j] = FFTLanes(repeating: s)
         }
         let br = UnsafeMutablePointer<FFTLanes>.allocate(capacity: m)
         let bi = UnsafeMutablePointer<FFTLanes>.allocate(capacity: m)
         let tmp = UnsafeMutablePointer<FFTLanes>.allocate(capacity: inner.scratchCount)
-        defer { br.deallocate(); bi.deallocate(); tmp.deallocate() }
+        defer { tmp.deallocate() }
         br.initialize(repeating: FFTLanes(), count: m)
         bi.initialize(repeating: FFTLanes(), count: m)
         let scale = 1.0 / Double(m)
         for j in 0..<n {
-            br[j] = FFTLanes(repeating: chirpRe[j] * scale)
-            bi[j] = FFTLanes(repeating: -chirpIm[j] * scale)
+            br[j] = chirpRe[j] * scale
+            bi[j] = -chirpIm[j] * scale
             if j > 0 {
                 br[m - j] = br[j]
                 bi[m - j] = bi[j]
             }
         }
         inner.transform(re: br, im: bi, scratch: tmp)
-        kernelRe = .allocate(capacity: m)
-        kernelIm = .allocate(capacity: m)
-        for k in 0..<m {
-            kernelRe[k] = br[k][0]
-            kernelIm[k] = bi[k][0]
-        }
+        kernelRe = br
+        kernelIm = bi
         scratchCount = 2 * m + inner.scratchCount
     }
 
@@ -400,9 +404,9 @@ final class RealFFTPlan: @unchecked Sendable {
     let binCount: Int
     private let complex: ComplexFFTPlan
     private let half: Bool
-    /// `e^{-2πi·k/n}` for `k = 0...n/2` (even `n` only).
-    private let postRe: UnsafeMutablePointer<Double>
-    private let postIm: UnsafeMutablePointer<Double>
+    /// `e^{-2πi·k/n}` for `k = 0...n/2` (even `n` only), broadcast.
+    private let postRe: UnsafeMutablePointer<FFTLanes>
+    private let postIm: UnsafeMutablePointer<FFTLanes>
 
     init(size n: Int) {
         precondition(n >= 1, "FFT size must be positive")
@@ -413,7 +417,9 @@ final class RealFFTPlan: @unchecked Sendable {
         postRe = .allocate(capacity: binCount)
         postIm = .allocate(capacity: binCount)
         for k in 0..<binCount {
-            (postRe[k], postIm[k]) = unitRoot(k % n, of: n)
+            let (c, s) = unitRoot(k % n, of: n)
+            postRe[k] = FFTLanes(repeating: c)
+            postIm[k] = FFTLanes(repeating: s)
         }
     }
 
@@ -453,14 +459,15 @@ final class RealFFTPlan: @unchecked Sendable {
             outRe[c] = r0 - i0
             outIm[c] = FFTLanes()
         }
+        let half = FFTLanes(repeating: 0.5)
         var k = 1
         while k < c {
             let b = c - k
             let zkr = zr[k], zki = zi[k]
             let zcr = zr[b], zci = -zi[b]
-            let er = 0.5 * (zkr + zcr), ei = 0.5 * (zki + zci)
+            let er = half * (zkr + zcr), ei = half * (zki + zci)
             let dr = zkr - zcr, di = zki - zci
-            let or = 0.5 * di, oi = -0.5 * dr
+            let or = half * di, oi = half * (zcr - zkr)
             let wr = postRe[k], wi = postIm[k]
             outRe[k] = er + (or * wr - oi * wi)
             outIm[k] = ei + (or * wi + oi * wr)
