@@ -32,8 +32,8 @@ public struct CedFeatureExtractorConfig: Codable, Sendable, Equatable {
         center = config.center
     }
 
-    /// `f_max` with the default resolved.
-    public var resolvedFMax: Double { fMax ?? Double(samplingRate) / 2 }
+    /// `f_max` with the default resolved as torchaudio does (`sample_rate // 2`).
+    public var resolvedFMax: Double { fMax ?? Double(samplingRate / 2) }
 
     enum CodingKeys: String, CodingKey {
         case samplingRate = "sampling_rate"

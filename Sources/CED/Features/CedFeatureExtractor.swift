@@ -74,10 +74,8 @@ public struct CedFeatureExtractor: Sendable {
         guard config.featureSize <= Self.maxMelBins else {
             throw ConfigError(field: "feature_size", reason: "\(config.featureSize) mel bins exceed the supported maximum \(Self.maxMelBins)")
         }
-        let fMax = config.fMax ?? Double(config.samplingRate / 2)
-        guard fMax > config.fMin else {
-            throw ConfigError(field: "f_max", reason: "f_max defaults to sampling_rate // 2 = \(fMax) Hz, which is not above f_min \(config.fMin)")
-        }
+        // validate() has checked that this lies above f_min.
+        let fMax = config.resolvedFMax
         self.config = config
         self.effectiveFMax = fMax
         let nFreqs = config.nFft / 2 + 1

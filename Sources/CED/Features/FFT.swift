@@ -466,7 +466,7 @@ final class RealFFTPlan: @unchecked Sendable {
             let zkr = zr[k], zki = zi[k]
             let zcr = zr[b], zci = -zi[b]
             let er = half * (zkr + zcr), ei = half * (zki + zci)
-            let dr = zkr - zcr, di = zki - zci
+            let di = zki - zci
             let or = half * di, oi = half * (zcr - zkr)
             let wr = postRe[k], wi = postIm[k]
             outRe[k] = er + (or * wr - oi * wi)
