@@ -158,3 +158,23 @@ final class IndependentCaseTests: XCTestCase {
         XCTAssertEqual(short.encoder.lastHiddenState.shape, [4, 48])
     }
 }
+
+extension IndependentCaseTests {
+    /// End to end from the formula waveform: our mel within 0.01 dB of numpy's, outputs within 1e-4.
+    func testEndToEndFromWaveform() throws {
+        let fx = try fixture()
+        let extractor = try CedFeatureExtractor()
+        for (vname, change) in Self.variants {
+            let tagger = try CedAudioTagger(model: model(change), featureExtractor: extractor)
+            for (aname, n, seed) in Self.audios {
+                let wave = Self.audio(samples: n, seed: seed)
+                let mel = try extractor(wave)
+                XCTAssertLessThanOrEqual(maxAbsDiff(mel.scalars, try fx.tensor("\(aname)/mel").scalars), 0.01)
+                let hf = try tagger.scores(wave, chunking: .hf)
+                let orig = try tagger.scores(wave, chunking: .original)
+                XCTAssertLessThanOrEqual(maxAbsDiff(hf.scalars, try fx.tensor("\(aname)/\(vname)/output_hf").scalars), 1e-4, "\(aname) \(vname)")
+                XCTAssertLessThanOrEqual(maxAbsDiff(orig.scalars, try fx.tensor("\(aname)/\(vname)/output_original").scalars), 1e-4, "\(aname) \(vname)")
+            }
+        }
+    }
+}

@@ -53,3 +53,47 @@ final class ModelGoldenTests: XCTestCase {
     func testMicroTokenGoldens() throws { try check(model: "micro-token") }
     func testTinyGoldens() throws { try check(model: "tiny") }
 }
+
+/// End to end from the golden 16 kHz waveform: our mel, then the model (1e-4).
+final class EndToEndGoldenTests: XCTestCase {
+    func check(model name: String) throws {
+        let golden = try Reference.golden(name)
+        let cases = try Reference.cases().filter { $0.model == name }
+        let extractor = try CedFeatureExtractor()
+        var taggers: [String: CedAudioTagger] = [:]
+        var mels: [String: Tensor] = [:]
+        for c in cases {
+            let tagger = try taggers[c.variant] ?? CedAudioTagger(model: ModelGoldenTests.loadModel(name, variant: c.variant), featureExtractor: extractor)
+            taggers[c.variant] = tagger
+            let mel = try mels[c.audio] ?? extractor(golden.tensor("\(c.audio)/wave16k").scalars)
+            mels[c.audio] = mel
+            XCTAssertEqual(mel.shape, [64, c.frames])
+            for chunking in CedChunking.allCases {
+                let out = try tagger.model(mel, chunking: chunking)
+                let key = chunking == .hf ? "output_hf" : "output_original"
+                let d = maxAbsDiff(out.scalars, try golden.tensor("\(c.audio)/\(c.variant)/\(key)").scalars)
+                XCTAssertLessThanOrEqual(d, 1e-4, "\(name) \(c.audio) \(c.variant) \(key)")
+            }
+        }
+    }
+
+    func testMicro() throws { try check(model: "micro") }
+    func testMicroToken() throws { try check(model: "micro-token") }
+    func testTiny() throws { try check(model: "tiny") }
+
+    func testTaggerRanksAndLabels() throws {
+        let tagger = try CedAudioTagger(model: ModelGoldenTests.loadModel("micro"), featureExtractor: CedFeatureExtractor())
+        let wave = try Reference.golden("micro").tensor("snap_16k_mono_s16.wav/wave16k").scalars
+        let scores = try tagger.scores(wave)
+        let all = try tagger.tag(wave, topK: nil)
+        XCTAssertEqual(all.count, 527)
+        XCTAssertEqual(Set(all.map(\.index)), Set(0..<527))
+        XCTAssertTrue(zip(all, all.dropFirst()).allSatisfy { $0.score >= $1.score })
+        XCTAssertEqual(all[0].score, scores.scalars.max())
+        XCTAssertEqual(all[0].label, tagger.config.id2label?[all[0].index])
+        let top = try tagger.tag(wave, topK: 3)
+        XCTAssertEqual(top, Array(all.prefix(3)))
+        let above = try tagger.tag(wave, topK: nil, threshold: 0.5)
+        XCTAssertEqual(above.count, scores.scalars.filter { $0 >= 0.5 }.count)
+    }
+}

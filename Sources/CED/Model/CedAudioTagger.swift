@@ -1,0 +1,41 @@
+import Foundation
+
+/// The whole pipeline for one model: 16 kHz mono waveform → log-mel → CED → class scores.
+///
+/// ```swift
+/// let tagger = try CedAudioTagger(model: model, featureExtractor: CedFeatureExtractor())
+/// let top5 = try tagger.tag(waveform, topK: 5)   // [CedPrediction], best first
+/// ```
+///
+/// Immutable and `Sendable`: share one instance across tasks.
+public struct CedAudioTagger: Sendable {
+    public let model: CedForAudioClassification
+    public let featureExtractor: CedFeatureExtractor
+
+    /// Pairs a model with its front end; their mel bin counts must agree.
+    public init(model: CedForAudioClassification, featureExtractor: CedFeatureExtractor) throws {
+        guard featureExtractor.melBinCount == model.config.nMels else {
+            throw ConfigError(field: "feature_size",
+                              reason: "the feature extractor makes \(featureExtractor.melBinCount) mel bins but the model expects n_mels = \(model.config.nMels)")
+        }
+        self.model = model
+        self.featureExtractor = featureExtractor
+    }
+
+    public var config: CedConfig { model.config }
+
+    /// Sample rate the waveform must have (16 kHz for every published CED).
+    public var samplingRate: Int { featureExtractor.config.samplingRate }
+
+    /// `[outputdim]` scores for a mono waveform at `samplingRate`.
+    public func scores(_ waveform: [Float], chunking: CedChunking = .hf) throws -> Tensor {
+        try model(featureExtractor(waveform), chunking: chunking)
+    }
+
+    /// The best classes for a mono waveform at `samplingRate`, highest score first:
+    /// at most `topK` (nil: all) with score ≥ `threshold` (nil: any).
+    public func tag(_ waveform: [Float], topK: Int? = 5, threshold: Float? = nil,
+                    chunking: CedChunking = .hf) throws -> [CedPrediction] {
+        config.predictions(from: try scores(waveform, chunking: chunking), topK: topK, threshold: threshold)
+    }
+}
