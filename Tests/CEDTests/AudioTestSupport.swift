@@ -70,8 +70,8 @@ enum TestWAV {
         var f: [UInt8] = []
         append(&f, extensibleSubformat == nil ? tag : UInt16(0xFFFE))
         append(&f, UInt16(channels))
-        append(&f, UInt32(rate))
-        append(&f, UInt32(rate * channels * bytesPerSample))
+        append(&f, UInt32(truncatingIfNeeded: rate))
+        append(&f, UInt32(truncatingIfNeeded: rate * channels * bytesPerSample))
         append(&f, UInt16(channels * bytesPerSample))
         append(&f, UInt16(bits ?? bytesPerSample * 8))
         if let sub = extensibleSubformat {

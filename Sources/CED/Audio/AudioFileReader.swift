@@ -89,7 +89,7 @@ public final class AudioFileReader {
             do {
                 header = try WAVParser.parse(r, magic: magic)
             } catch let c as UnsupportedWAVCodec {
-                needsFFmpeg = "WAV with \(c.name) samples"
+                needsFFmpeg = c.description
             }
         } else if magic.count < 12 && (magic.starts(with: Array("RIFF".utf8)) || magic.starts(with: Array("RF64".utf8))) {
             throw AudioError(file: path, kind: .malformed,
@@ -109,10 +109,11 @@ public final class AudioFileReader {
             info = AudioFileInfo(path: path, decoder: .wav, format: header.container, encoding: header.encoding,
                                  sampleRate: header.sampleRate, channels: header.channels, frameCount: frames)
             if frames == 0 {
+                let truncated = header.warnings.first { $0.kind == .truncated }
                 throw AudioError(file: path, kind: .noAudio,
-                                 reason: header.warnings.isEmpty
-                                    ? "the data chunk holds no samples"
-                                    : "no audio samples: " + header.warnings.map(\.message).joined(separator: "; "),
+                                 reason: truncated != nil
+                                    ? "no audio samples: the file ends right after its header, which declares \(header.declaredDataBytes ?? 0) bytes of audio"
+                                    : "the data chunk holds no samples",
                                  offset: header.dataOffset)
             }
         } else {

@@ -42,13 +42,16 @@ struct WAVHeader {
     var dataOffset: Int64
     /// Bytes of audio data to read, or nil to read until the end of the stream.
     var dataBytes: Int64?
+    /// The data size the header declares, when it declares one.
+    var declaredDataBytes: Int64?
     var warnings: [AudioWarning]
 }
 
 /// A WAV format tag (or extensible sub-format) that is not PCM or IEEE float: the codec's
 /// name, for messages, and a hint that ffmpeg may decode it.
 struct UnsupportedWAVCodec: Error {
-    var name: String
+    /// E.g. "μ-law-encoded WAV".
+    var description: String
     var tag: UInt16
 }
 
@@ -111,6 +114,13 @@ enum WAVParser {
                   subTag: UInt16?, guidOK: Bool, offset: Int64)?
         var ds64DataSize: UInt64?
         var data: (offset: Int64, size: UInt32)?
+        /// The chunk whose declared size ran past the end of the file, for messages.
+        var overrun = ""
+        func skipChunk(_ id: [UInt8], at offset: Int64, size: UInt32, alreadyRead: Int64) throws -> Bool {
+            if try r.skip(Int64(size) - alreadyRead + Int64(size & 1)) { return true }
+            overrun = " (chunk \(chunkName(id)) at byte \(offset) declares \(size) bytes, past the end of the file)"
+            return false
+        }
 
         walk: while true {
             let headerOffset = r.position
@@ -142,14 +152,13 @@ enum WAVParser {
                     guidOK = Array(b[26..<40]) == tail
                 }
                 fmt = (tag, u16(b, 2), u32(b, 4), u16(b, 12), u16(b, 14), subTag, guidOK, bodyOffset)
-                let rest = Int64(size) - Int64(want) + Int64(size & 1)
-                if !(try r.skip(rest)) { break walk }
+                if !(try skipChunk(Array(h[0..<4]), at: headerOffset, size: size, alreadyRead: Int64(want))) { break walk }
             case "ds64" where isRF64:
                 guard size >= 24 else { throw malformed("ds64 chunk is \(size) bytes, at least 24 are needed", headerOffset) }
                 let b = try r.read(24)
                 guard b.count == 24 else { throw malformed("ds64 chunk is cut off by the end of the file", bodyOffset) }
                 ds64DataSize = u64(b, 8)
-                if !(try r.skip(Int64(size) - 24 + Int64(size & 1))) { break walk }
+                if !(try skipChunk(Array(h[0..<4]), at: headerOffset, size: size, alreadyRead: 24)) { break walk }
             case "data":
                 data = (bodyOffset, size)
                 let toEOF = size == 0 || (size == 0xFFFF_FFFF && !(isRF64 && ds64DataSize != nil))
@@ -160,24 +169,27 @@ enum WAVParser {
                 }
                 var skipBytes = Int64(size) + Int64(size & 1)
                 if size == 0xFFFF_FFFF, let d = ds64DataSize { skipBytes = Int64(min(d, UInt64(Int64.max / 2))) + Int64(d & 1) }
-                if !(try r.skip(skipBytes)) { break walk }
+                if !(try r.skip(skipBytes)) {
+                    overrun = " (the data chunk at byte \(headerOffset) runs past the end of the file)"
+                    break walk
+                }
             default:
-                if !(try r.skip(Int64(size) + Int64(size & 1))) { break walk }
+                if !(try skipChunk(Array(h[0..<4]), at: headerOffset, size: size, alreadyRead: 0)) { break walk }
             }
         }
 
-        guard let fmt else { throw malformed("no fmt chunk: the file does not say how its samples are stored") }
-        guard let data else { throw malformed("no data chunk: the file holds no audio") }
+        guard let fmt else { throw malformed("no fmt chunk: the file does not say how its samples are stored" + overrun) }
+        guard let data else { throw malformed("no data chunk: the file holds no audio" + overrun) }
 
         // Format fields.
         if fmt.channels == 0 { throw malformed("the fmt chunk declares 0 channels", fmt.offset + 2) }
         if fmt.rate == 0 { throw malformed("the fmt chunk declares a sample rate of 0 Hz", fmt.offset + 4) }
         let effectiveTag = fmt.tag == 0xFFFE ? (fmt.guidOK ? fmt.subTag ?? 0 : 0xFFFE) : fmt.tag
         if fmt.tag == 0xFFFE && !fmt.guidOK {
-            throw UnsupportedWAVCodec(name: "WAVE_FORMAT_EXTENSIBLE with an unknown sub-format GUID", tag: 0xFFFE)
+            throw UnsupportedWAVCodec(description: "WAV with an unknown WAVE_FORMAT_EXTENSIBLE sub-format GUID", tag: 0xFFFE)
         }
         if effectiveTag != 1 && effectiveTag != 3 {
-            throw UnsupportedWAVCodec(name: codecName(effectiveTag), tag: effectiveTag)
+            throw UnsupportedWAVCodec(description: "\(codecName(effectiveTag))-encoded WAV", tag: effectiveTag)
         }
         let channels = Int(fmt.channels)
         let bits = Int(fmt.bits)
@@ -252,6 +264,7 @@ enum WAVParser {
             dataBytes = d - d % Int64(blockAlign)
         }
         return WAVHeader(container: container, encoding: encoding, channels: channels, sampleRate: rate,
-                         blockAlign: blockAlign, dataOffset: data.offset, dataBytes: dataBytes, warnings: warnings)
+                         blockAlign: blockAlign, dataOffset: data.offset, dataBytes: dataBytes,
+                         declaredDataBytes: declared, warnings: warnings)
     }
 }
