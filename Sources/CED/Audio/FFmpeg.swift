@@ -1,0 +1,139 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Locating and running ffmpeg, which decodes every format that is not plain WAV.
+enum FFmpeg {
+    static let installHint = "install ffmpeg (Debian/Ubuntu: `apt-get install ffmpeg`, Fedora: `dnf install ffmpeg`, macOS: `brew install ffmpeg`) and make sure `ffmpeg` is on PATH, or convert the file to WAV"
+
+    /// The first executable `ffmpeg` on PATH.
+    static func findOnPath() -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") where !dir.isEmpty {
+            let candidate = String(dir) + "/ffmpeg"
+            var st = stat()
+            if stat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(candidate, X_OK) == 0 {
+                return candidate
+            }
+        }
+        return nil
+    }
+
+    static func resolve(_ choice: AudioDecodingOptions.FFmpegLocation) -> String? {
+        switch choice {
+        case .disabled: return nil
+        case .searchPath: return findOnPath()
+        case .executable(let p): return access(p, X_OK) == 0 ? p : nil
+        }
+    }
+
+    /// A format name for the first bytes of a file (for messages), or nil when unrecognised.
+    static func sniff(_ b: [UInt8], path: String) -> String? {
+        func at(_ o: Int, _ s: String) -> Bool {
+            let u = Array(s.utf8)
+            return b.count >= o + u.count && Array(b[o..<(o + u.count)]) == u
+        }
+        if at(0, "fLaC") { return "FLAC" }
+        if at(0, "OggS") {
+            if at(28, "OpusHead") { return "Ogg Opus" }
+            if at(29, "vorbis") { return "Ogg Vorbis" }
+            if at(28, "\u{7F}FLAC") { return "Ogg FLAC" }
+            return "Ogg"
+        }
+        if at(0, "ID3") { return "MP3" }
+        if at(4, "ftyp") { return "MP4/M4A (AAC or ALAC)" }
+        if b.count >= 4 && b[0] == 0x1A && b[1] == 0x45 && b[2] == 0xDF && b[3] == 0xA3 { return "Matroska/WebM" }
+        if at(0, "FORM") && (at(8, "AIFF") || at(8, "AIFC")) { return "AIFF" }
+        if at(0, "RIFX") { return "big-endian WAV (RIFX)" }
+        if at(0, "RIFF") && at(8, "AVI ") { return "AVI" }
+        if at(0, "RIFF") && b.count >= 12 { return "RIFF '" + String(decoding: b[8..<12], as: UTF8.self) + "' (not WAVE)" }
+        if at(0, "caff") { return "Core Audio (CAF)" }
+        if at(0, "#!AMR") { return "AMR" }
+        if at(0, "wvpk") { return "WavPack" }
+        if at(0, "MAC ") { return "Monkey's Audio" }
+        if at(0, ".snd") { return "Sun/NeXT AU" }
+        if b.count >= 4 && b[0] == 0x30 && b[1] == 0x26 && b[2] == 0xB2 && b[3] == 0x75 { return "ASF/WMA" }
+        if b.count >= 2 && b[0] == 0xFF && (b[1] & 0xF6) == 0xF0 { return "AAC (ADTS)" }
+        if b.count >= 2 && b[0] == 0xFF && (b[1] & 0xE0) == 0xE0 { return "MP3" }
+        return nil
+    }
+
+    /// A running `ffmpeg` that writes the file's first audio stream to a pipe as a WAV with
+    /// 32-bit float samples at the stream's own rate and channel count (no resampling or
+    /// mixing in ffmpeg: those happen here, exactly as the reference does them).
+    final class Decode {
+        let process: Process
+        let stdout: Pipe
+        let stderrURL: URL
+        let stderrHandle: FileHandle
+        let file: String
+        let executable: String
+        private var ended = false
+
+        init(executable: String, file: String) throws {
+            self.executable = executable
+            self.file = file
+            let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = [
+                "-nostdin", "-hide_banner", "-loglevel", "error",
+                "-i", "file:" + absolute,
+                "-map", "0:a:0", "-vn", "-sn", "-dn",
+                "-c:a", "pcm_f32le", "-f", "wav", "-",
+            ]
+            stdout = Pipe()
+            // stderr goes to a file so a chatty ffmpeg can never block on a full pipe.
+            stderrURL = FileManager.default.temporaryDirectory
+                .appendingPathComponent("ced-ffmpeg-\(UUID().uuidString).log")
+            guard FileManager.default.createFile(atPath: stderrURL.path, contents: nil),
+                  let h = FileHandle(forWritingAtPath: stderrURL.path) else {
+                throw AudioError(file: file, kind: .ffmpegFailed,
+                                 reason: "cannot create a temporary file for ffmpeg's messages in \(stderrURL.deletingLastPathComponent().path)")
+            }
+            stderrHandle = h
+            process.standardOutput = stdout
+            process.standardError = h
+            process.standardInput = FileHandle.nullDevice
+            do {
+                try process.run()
+            } catch {
+                try? h.close()
+                try? FileManager.default.removeItem(at: stderrURL)
+                throw AudioError(file: file, kind: .ffmpegFailed, reason: "cannot start \(executable): \(error)")
+            }
+            // Our copy of the write end must go, or the read end never sees end of file.
+            try? stdout.fileHandleForWriting.close()
+        }
+
+        var readDescriptor: Int32 { stdout.fileHandleForReading.fileDescriptor }
+
+        /// Waits for ffmpeg; returns its exit status and the last lines it printed.
+        func wait() -> (status: Int32, messages: String) {
+            if !ended {
+                process.waitUntilExit()
+                ended = true
+            }
+            try? stderrHandle.close()
+            var text = ""
+            if let data = try? Data(contentsOf: stderrURL) {
+                // The tail is what matters; a damaged file can produce thousands of lines.
+                let tail = data.suffix(4000)
+                text = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            try? FileManager.default.removeItem(at: stderrURL)
+            return (process.terminationStatus, text)
+        }
+
+        /// Stops ffmpeg early (the consumer gave up) and cleans up.
+        func cancel() {
+            guard !ended else { return }
+            if process.isRunning { process.terminate() }
+            try? stdout.fileHandleForReading.close()
+            _ = wait()
+        }
+    }
+}
