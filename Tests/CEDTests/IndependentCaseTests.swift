@@ -129,7 +129,7 @@ final class IndependentCaseTests: XCTestCase {
                 let hf = try m.forward(mel, chunking: .hf)
                 let orig = try m(mel, chunking: .original)
                 let chunks = try fx.tensor("\(aname)/\(vname)/chunks").scalars[0]
-                XCTAssertEqual(Float(hf.encoder.chunks), chunks, "\(aname) \(vname): chunks")
+                XCTAssertEqual(Float(hf.chunks), chunks, "\(aname) \(vname): chunks")
                 let dh = maxAbsDiff(hf.logits.scalars, try fx.tensor("\(aname)/\(vname)/output_hf").scalars)
                 let dorig = maxAbsDiff(orig.scalars, try fx.tensor("\(aname)/\(vname)/output_original").scalars)
                 XCTAssertLessThanOrEqual(dh, 1e-5, "\(aname) \(vname) hf")
@@ -137,8 +137,9 @@ final class IndependentCaseTests: XCTestCase {
                 XCTAssertTrue(hf.logits.scalars.allSatisfy(\.isFinite))
                 if vname == "mean" {
                     let expect = try fx.tensor("\(aname)/mean/last_hidden_state")
-                    XCTAssertEqual(hf.encoder.lastHiddenState.shape, expect.shape)
-                    XCTAssertLessThanOrEqual(maxAbsDiff(hf.encoder.lastHiddenState.scalars, expect.scalars), 1e-4)
+                    let hidden = try m.encoder(mel).lastHiddenState
+                    XCTAssertEqual(hidden.shape, expect.shape)
+                    XCTAssertLessThanOrEqual(maxAbsDiff(hidden.scalars, expect.scalars), 1e-4)
                 }
             }
         }
@@ -148,14 +149,15 @@ final class IndependentCaseTests: XCTestCase {
     func testChunkLayout() throws {
         let m = try model { _ in }
         let fx = try fixture()
-        let long = try m.forward(try fx.tensor("clip/mel"))
-        XCTAssertEqual(long.encoder.chunks, 3)
-        XCTAssertEqual(long.encoder.timePatches, 6)
+        let long = try m.forward(try fx.tensor("clip/mel"), outputHiddenStates: true)
+        XCTAssertEqual(long.chunks, 3)
+        XCTAssertEqual(long.encoder?.chunks, 3)
+        XCTAssertEqual(long.encoder?.timePatches, 6)
         XCTAssertEqual(long.chunkLogits.shape, [3, 10])
-        let short = try m.forward(try fx.tensor("short/mel"))
-        XCTAssertEqual(short.encoder.chunks, 1)
-        XCTAssertEqual(short.encoder.timePatches, 1)
-        XCTAssertEqual(short.encoder.lastHiddenState.shape, [4, 48])
+        let short = try m.forward(try fx.tensor("short/mel"), outputHiddenStates: true)
+        XCTAssertEqual(short.chunks, 1)
+        XCTAssertEqual(short.encoder?.timePatches, 1)
+        XCTAssertEqual(short.encoder?.lastHiddenState.shape, [4, 48])
     }
 }
 
@@ -174,6 +176,28 @@ extension IndependentCaseTests {
                 let orig = try tagger.scores(wave, chunking: .original)
                 XCTAssertLessThanOrEqual(maxAbsDiff(hf.scalars, try fx.tensor("\(aname)/\(vname)/output_hf").scalars), 1e-4, "\(aname) \(vname)")
                 XCTAssertLessThanOrEqual(maxAbsDiff(orig.scalars, try fx.tensor("\(aname)/\(vname)/output_original").scalars), 1e-4, "\(aname) \(vname)")
+            }
+        }
+    }
+}
+
+extension IndependentCaseTests {
+    /// Long inputs are encoded a group of chunks at a time; the result must equal encoding
+    /// every chunk at once (the path taken when hidden states are requested).
+    func testGroupedChunksEqualAllAtOnce() throws {
+        let frames = 1950  // 20 chunks of 100 frames, the last one half full
+        var rng = LCG(x: 99)
+        let mel = Tensor(shape: [64, frames], scalars: rng.symmetric(64 * frames, 30).map { $0 - 50 })
+        XCTAssertGreaterThan(20, CedForAudioClassification.chunksPerGroup)
+        for (vname, change) in Self.variants {
+            let m = try model(change)
+            for chunking in CedChunking.allCases {
+                let grouped = try m.forward(mel, chunking: chunking)
+                let whole = try m.forward(mel, chunking: chunking, outputHiddenStates: true)
+                XCTAssertEqual(grouped.chunks, vname == "pad_last-false" ? 19 : 20)
+                XCTAssertNil(grouped.encoder)
+                XCTAssertLessThanOrEqual(maxAbsDiff(grouped.logits.scalars, whole.logits.scalars), 1e-6, "\(vname) \(chunking)")
+                XCTAssertLessThanOrEqual(maxAbsDiff(grouped.chunkLogits.scalars, whole.chunkLogits.scalars), 1e-6, "\(vname) \(chunking)")
             }
         }
     }

@@ -19,8 +19,10 @@ public struct CedClassificationOutput: Sendable {
     /// `[chunks, outputdim]`: the head applied to each chunk separately (what the original
     /// semantics combines with `eval_avg`).
     public var chunkLogits: Tensor
-    /// The encoder's output.
-    public var encoder: CedModelOutput
+    /// Number of chunks the input was split into.
+    public var chunks: Int
+    /// The encoder's output, when hidden states or attentions were requested.
+    public var encoder: CedModelOutput?
 }
 
 /// CED with its classification head (Hugging Face `CedForAudioClassification`): the encoder,
@@ -59,33 +61,50 @@ public final class CedForAudioClassification: Sendable {
     }
 
     /// The full forward pass, optionally with every layer's hidden states and attention maps.
+    ///
+    /// Without those outputs, long inputs are encoded a few chunks at a time and only each
+    /// chunk's pooled features are kept, so memory stays bounded for hour-long recordings.
     public func forward(_ mel: Tensor, chunking: CedChunking = .hf,
                         outputHiddenStates: Bool = false, outputAttentions: Bool = false) throws -> CedClassificationOutput {
-        let out = try encoder(mel, outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
-        let (combined, perChunk) = pool(out, chunking: chunking)
-        return CedClassificationOutput(logits: combined, chunkLogits: perChunk, encoder: out)
+        let input = try encoder.prepare(mel)
+        if outputHiddenStates || outputAttentions {
+            let out = encoder.encode(input, chunks: 0 ..< input.chunks,
+                                     outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
+            let (combined, perChunk) = combine(chunkFeatures(out), chunking: chunking)
+            return CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: out.chunks, encoder: out)
+        }
+        var features: [[[Float]]] = []
+        let group = Self.chunksPerGroup
+        for start in stride(from: 0, to: input.chunks, by: group) {
+            let out = encoder.encode(input, chunks: start ..< min(start + group, input.chunks),
+                                     outputHiddenStates: false, outputAttentions: false)
+            features += chunkFeatures(out)
+        }
+        let (combined, perChunk) = combine(features, chunking: chunking)
+        return CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: input.chunks, encoder: nil)
     }
 
-    /// Applies the pooling and head to the encoder output; returns the combined scores and
-    /// the per-chunk scores.
-    func pool(_ out: CedModelOutput, chunking: CedChunking) -> (Tensor, Tensor) {
-        let c = config.embedDim, n = config.outputdim
-        let chunks = out.chunks, tokens = out.tokensPerChunk
+    /// Chunks encoded together when no per-token output is requested (8 × 10 s ≈ 2000 tokens:
+    /// large enough for efficient matrix products, small enough to bound memory).
+    static let chunksPerGroup = 8
+
+    /// The vectors the head runs on, per chunk: the mean token (`mean`, `logit`), the cls
+    /// token (`token`), or one frequency-mean per time step (`dm`).
+    func chunkFeatures(_ out: CedModelOutput) -> [[[Float]]] {
+        let c = config.embedDim
+        let tokens = out.tokensPerChunk
         let fp = out.frequencyPatches, tp = out.timePatches
         let x = out.lastHiddenState.scalars
-        let sigmoid = config.pooling != .logit
-
-        // Feature vectors the head runs on, grouped per chunk.
-        var perChunkVectors: [[[Float]]] = []
-        for s in 0..<chunks {
+        var result: [[[Float]]] = []
+        for s in 0..<out.chunks {
             let base = s * tokens * c
             switch config.pooling {
             case .token:
-                perChunkVectors.append([Array(x[base ..< base + c])])
+                result.append([Array(x[base ..< base + c])])
             case .mean, .logit:
                 var v = [Double](repeating: 0, count: c)
                 for t in 0..<tokens { for ch in 0..<c { v[ch] += Double(x[base + t * c + ch]) } }
-                perChunkVectors.append([v.map { Float($0 / Double(tokens)) }])
+                result.append([v.map { Float($0 / Double(tokens)) }])
             case .dm:
                 var steps: [[Float]] = []
                 for t in 0..<tp {
@@ -93,14 +112,23 @@ public final class CedForAudioClassification: Sendable {
                     for f in 0..<fp { for ch in 0..<c { v[ch] += Double(x[base + (f * tp + t) * c + ch]) } }
                     steps.append(v.map { Float($0 / Double(fp)) })
                 }
-                perChunkVectors.append(steps)
+                result.append(steps)
             }
         }
+        return result
+    }
+
+    /// Applies the head to per-chunk features; returns the combined scores under `chunking`
+    /// and the per-chunk scores.
+    func combine(_ features: [[[Float]]], chunking: CedChunking) -> (Tensor, Tensor) {
+        let n = config.outputdim
+        let sigmoid = config.pooling != .logit
+        let chunks = features.count
 
         // Per-chunk outputs (original semantics, also reported to callers).
         var chunkScores = [Float]()
         chunkScores.reserveCapacity(chunks * n)
-        for vectors in perChunkVectors {
+        for vectors in features {
             chunkScores += average(vectors.map { applyHead($0, sigmoid: sigmoid) })
         }
 
@@ -112,9 +140,9 @@ public final class CedForAudioClassification: Sendable {
         case (.hf, .mean), (.hf, .logit), (.hf, .token):
             // Every chunk has the same token count, so the mean of the chunk means is the
             // mean over all tokens; for `token` it is the mean of the chunks' cls tokens.
-            combined = applyHead(average(perChunkVectors.map { $0[0] }), sigmoid: sigmoid)
+            combined = applyHead(average(features.map { $0[0] }), sigmoid: sigmoid)
         case (.hf, .dm):
-            combined = average(perChunkVectors.flatMap { $0 }.map { applyHead($0, sigmoid: true) })
+            combined = average(features.flatMap { $0 }.map { applyHead($0, sigmoid: true) })
         }
         return (Tensor(shape: [n], scalars: combined), Tensor(shape: [chunks, n], scalars: chunkScores))
     }

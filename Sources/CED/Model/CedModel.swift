@@ -85,14 +85,23 @@ public final class CedModel: Sendable {
     /// Encodes a `[n_mels, T]` (or `[1, n_mels, T]`) log-mel spectrogram.
     public func callAsFunction(_ mel: Tensor, outputHiddenStates: Bool = false,
                                outputAttentions: Bool = false) throws -> CedModelOutput {
-        let (chunked, frames, count) = try chunks(of: mel)
-        return encode(chunked, frames: frames, chunks: count,
+        let input = try prepare(mel)
+        return encode(input, chunks: 0 ..< input.chunks,
                       outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
     }
 
-    /// Validates a spectrogram and returns it BatchNorm-ed and split into equal chunks:
-    /// `[chunks, n_mels, frames]` values.
-    func chunks(of mel: Tensor) throws -> (planes: [Float], frames: Int, count: Int) {
+    /// A validated, BatchNorm-ed spectrogram and how it splits into chunks.
+    struct PreparedInput {
+        /// `[n_mels, totalFrames]` after BatchNorm.
+        var normed: [Float]
+        var totalFrames: Int
+        /// Frames per chunk as fed to the patch embedding (padded when needed).
+        var frames: Int
+        var chunks: Int
+    }
+
+    /// Validates a spectrogram, applies BatchNorm and plans the chunks.
+    func prepare(_ mel: Tensor) throws -> PreparedInput {
         let nMels = config.nMels
         let shape = mel.shape
         guard (shape.count == 2 && shape[0] == nMels) || (shape.count == 3 && shape[0] == 1 && shape[1] == nMels) else {
@@ -103,7 +112,6 @@ public final class CedModel: Sendable {
         if let bad = mel.scalars.firstIndex(where: { !$0.isFinite }) {
             throw CedInputError("the spectrogram has a non-finite value (\(mel.scalars[bad])) at mel bin \(bad / total), frame \(bad % total)")
         }
-        let normed = initBN(mel.scalars, frames: total)
         let target = config.targetLength
         let length: Int, count: Int
         if total <= target {
@@ -111,20 +119,33 @@ public final class CedModel: Sendable {
             count = 1
         } else {
             length = target
-            let full = total / target
-            count = full + (total % target != 0 && config.padLast ? 1 : 0)
+            count = total / target + (total % target != 0 && config.padLast ? 1 : 0)
         }
-        var planes = [Float](repeating: 0, count: count * nMels * length)
-        for s in 0..<count {
-            let start = s * target
+        return PreparedInput(normed: initBN(mel.scalars, frames: total), totalFrames: total, frames: length, chunks: count)
+    }
+
+    /// Chunks `range` of a prepared input as `[range.count, n_mels, frames]` planes, the
+    /// part past the end of the input zero (i.e. padded after BatchNorm).
+    func planes(_ input: PreparedInput, chunks range: Range<Int>) -> [Float] {
+        let nMels = config.nMels, length = input.frames, total = input.totalFrames
+        var planes = [Float](repeating: 0, count: range.count * nMels * length)
+        for (i, s) in range.enumerated() {
+            let start = s * config.targetLength
             let n = min(length, total - start)
             for f in 0..<nMels {
-                let dst = (s * nMels + f) * length
+                let dst = (i * nMels + f) * length
                 let src = f * total + start
-                for t in 0..<n { planes[dst + t] = normed[src + t] }
+                for t in 0..<n { planes[dst + t] = input.normed[src + t] }
             }
         }
-        return (planes, length, count)
+        return planes
+    }
+
+    /// Encodes the chunks in `range` of a prepared input.
+    func encode(_ input: PreparedInput, chunks range: Range<Int>,
+                outputHiddenStates: Bool, outputAttentions: Bool) -> CedModelOutput {
+        encode(planes(input, chunks: range), frames: input.frames, chunks: range.count,
+               outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
     }
 
     /// Runs patch embedding and the transformer on `chunks` planes of `[n_mels, frames]`.
