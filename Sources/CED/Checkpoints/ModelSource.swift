@@ -36,7 +36,7 @@ public enum ModelSource: Sendable, Equatable {
         let expanded = (trimmed as NSString).expandingTildeInPath
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: expanded, isDirectory: &isDir) {
-            let url = URL(fileURLWithPath: expanded).standardizedFileURL
+            let url = URL(fileURLWithPath: expanded, isDirectory: isDir.boolValue).standardizedFileURL
             if revision != nil {
                 throw CheckpointError(.invalidSpec, file: spec, reason: "a revision only applies to hub models, but this is a local path")
             }

@@ -109,17 +109,33 @@ public struct PretrainedCheckpoint: Sendable {
         switch source {
         case .hub(let repo, let revision):
             let client = HubClient(options: options.hub)
+            var notes: [String] = []
+            func unreachable(_ e: HubError) -> Bool { e.kind == .offlineNotCached || e.kind == .networkUnavailable }
             let config = try client.file("config.json", repo: repo, revision: revision)
-            let preprocessor = try client.file("preprocessor_config.json", repo: repo, revision: revision)
-            guard let weights = try client.file("model.safetensors", repo: repo, revision: revision)
-                    ?? client.file("pytorch_model.bin", repo: repo, revision: revision) else {
+            // Optional file: when the hub cannot be asked and it is not cached, derive it.
+            var preprocessor: HubClient.File?
+            do {
+                preprocessor = try client.file("preprocessor_config.json", repo: repo, revision: revision)
+            } catch let e as HubError where unreachable(e) {
+                notes.append("preprocessor_config.json is not cached and the hub cannot be asked; feature-extractor settings derived from config.json")
+            }
+            // model.safetensors, else pytorch_model.bin (also when only the latter is cached).
+            var weights: HubClient.File?
+            do {
+                weights = try client.file("model.safetensors", repo: repo, revision: revision)
+                    ?? client.file("pytorch_model.bin", repo: repo, revision: revision)
+            } catch let e as HubError where unreachable(e) {
+                guard let bin = try? client.file("pytorch_model.bin", repo: repo, revision: revision) else { throw e }
+                weights = bin
+            }
+            guard let weights else {
                 throw HubError(.entryNotFound, repo: repo, revision: revision,
                                reason: "the repository has neither model.safetensors nor pytorch_model.bin")
             }
             let files = [config?.url, preprocessor?.url, weights.url].compactMap { $0 }
             return try assemble(weightsFile: weights.url, configFile: config?.url, preprocessorFile: preprocessor?.url,
                                 origin: .hub(repo: repo, revision: revision, commit: weights.commit, files: files),
-                                options: options)
+                                options: options, notes: notes)
         case .directory(let dir):
             let fm = FileManager.default
             func existing(_ name: String) -> URL? {
@@ -157,8 +173,8 @@ public struct PretrainedCheckpoint: Sendable {
     }
 
     static func assemble(weightsFile: URL, configFile foundConfig: URL?, preprocessorFile: URL?, origin: Origin,
-                         options: Options) throws -> PretrainedCheckpoint {
-        var warnings: [String] = []
+                         options: Options, notes: [String] = []) throws -> PretrainedCheckpoint {
+        var warnings = notes
         let (raw, format) = try readStateDict(weightsFile)
         let mapped = CedWeightLayout.toHuggingFace(raw)
         if !mapped.dropped.isEmpty {

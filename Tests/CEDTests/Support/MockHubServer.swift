@@ -68,7 +68,7 @@ final class MockHubServer: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listenFD, $0, &len) }
         }
         port = Int(UInt16(bigEndian: addr.sin_port))
-        let t = Thread { [unowned self] in self.acceptLoop() }
+        let t = Thread { self.acceptLoop() }
         acceptThread = t
         t.start()
     }
@@ -92,7 +92,7 @@ final class MockHubServer: @unchecked Sendable {
     func add(repo: String, commit: String, files: [String: [UInt8]], lfs: Set<String>) {
         lock.lock(); defer { lock.unlock() }
         _repos[repo] = Repo(commit: commit, files: files, lfs: lfs)
-        for name in lfs { if let b = files[name] { _blobs[SHA256Hasher.hex(b)] = b } }
+        for name in lfs { if let b = files[name] { _blobs[Self.sha256(b)] = b } }
     }
 
     func alias(_ old: String, to new: String) { lock.lock(); _aliases[old] = new; lock.unlock() }
@@ -108,8 +108,20 @@ final class MockHubServer: @unchecked Sendable {
     var requests: [Request] { lock.lock(); defer { lock.unlock() }; return _requests }
     func clearRequests() { lock.lock(); _requests = []; lock.unlock() }
 
+    nonisolated(unsafe) private static var shaMemo: [[UInt8]: String] = [:]
+    private static let shaLock = NSLock()
+
+    /// SHA-256 hex, memoised across tests (hashing in debug builds is slow).
+    static func sha256(_ bytes: [UInt8]) -> String {
+        shaLock.lock(); defer { shaLock.unlock() }
+        if let s = shaMemo[bytes] { return s }
+        let s = SHA256Hasher.hex(bytes)
+        shaMemo[bytes] = s
+        return s
+    }
+
     /// Git-sha1-like etag of a small file (the hub uses the git blob id; any stable id will do).
-    static func smallEtag(_ bytes: [UInt8]) -> String { String(SHA256Hasher.hex(bytes).prefix(40)) }
+    static func smallEtag(_ bytes: [UInt8]) -> String { String(sha256(bytes).prefix(40)) }
 
     // MARK: Serving
 
@@ -127,7 +139,7 @@ final class MockHubServer: @unchecked Sendable {
             }
             var one: Int32 = 1
             setsockopt(c, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            let t = Thread { [unowned self] in self.serve(c) }
+            let t = Thread { self.serve(c) }
             t.start()
         }
     }
