@@ -68,8 +68,23 @@ final class HubTests: XCTestCase {
 
     // MARK: Tests
 
+    final class ProgressLog: @unchecked Sendable {
+        let lock = NSLock()
+        var reports: [HubDownloadProgress] = []
+        func add(_ p: HubDownloadProgress) { lock.lock(); reports.append(p); lock.unlock() }
+    }
+
     func testFirstDownloadLaysOutTheCacheLikeHuggingfaceHub() throws {
-        let ckpt = try load(repo, hubOptions(token: "hf_secret"))
+        var hub = hubOptions(token: "hf_secret")
+        let log = ProgressLog()
+        hub.progress = { log.add($0) }
+        let ckpt = try load(repo, hub)
+        let size = Int64(files["model.safetensors"]!.count)
+        let weightReports = log.reports.filter { $0.file == "model.safetensors" }
+        XCTAssertEqual(weightReports.last?.finished, true)
+        XCTAssertEqual(weightReports.last?.receivedBytes, size)
+        XCTAssertTrue(weightReports.allSatisfy { $0.totalBytes == size && $0.receivedBytes <= size })
+        XCTAssertEqual(weightReports.map(\.receivedBytes), weightReports.map(\.receivedBytes).sorted())
         try assertLoadedMicro(ckpt)
         guard case .hub(let r, let rev, let commit, let paths) = ckpt.origin else { return XCTFail("\(ckpt.origin)") }
         XCTAssertEqual([r, rev, commit], [repo, "main", Self.commit])

@@ -138,11 +138,23 @@ public enum CedWeightLayout {
             guard let t = weights.tensors[name] else { missing.append(name); continue }
             if t.shape != shape { mismatched.append(.init(name: name, expected: shape, found: t.shape)) }
         }
-        for (name, t) in weights.tensors where !t.scalars.allSatisfy({ $0.isFinite }) { nonFinite.append(name) }
+        for (name, t) in weights.tensors where !allFinite(t.scalars) { nonFinite.append(name) }
         let unexpected = weights.tensors.keys.filter { expected[$0] == nil && !optionalNames.contains($0) }.sorted()
         let error = WeightLoadingError(source: weights.source, missing: missing, mismatched: mismatched, nonFinite: nonFinite)
         if !error.isEmpty { throw error }
         return unexpected
+    }
+
+    /// True when no value is NaN or ±infinity (all-ones exponent), in a loop the
+    /// compiler vectorises (a max over masked bit patterns).
+    static func allFinite(_ values: [Float]) -> Bool {
+        values.withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: UInt32.self) { bits in
+                var m: UInt32 = 0
+                for b in bits { m = max(m, b & 0x7f80_0000) }
+                return m != 0x7f80_0000
+            }
+        }
     }
 
     // MARK: Inference

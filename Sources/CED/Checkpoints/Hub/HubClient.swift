@@ -272,69 +272,112 @@ public final class HubClient: Sendable {
         return stat(url.path, &st) == 0 ? Int(st.st_size) : 0
     }
 
+    /// The partial download on disk and the running sha256 of exactly those bytes.
+    private final class DownloadSink {
+        let handle: FileHandle
+        let path: String
+        var hasher: SHA256Hasher?
+        private(set) var size = 0
+        let hashing: Bool
+
+        init(path: String, hashing: Bool) throws {
+            self.path = path
+            self.hashing = hashing
+            if !FileManager.default.fileExists(atPath: path) {
+                guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                    throw HubError(.cache, repo: "", reason: "cannot create \(path)")
+                }
+            }
+            guard let h = FileHandle(forUpdatingAtPath: path) else {
+                throw HubError(.cache, repo: "", reason: "cannot open \(path) for writing")
+            }
+            handle = h
+            hasher = hashing ? SHA256Hasher() : nil
+            // Hash what an earlier run left, then continue from its end.
+            while true {
+                let chunk = h.readData(ofLength: 4 << 20)
+                if chunk.isEmpty { break }
+                chunk.withUnsafeBytes { hasher?.update($0) }
+                size += chunk.count
+            }
+        }
+
+        deinit { try? handle.close() }
+
+        func reset() throws {
+            try handle.truncate(atOffset: 0)
+            size = 0
+            hasher = hashing ? SHA256Hasher() : nil
+        }
+
+        func append(_ bytes: UnsafeRawBufferPointer) throws {
+            try handle.write(contentsOf: Data(bytes))
+            hasher?.update(bytes)
+            size += bytes.count
+        }
+    }
+
     private func download(_ meta: Metadata, to blob: URL, repo: String, file: String, revision: String) throws {
-        let incomplete = URL(fileURLWithPath: blob.path + ".incomplete")
+        let incomplete = blob.path + ".incomplete"
         func fail(_ kind: HubError.Kind, _ reason: String) -> HubError {
             HubError(kind, repo: repo, file: file, revision: revision, reason: reason)
         }
-        if !FileManager.default.fileExists(atPath: incomplete.path) {
-            guard FileManager.default.createFile(atPath: incomplete.path, contents: nil) else {
-                throw fail(.cache, "cannot create \(incomplete.path)")
-            }
+        if let expected = meta.size, fileSize(URL(fileURLWithPath: incomplete)) > expected {
+            truncate(incomplete, 0)
         }
-        if let expected = meta.size, fileSize(incomplete) > expected {
-            truncate(incomplete.path, 0)
+        let sink: DownloadSink
+        do {
+            sink = try DownloadSink(path: incomplete, hashing: meta.sha256 != nil)
+        } catch let e as HubError {
+            throw fail(.cache, e.reason)
         }
         let client = HTTPClient(timeout: max(options.timeout, 30))
         var attempts = 0
-        var lastError = ""
         while true {
-            let have = fileSize(incomplete)
-            if let expected = meta.size, have == expected, have > 0 || expected == 0 { break }
+            if let expected = meta.size, sink.size == expected, expected > 0 { break }
             do {
-                try fetch(meta.location, appendingTo: incomplete, from: have, total: meta.size, client: client, repo: repo, file: file, revision: revision)
+                try fetch(meta.location, into: sink, total: meta.size, client: client, repo: repo, file: file, revision: revision)
                 break
             } catch let e as HTTPTransportError {
-                lastError = e.reason
                 attempts += 1
                 if attempts > options.maxResumeAttempts {
-                    throw fail(.networkUnavailable, "download interrupted (\(lastError)) after \(fileSize(incomplete)) bytes; run again to resume")
+                    throw fail(.networkUnavailable, "download interrupted (\(e.reason)) after \(sink.size) bytes; run again to resume")
                 }
                 Thread.sleep(forTimeInterval: min(0.05 * Double(attempts), 1))
+            } catch let e as HubError {
+                throw e
+            } catch {
+                throw fail(.cache, "cannot write \(incomplete) (\(error.localizedDescription))")
             }
         }
-        let size = fileSize(incomplete)
+        let size = sink.size
         if let expected = meta.size, size != expected {
-            unlink(incomplete.path)
+            unlink(incomplete)
             throw fail(.sizeMismatch, "downloaded \(size) bytes but the hub announced \(expected); the partial file was removed")
         }
-        if let sha = meta.sha256 {
-            let actual = try Self.sha256(of: incomplete)
+        if let sha = meta.sha256, var hasher = sink.hasher {
+            let actual = hasher.finalizeHex()
             if actual != sha {
-                unlink(incomplete.path)
+                unlink(incomplete)
                 throw fail(.checksumMismatch, "sha256 of the download is \(actual) but the hub announced \(sha); the corrupt file was removed, nothing was cached")
             }
         }
-        guard rename(incomplete.path, blob.path) == 0 else {
+        guard rename(incomplete, blob.path) == 0 else {
             throw fail(.cache, "cannot move the download to \(blob.path) (\(String(cString: strerror(errno))))")
         }
         options.progress?(HubDownloadProgress(repo: repo, file: file, receivedBytes: Int64(size), totalBytes: meta.size.map(Int64.init), finished: true))
     }
 
-    /// One GET (following redirects) appending the body to `incomplete` from byte `offset`.
-    private func fetch(_ start: URL, appendingTo incomplete: URL, from offset: Int, total: Int?, client: HTTPClient,
+    /// One GET (following redirects) appending the body to `sink` from its current size.
+    private func fetch(_ start: URL, into sink: DownloadSink, total: Int?, client: HTTPClient,
                        repo: String, file: String, revision: String) throws {
         var url = start
+        let progress = options.progress
         for _ in 0..<10 {
+            let offset = sink.size
             var headers = baseHeaders(for: url)
             headers["Accept-Encoding"] = "identity"
             if offset > 0 { headers["Range"] = "bytes=\(offset)-" }
-            guard let handle = FileHandle(forWritingAtPath: incomplete.path) else {
-                throw HubError(.cache, repo: repo, file: file, revision: revision, reason: "cannot write \(incomplete.path)")
-            }
-            defer { try? handle.close() }
-            var received = Int64(offset)
-            let progress = options.progress
             let r = try client.request("GET", url, headers: headers, onResponse: { r in
                 switch r.status {
                 case 206:
@@ -342,21 +385,19 @@ public final class HubClient: Sendable {
                     let range = r.header("content-range") ?? ""
                     let startByte = range.split(separator: " ").last?.split(separator: "-").first.flatMap { Int($0) }
                     guard startByte == offset else {
+                        try sink.reset()
                         throw HTTPTransportError(reason: "server resumed at an unexpected offset (\(range))", receivedBody: false)
                     }
-                    try handle.seekToEnd()
                     return true
                 case 200:
-                    try handle.truncate(atOffset: 0)
-                    received = 0
+                    try sink.reset()
                     return true
                 default:
                     return false
                 }
             }, onData: { bytes in
-                handle.write(Data(bytes))
-                received += Int64(bytes.count)
-                progress?(HubDownloadProgress(repo: repo, file: file, receivedBytes: received, totalBytes: total.map(Int64.init), finished: false))
+                try sink.append(bytes)
+                progress?(HubDownloadProgress(repo: repo, file: file, receivedBytes: Int64(sink.size), totalBytes: total.map(Int64.init), finished: false))
             })
             switch r.status {
             case 200, 206:
@@ -368,8 +409,7 @@ public final class HubClient: Sendable {
                 url = next
             case 416:
                 // Our partial file is not a prefix the server can continue: start over.
-                try? FileManager.default.removeItem(at: incomplete)
-                _ = FileManager.default.createFile(atPath: incomplete.path, contents: nil)
+                try sink.reset()
                 throw HTTPTransportError(reason: "server refused to resume (HTTP 416)", receivedBody: false)
             default:
                 throw Self.statusError(r, repo: repo, file: file, revision: revision, endpoint: options.endpoint)

@@ -211,8 +211,7 @@ public struct TorchCheckpoint: Sendable {
                 throw fail("size \(t.size), stride \(t.stride) and offset \(t.offset) reach element \(last), but the storage holds \(t.storage.numel)")
             }
         }
-        var out = [Float](repeating: 0, count: count)
-        if count == 0 { return Tensor(shape: t.size, scalars: out) }
+        if count == 0 { return Tensor(shape: t.size, scalars: []) }
 
         // Row-major contiguous (ignoring dimensions of size 1)?
         var contiguous = true
@@ -222,7 +221,9 @@ public struct TorchCheckpoint: Sendable {
             expected *= s
         }
         let raw = storage.bytes
-        out.withUnsafeMutableBufferPointer { dst in
+        // Uninitialised storage: every element is written below.
+        let out = [Float](unsafeUninitializedCapacity: count) { dst, initialized in
+            initialized = count
             withExtendedLifetime(storage) {
                 if contiguous {
                     convert(raw, dtype: t.storage.dtype, bigEndian: bigEndian, start: t.offset, count: count, into: dst.baseAddress!)
