@@ -182,6 +182,19 @@ final class TorchCheckpointTests: XCTestCase {
         }
     }
 
+    func testZip64ArchiveAndArchiveComment() throws {
+        let src = try ZipArchive(file: MappedFile(path: try Reference.model("micro.pt").path))
+        let entries = try src.entries.map { ($0.name, try src.read($0).array) }
+        let ref = try TorchCheckpoint.load(path: try Reference.model("micro.pt").path).stateDict
+        let zip64 = try TorchCheckpoint.load(path: try TestZip.write(TestZip.make(entries, zip64: true))).stateDict
+        Self.assertIdentical(zip64, ref)
+        // An archive comment after the end record (its length field covers it).
+        var commented = TestZip.make(entries)
+        commented[commented.count - 2] = 5
+        commented += Array("hello".utf8)
+        Self.assertIdentical(try TorchCheckpoint.load(path: try TestZip.write(commented)).stateDict, ref)
+    }
+
     func testTruncatedArchives() throws {
         let bytes = Array(try Data(contentsOf: try Reference.model("micro.pt")))
         for cut in [0, 10, 100, bytes.count / 2, bytes.count - 100, bytes.count - 1] {

@@ -5,11 +5,14 @@ import Foundation
 /// byte streams opcode by opcode, for the hostile-input tests.
 enum TestZip {
     /// A zip with the given entries, stored, with correct CRCs unless `badCRC` names one.
-    static func make(_ entries: [(String, [UInt8])], badCRC: String? = nil) -> [UInt8] {
+    /// With `zip64`, every size and offset goes through the zip64 extra field and the
+    /// zip64 end-of-central-directory record (as torch.save does for files over 4 GB).
+    static func make(_ entries: [(String, [UInt8])], badCRC: String? = nil, zip64: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         var central: [UInt8] = []
         func u16(_ v: Int, _ a: inout [UInt8]) { a += [UInt8(v & 0xff), UInt8((v >> 8) & 0xff)] }
         func u32(_ v: Int, _ a: inout [UInt8]) { for i in 0..<4 { a.append(UInt8((v >> (8 * i)) & 0xff)) } }
+        func u64(_ v: Int, _ a: inout [UInt8]) { for i in 0..<8 { a.append(UInt8((v >> (8 * i)) & 0xff)) } }
         for (name, data) in entries {
             var crc = Int(data.withUnsafeBytes { CRC32.checksum($0) })
             if name == badCRC { crc ^= 0x1 }
@@ -19,14 +22,29 @@ enum TestZip {
             u32(crc, &out); u32(data.count, &out); u32(data.count, &out); u16(nameBytes.count, &out); u16(0, &out)
             out += nameBytes
             out += data
-            u32(0x0201_4b50, &central); u16(20, &central); u16(20, &central); u16(0, &central); u16(0, &central)
-            u16(0, &central); u16(0, &central); u32(crc, &central); u32(data.count, &central); u32(data.count, &central)
-            u16(nameBytes.count, &central); u16(0, &central); u16(0, &central); u16(0, &central); u16(0, &central)
-            u32(0, &central); u32(offset, &central)
+            let big = zip64 ? 0xffff_ffff : -1
+            u32(0x0201_4b50, &central); u16(45, &central); u16(45, &central); u16(0, &central); u16(0, &central)
+            u16(0, &central); u16(0, &central); u32(crc, &central)
+            u32(zip64 ? big : data.count, &central); u32(zip64 ? big : data.count, &central)
+            u16(nameBytes.count, &central); u16(zip64 ? 28 : 0, &central); u16(0, &central); u16(0, &central); u16(0, &central)
+            u32(0, &central); u32(zip64 ? big : offset, &central)
             central += nameBytes
+            if zip64 {
+                u16(0x0001, &central); u16(24, &central)
+                u64(data.count, &central); u64(data.count, &central); u64(offset, &central)
+            }
         }
         let cdOffset = out.count
         out += central
+        if zip64 {
+            let recordOffset = out.count
+            u32(0x0606_4b50, &out); u64(44, &out); u16(45, &out); u16(45, &out); u32(0, &out); u32(0, &out)
+            u64(entries.count, &out); u64(entries.count, &out); u64(central.count, &out); u64(cdOffset, &out)
+            u32(0x0706_4b50, &out); u32(0, &out); u64(recordOffset, &out); u32(1, &out)
+            u32(0x0605_4b50, &out); u16(0, &out); u16(0, &out); u16(0xffff, &out); u16(0xffff, &out)
+            u32(0xffff_ffff, &out); u32(0xffff_ffff, &out); u16(0, &out)
+            return out
+        }
         u32(0x0605_4b50, &out); u16(0, &out); u16(0, &out); u16(entries.count, &out); u16(entries.count, &out)
         u32(central.count, &out); u32(cdOffset, &out); u16(0, &out)
         return out

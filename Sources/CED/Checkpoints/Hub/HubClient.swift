@@ -52,9 +52,10 @@ public final class HubClient: Sendable {
     public static func isValidRepoId(_ s: String) -> Bool {
         let parts = s.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, s.count <= 96 else { return false }
+        func alnum(_ c: Unicode.Scalar) -> Bool { c.isASCII && CharacterSet.alphanumerics.contains(c) }
         for p in parts {
-            guard let first = p.unicodeScalars.first, first.properties.isASCIIHexDigit || CharacterSet.letters.contains(first) && first.isASCII else { return false }
-            guard p.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }) else { return false }
+            guard let first = p.unicodeScalars.first, alnum(first) else { return false }
+            guard p.unicodeScalars.allSatisfy({ alnum($0) || "._-".unicodeScalars.contains($0) }) else { return false }
             if p.contains("--") || p.contains("..") || p.hasSuffix(".") || p.hasSuffix("-") { return false }
         }
         return true

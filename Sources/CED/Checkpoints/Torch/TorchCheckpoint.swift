@@ -113,8 +113,10 @@ public struct TorchCheckpoint: Sendable {
 
         let (dict, wrapperKey, otherKeys) = try findStateDict(root, file: path, entry: pkl.name)
 
+        // Pass 1: every tensor's storage record exists and has the declared size.
         var storages: [String: ByteSlice] = [:]
-        var tensors: [String: Tensor] = [:]
+        var records: [(ZipArchive.Entry, ByteSlice)] = []
+        var refs: [(String, TorchTensorRef)] = []
         for (k, v) in dict.entries {
             guard case .string(let name) = k else {
                 throw CheckpointError(.noStateDict, file: path, entry: pkl.name, reason: "state dict key \(k.typeName) is not a string")
@@ -122,24 +124,27 @@ public struct TorchCheckpoint: Sendable {
             guard case .tensor(let ref) = v else {
                 throw CheckpointError(.noStateDict, file: path, entry: pkl.name, tensor: name, reason: "value is a \(v.typeName), not a tensor")
             }
+            refs.append((name, ref))
+            if storages[ref.storage.key] != nil { continue }
             let recordName = prefix + "data/" + ref.storage.key
-            let bytes: ByteSlice
-            if let cached = storages[ref.storage.key] {
-                bytes = cached
-            } else {
-                guard let entry = archive.entry(recordName) else {
-                    throw CheckpointError(.missingStorage(ref.storage.key), file: path, entry: recordName, tensor: name,
-                                          reason: "the storage record '\(recordName)' this tensor refers to is missing from the archive")
-                }
-                bytes = try archive.read(entry)
-                let needed = ref.storage.numel.multipliedReportingOverflow(by: ref.storage.dtype.byteSize)
-                guard !needed.overflow, bytes.count == needed.partialValue else {
-                    throw CheckpointError(.corruptArchive, file: path, entry: recordName, tensor: name,
-                                          reason: "storage holds \(bytes.count) bytes but the pickle declares \(ref.storage.numel) \(ref.storage.dtype.rawValue) elements (\(needed.overflow ? "overflow" : String(needed.partialValue)) bytes)")
-                }
-                storages[ref.storage.key] = bytes
+            guard let entry = archive.entry(recordName) else {
+                throw CheckpointError(.missingStorage(ref.storage.key), file: path, entry: recordName, tensor: name,
+                                      reason: "the storage record '\(recordName)' this tensor refers to is missing from the archive")
             }
-            tensors[name] = try materialize(ref, bytes, bigEndian: bigEndian, file: path, name: name)
+            let bytes = try archive.read(entry, verifyCRC: false)
+            let needed = ref.storage.numel.multipliedReportingOverflow(by: ref.storage.dtype.byteSize)
+            guard !needed.overflow, bytes.count == needed.partialValue else {
+                throw CheckpointError(.corruptArchive, file: path, entry: recordName, tensor: name,
+                                      reason: "storage holds \(bytes.count) bytes but the pickle declares \(ref.storage.numel) \(ref.storage.dtype.rawValue) elements (\(needed.overflow ? "overflow" : String(needed.partialValue)) bytes)")
+            }
+            storages[ref.storage.key] = bytes
+            records.append((entry, bytes))
+        }
+        // Pass 2: checksums. Pass 3: copy the (bounds-checked) views out.
+        try archive.checkCRCs(records)
+        var tensors: [String: Tensor] = [:]
+        for (name, ref) in refs {
+            tensors[name] = try materialize(ref, storages[ref.storage.key]!, bigEndian: bigEndian, file: path, name: name)
         }
         return TorchCheckpoint(stateDict: StateDict(tensors: tensors, source: path), wrapperKey: wrapperKey, otherKeys: otherKeys)
     }
