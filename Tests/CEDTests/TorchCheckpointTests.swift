@@ -97,7 +97,7 @@ final class TorchCheckpointTests: XCTestCase {
         let m = marker()
         var p = PickleBuilder()
         p.global("os", "system"); p.mark(); p.string("touch \(m)"); p.tuple(); p.reduce(); p.stop()
-        expectError(.forbiddenGlobal("os.system"), try TestZip.write(TestZip.torch(pickle: p.bytes)), contains: "os.system")
+        expectError(.forbiddenGlobal("os.system"), try writeTemp(TestZip.torch(pickle: p.bytes)), contains: "os.system")
         XCTAssertFalse(FileManager.default.fileExists(atPath: m), "the payload ran")
     }
 
@@ -106,7 +106,7 @@ final class TorchCheckpointTests: XCTestCase {
         var p = PickleBuilder(protocol: 4)
         p.string("builtins"); p.string("eval"); p.raw([0x93]) // STACK_GLOBAL
         p.mark(); p.string("open('\(m)', 'w')"); p.tuple(); p.reduce(); p.stop()
-        expectError(.forbiddenGlobal("builtins.eval"), try TestZip.write(TestZip.torch(pickle: p.bytes)), contains: "builtins.eval")
+        expectError(.forbiddenGlobal("builtins.eval"), try writeTemp(TestZip.torch(pickle: p.bytes)), contains: "builtins.eval")
         XCTAssertFalse(FileManager.default.fileExists(atPath: m))
     }
 
@@ -116,26 +116,26 @@ final class TorchCheckpointTests: XCTestCase {
             var p = PickleBuilder()
             p.orderedDict { b in b.string("x"); b.global(module, name) }
             p.stop()
-            expectError(.forbiddenGlobal("\(module).\(name)"), try TestZip.write(TestZip.torch(pickle: p.bytes)), contains: "\(module).\(name)")
+            expectError(.forbiddenGlobal("\(module).\(name)"), try writeTemp(TestZip.torch(pickle: p.bytes)), contains: "\(module).\(name)")
         }
     }
 
     func testRefusesInstAndObjOpcodes() throws {
         var p = PickleBuilder(protocol: 0)
         p.mark(); p.string("id"); p.raw(Array("ios\nsystem\n".utf8)); p.stop()
-        expectError(.forbiddenGlobal("os.system"), try TestZip.write(TestZip.torch(pickle: p.bytes)))
+        expectError(.forbiddenGlobal("os.system"), try writeTemp(TestZip.torch(pickle: p.bytes)))
         var q = PickleBuilder()
         q.global("collections", "OrderedDict"); q.mark(); q.op("o"); q.stop()
-        expectError(.malformedPickle, try TestZip.write(TestZip.torch(pickle: q.bytes)))
+        expectError(.malformedPickle, try writeTemp(TestZip.torch(pickle: q.bytes)))
     }
 
     func testRefusesCallingAStorageTypeOrReducingAString() throws {
         var p = PickleBuilder()
         p.global("torch", "FloatStorage"); p.emptyTuple(); p.reduce(); p.stop()
-        expectError(.malformedPickle, try TestZip.write(TestZip.torch(pickle: p.bytes)), contains: "persistent id")
+        expectError(.malformedPickle, try writeTemp(TestZip.torch(pickle: p.bytes)), contains: "persistent id")
         var q = PickleBuilder()
         q.string("os.system"); q.emptyTuple(); q.reduce(); q.stop()
-        expectError(.malformedPickle, try TestZip.write(TestZip.torch(pickle: q.bytes)))
+        expectError(.malformedPickle, try writeTemp(TestZip.torch(pickle: q.bytes)))
     }
 
     func testStridesOutsideStorageAreRefused() throws {
@@ -144,25 +144,25 @@ final class TorchCheckpointTests: XCTestCase {
             b.string("w"); b.tensor(key: "0", numel: 4, offset: 0, size: [3, 3], stride: [3, 1])
         }
         p.stop()
-        let path = try TestZip.write(TestZip.torch(pickle: p.bytes, storages: ["0": [UInt8](repeating: 0, count: 16)]))
+        let path = try writeTemp(TestZip.torch(pickle: p.bytes, storages: ["0": [UInt8](repeating: 0, count: 16)]))
         expectError(.tensorOutOfBounds, path, contains: "reach element 8")
 
         var q = PickleBuilder()
         q.orderedDict { b in b.string("w"); b.tensor(key: "0", numel: 4, offset: 4, size: [1], stride: [1]) }
         q.stop()
-        expectError(.tensorOutOfBounds, try TestZip.write(TestZip.torch(pickle: q.bytes, storages: ["0": [UInt8](repeating: 0, count: 16)])))
+        expectError(.tensorOutOfBounds, try writeTemp(TestZip.torch(pickle: q.bytes, storages: ["0": [UInt8](repeating: 0, count: 16)])))
 
         var r = PickleBuilder()
         r.orderedDict { b in b.string("w"); b.tensor(key: "0", numel: 4, offset: 0, size: [Int(Int32.max), Int(Int32.max)], stride: [Int(Int32.max), 1]) }
         r.stop()
-        expectError(.tensorOutOfBounds, try TestZip.write(TestZip.torch(pickle: r.bytes, storages: ["0": [UInt8](repeating: 0, count: 16)])))
+        expectError(.tensorOutOfBounds, try writeTemp(TestZip.torch(pickle: r.bytes, storages: ["0": [UInt8](repeating: 0, count: 16)])))
     }
 
     func testStorageSizeMismatchIsRefused() throws {
         var p = PickleBuilder()
         p.orderedDict { b in b.string("w"); b.tensor(key: "0", numel: 8, offset: 0, size: [2], stride: [1]) }
         p.stop()
-        expectError(.corruptArchive, try TestZip.write(TestZip.torch(pickle: p.bytes, storages: ["0": [UInt8](repeating: 0, count: 16)])),
+        expectError(.corruptArchive, try writeTemp(TestZip.torch(pickle: p.bytes, storages: ["0": [UInt8](repeating: 0, count: 16)])),
                     contains: "holds 16 bytes")
     }
 
@@ -171,7 +171,7 @@ final class TorchCheckpointTests: XCTestCase {
         let entries = try src.entries.filter { $0.name != "micro/data/3" }.map { e in
             (e.name, try src.read(e).array)
         }
-        let path = try TestZip.write(TestZip.make(entries))
+        let path = try writeTemp(TestZip.make(entries))
         do {
             _ = try TorchCheckpoint.load(path: path)
             XCTFail("loaded without the storage record")
@@ -186,19 +186,19 @@ final class TorchCheckpointTests: XCTestCase {
         let src = try ZipArchive(file: MappedFile(path: try Reference.model("micro.pt").path))
         let entries = try src.entries.map { ($0.name, try src.read($0).array) }
         let ref = try TorchCheckpoint.load(path: try Reference.model("micro.pt").path).stateDict
-        let zip64 = try TorchCheckpoint.load(path: try TestZip.write(TestZip.make(entries, zip64: true))).stateDict
+        let zip64 = try TorchCheckpoint.load(path: try writeTemp(TestZip.make(entries, zip64: true))).stateDict
         Self.assertIdentical(zip64, ref)
         // An archive comment after the end record (its length field covers it).
         var commented = TestZip.make(entries)
         commented[commented.count - 2] = 5
         commented += Array("hello".utf8)
-        Self.assertIdentical(try TorchCheckpoint.load(path: try TestZip.write(commented)).stateDict, ref)
+        Self.assertIdentical(try TorchCheckpoint.load(path: try writeTemp(commented)).stateDict, ref)
     }
 
     func testTruncatedArchives() throws {
         let bytes = Array(try Data(contentsOf: try Reference.model("micro.pt")))
         for cut in [0, 10, 100, bytes.count / 2, bytes.count - 100, bytes.count - 1] {
-            let path = try TestZip.write(Array(bytes[0..<cut]))
+            let path = try writeTemp(Array(bytes[0..<cut]))
             do {
                 _ = try TorchCheckpoint.load(path: path)
                 XCTFail("loaded a checkpoint truncated to \(cut) bytes")
@@ -214,19 +214,19 @@ final class TorchCheckpointTests: XCTestCase {
         let archive = try ZipArchive(file: MappedFile(data: bytes, name: "micro.pt"))
         let entry = try XCTUnwrap(archive.entry("micro/data/9"))
         bytes[entry.dataOffset + 17] ^= 0x40
-        expectError(.corruptArchive, try TestZip.write(bytes), contains: "CRC-32")
+        expectError(.corruptArchive, try writeTemp(bytes), contains: "CRC-32")
     }
 
     func testLegacyFormatGivesClearError() throws {
         // torch.save before 1.6: a pickle stream starting with the magic number 0x1950a86a20f9469cfc6c.
         var legacy: [UInt8] = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]
         legacy += [UInt8](repeating: 0, count: 64)
-        expectError(.legacyTorchFormat, try TestZip.write(legacy), contains: "re-save")
+        expectError(.legacyTorchFormat, try writeTemp(legacy), contains: "re-save")
         XCTAssertEqual(CheckpointFileFormat.detect(head: legacy), .torchLegacy)
     }
 
     func testUnknownFormat() throws {
-        expectError(.unrecognizedFormat, try TestZip.write(Array("hello, this is not a checkpoint".utf8)))
+        expectError(.unrecognizedFormat, try writeTemp(Array("hello, this is not a checkpoint".utf8)))
     }
 
     func testMalformedPicklesNeverCrash() throws {
@@ -235,25 +235,25 @@ final class TorchCheckpointTests: XCTestCase {
         for _ in 0..<500 { deep.op("]") }
         for _ in 0..<499 { deep.op("a") }
         deep.stop()
-        expectError(.malformedPickle, try TestZip.write(TestZip.torch(pickle: deep.bytes)), contains: "nest deeper")
+        expectError(.malformedPickle, try writeTemp(TestZip.torch(pickle: deep.bytes)), contains: "nest deeper")
 
         var cyc = PickleBuilder()
         cyc.op("]"); cyc.op("]"); cyc.raw([UInt8(ascii: "q"), 0]); cyc.op("a") // [ [] ] with the inner list memoised
         cyc.raw([UInt8(ascii: "h"), 0]); cyc.int(1); cyc.op("a")            // then mutate the inner list
         cyc.stop()
-        expectError(.malformedPickle, try TestZip.write(TestZip.torch(pickle: cyc.bytes)))
+        expectError(.malformedPickle, try writeTemp(TestZip.torch(pickle: cyc.bytes)))
 
         var unterminated = PickleBuilder()
         unterminated.orderedDict { _ in }
-        expectError(.malformedPickle, try TestZip.write(TestZip.torch(pickle: unterminated.bytes)), contains: "STOP")
+        expectError(.malformedPickle, try writeTemp(TestZip.torch(pickle: unterminated.bytes)), contains: "STOP")
 
         var memo = PickleBuilder()
         memo.raw([UInt8(ascii: "h"), 7]); memo.stop()
-        expectError(.malformedPickle, try TestZip.write(TestZip.torch(pickle: memo.bytes)), contains: "memo")
+        expectError(.malformedPickle, try writeTemp(TestZip.torch(pickle: memo.bytes)), contains: "memo")
 
         var huge = PickleBuilder()
         huge.raw([0x8d] + [UInt8](repeating: 0xff, count: 7) + [0x7f]); huge.stop() // BINUNICODE8 of 2^63 bytes
-        expectError(.malformedPickle, try TestZip.write(TestZip.torch(pickle: huge.bytes)))
+        expectError(.malformedPickle, try writeTemp(TestZip.torch(pickle: huge.bytes)))
     }
 
     func testRandomCorruptionOfThePickleNeverCrashes() throws {

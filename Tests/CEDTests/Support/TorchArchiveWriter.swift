@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 @testable import CED
 
 /// Writes zip archives with stored entries (as torch.save does) and assembles pickle
@@ -57,10 +58,14 @@ enum TestZip {
         return make(entries)
     }
 
-    /// Writes `bytes` to a fresh temporary file and returns its path.
-    static func write(_ bytes: [UInt8], name: String = "test.pt") throws -> String {
+}
+
+extension XCTestCase {
+    /// Writes `bytes` to a fresh temporary file, removed when the test ends.
+    func writeTemp(_ bytes: [UInt8], name: String = "test.pt") throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ced-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent(name)
         try Data(bytes).write(to: url)
         return url.path
