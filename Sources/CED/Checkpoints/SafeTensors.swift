@@ -165,12 +165,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
         let count = info.shape.reduce(1, *)
         let base = mapping.baseAddress! + dataStart + info.dataOffsets.lowerBound
         let raw = UnsafeRawBufferPointer(start: base, count: info.dataOffsets.count)
-        var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer { dst in
+        // Uninitialised storage: every element is written below (one pass, not two).
+        let out = [Float](unsafeUninitializedCapacity: count) { dst, initialized in
             switch info.dtype {
             case .f32:
                 if count > 0 { memcpy(dst.baseAddress!, base, count * 4) }
-                for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: dst[i].bitPattern)) }
+                if UInt32(littleEndian: 1) != 1 {
+                    for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: dst[i].bitPattern)) }
+                }
             case .f64:
                 for i in 0..<count { dst[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
             case .f16:
@@ -188,6 +190,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
             case .u8, .bool:
                 for i in 0..<count { dst[i] = Float(raw[i]) }
             }
+            initialized = count
         }
         return Tensor(shape: info.shape, scalars: out)
     }
