@@ -79,8 +79,8 @@ public struct PretrainedCheckpoint: Sendable {
 
     public var config: CedConfig
     public var featureExtractorConfig: CedFeatureExtractorConfig
-    /// float32 tensors under Hugging Face names (`encoder.*`, `outputlayer.*`), checked
-    /// against `config` (every needed tensor present with its shape, all finite).
+    /// float32 tensors under Hugging Face names (`encoder.*`, `outputlayer.*`). Names and
+    /// shapes are checked against `config` when a model is built from them.
     public var weights: StateDict
     public var origin: Origin
     /// The weights file's container format.
@@ -229,14 +229,9 @@ public struct PretrainedCheckpoint: Sendable {
             throw ConfigError(field: "feature_size", reason: "the feature extractor makes \(featureConfig.featureSize) mel bins but the model expects n_mels = \(config.nMels)", file: preprocessorFile?.path)
         }
 
-        let unexpected = try CedWeightLayout.validate(mapped.weights, against: config)
-        if !unexpected.isEmpty {
-            warnings.append("ignored tensors the model does not use: \(unexpected.joined(separator: ", "))")
-        }
-
         var comparison: FrontEndComparison?
         if !mapped.frontEnd.isEmpty && options.frontEndCheck != .skip {
-            let c = mapped.frontEnd.compare(with: featureConfig)
+            let c = mapped.frontEnd.compare(with: try CedFeatureExtractor(config: featureConfig))
             comparison = c
             if !c.matches {
                 let message = "the checkpoint's stored front end does not match the feature extractor: " + c.mismatches.joined(separator: "; ")

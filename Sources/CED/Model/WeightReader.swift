@@ -27,7 +27,7 @@ final class WeightReader {
             mismatched.append(.init(name: name, expected: shape, found: t.shape))
             return [Float](repeating: 0, count: shape.reduce(1, *))
         }
-        if !t.scalars.allSatisfy({ $0.isFinite }) { nonFinite.append(name) }
+        if !allFinite(t.scalars) { nonFinite.append(name) }
         return t.scalars
     }
 
@@ -37,5 +37,17 @@ final class WeightReader {
         let error = WeightLoadingError(source: dict.source, missing: missing, unexpected: Array(unexpected),
                                        mismatched: mismatched, nonFinite: nonFinite)
         if !error.isEmpty { throw error }
+    }
+}
+
+/// True when no value is NaN or ±infinity (all-ones exponent), in a loop the compiler
+/// vectorises (a max over masked bit patterns).
+func allFinite(_ values: [Float]) -> Bool {
+    values.withUnsafeBufferPointer { p in
+        p.withMemoryRebound(to: UInt32.self) { bits in
+            var m: UInt32 = 0
+            for b in bits { m = max(m, b & 0x7f80_0000) }
+            return m != 0x7f80_0000
+        }
     }
 }
