@@ -188,7 +188,7 @@ extension IndependentCaseTests {
         let frames = 1950  // 20 chunks of 100 frames, the last one half full
         var rng = LCG(x: 99)
         let mel = Tensor(shape: [64, frames], scalars: rng.symmetric(64 * frames, 30).map { $0 - 50 })
-        XCTAssertGreaterThan(20, CedForAudioClassification.chunksPerGroup)
+        XCTAssertGreaterThan(20, CedModel.chunksPerGroup)
         for (vname, change) in Self.variants {
             let m = try model(change)
             for chunking in CedChunking.allCases {
@@ -199,6 +199,22 @@ extension IndependentCaseTests {
                 XCTAssertLessThanOrEqual(maxAbsDiff(grouped.logits.scalars, whole.logits.scalars), 1e-6, "\(vname) \(chunking)")
                 XCTAssertLessThanOrEqual(maxAbsDiff(grouped.chunkLogits.scalars, whole.chunkLogits.scalars), 1e-6, "\(vname) \(chunking)")
             }
+        }
+    }
+}
+
+extension IndependentCaseTests {
+    /// The clip embedding is the mean of every token of every chunk, also across groups.
+    func testEmbeddingIsTheMeanToken() throws {
+        let frames = 1950
+        var rng = LCG(x: 5)
+        let mel = Tensor(shape: [64, frames], scalars: rng.symmetric(64 * frames, 30).map { $0 - 50 })
+        for (_, change) in [Self.variants[0], Self.variants[3]] {
+            let m = try model(change)
+            let tokens = try m.encoder(mel).lastHiddenState
+            let n = tokens.shape[0], c = tokens.shape[1]
+            let expect = (0..<c).map { ch in Float((0..<n).reduce(0.0) { $0 + Double(tokens.scalars[$1 * c + ch]) } / Double(n)) }
+            XCTAssertLessThanOrEqual(maxAbsDiff(try m.encoder.embedding(mel).scalars, expect), 1e-6)
         }
     }
 }

@@ -38,4 +38,15 @@ public struct CedAudioTagger: Sendable {
                     chunking: CedChunking = .hf) throws -> [CedPrediction] {
         config.predictions(from: try scores(waveform, chunking: chunking), topK: topK, threshold: threshold)
     }
+
+    /// A clip embedding `[embed_dim]` for a mono waveform at `samplingRate`: the mean of the
+    /// encoder's last hidden state (see `CedModel.embedding`).
+    public func embedding(_ waveform: [Float]) throws -> Tensor {
+        try model.encoder.embedding(featureExtractor(waveform))
+    }
+
+    /// Every token of the encoder's last hidden state, `[chunks · tokens, embed_dim]`.
+    public func tokens(_ waveform: [Float]) throws -> CedModelOutput {
+        try model.encoder(featureExtractor(waveform))
+    }
 }

@@ -74,7 +74,7 @@ public final class CedForAudioClassification: Sendable {
             return CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: out.chunks, encoder: out)
         }
         var features: [[[Float]]] = []
-        let group = Self.chunksPerGroup
+        let group = CedModel.chunksPerGroup
         for start in stride(from: 0, to: input.chunks, by: group) {
             let out = encoder.encode(input, chunks: start ..< min(start + group, input.chunks),
                                      outputHiddenStates: false, outputAttentions: false)
@@ -83,10 +83,6 @@ public final class CedForAudioClassification: Sendable {
         let (combined, perChunk) = combine(features, chunking: chunking)
         return CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: input.chunks, encoder: nil)
     }
-
-    /// Chunks encoded together when no per-token output is requested (8 × 10 s ≈ 2000 tokens:
-    /// large enough for efficient matrix products, small enough to bound memory).
-    static let chunksPerGroup = 8
 
     /// The vectors the head runs on, per chunk: the mean token (`mean`, `logit`), the cls
     /// token (`token`), or one frequency-mean per time step (`dm`).

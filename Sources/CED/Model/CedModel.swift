@@ -90,6 +90,29 @@ public final class CedModel: Sendable {
                       outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
     }
 
+    /// A clip embedding `[embed_dim]`: the mean of `last_hidden_state` over every token of
+    /// every chunk (cls tokens included for `token` pooling), as `last_hidden_state.mean(1)`
+    /// in Python. Long inputs are encoded a group of chunks at a time, so memory stays bounded.
+    public func embedding(_ mel: Tensor) throws -> Tensor {
+        let input = try prepare(mel)
+        let c = config.embedDim
+        var sum = [Double](repeating: 0, count: c)
+        var rows = 0
+        for start in stride(from: 0, to: input.chunks, by: Self.chunksPerGroup) {
+            let out = encode(input, chunks: start ..< min(start + Self.chunksPerGroup, input.chunks),
+                             outputHiddenStates: false, outputAttentions: false)
+            let x = out.lastHiddenState.scalars
+            let n = out.lastHiddenState.shape[0]
+            for r in 0..<n { for ch in 0..<c { sum[ch] += Double(x[r * c + ch]) } }
+            rows += n
+        }
+        return Tensor(shape: [c], scalars: sum.map { Float($0 / Double(rows)) })
+    }
+
+    /// Chunks encoded together when per-token outputs are not kept (8 × 10 s ≈ 2000
+    /// tokens: large enough for efficient matrix products, small enough to bound memory).
+    static let chunksPerGroup = 8
+
     /// A validated, BatchNorm-ed spectrogram and how it splits into chunks.
     struct PreparedInput {
         /// `[n_mels, totalFrames]` after BatchNorm.
