@@ -1,0 +1,184 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes a CED model with a new head as a Hugging Face folder, atomically.
+///
+/// The folder holds `config.json` (the base model's configuration with the new
+/// `outputdim`, `id2label` and `label2id`; keys of the base `config.json` that `CedConfig`
+/// does not model, such as `auto_map`, are kept), `model.safetensors` (every `encoder.*`
+/// tensor of the base model and the new `outputlayer.0.*` / `outputlayer.1.*`, float32
+/// except the int64 `num_batches_tracked` buffer, metadata `format: pt` as
+/// `transformers` expects), `preprocessor_config.json`, and any extra files given
+/// (e.g. `training_report.json`).
+///
+/// Everything is written into a hidden sibling folder that is renamed into place at the
+/// end; on any failure it is removed, so the output path either gets a complete model or
+/// is left as it was.
+public enum HeadCheckpointWriter {
+    /// Checks, before any work, that `output` can receive a model: it must not exist, or be
+    /// an empty folder, or (with `overwrite`) a folder holding a `config.json` (a model
+    /// folder; other folders are never replaced).
+    public static func checkOutput(_ output: URL, overwrite: Bool) throws {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: output.path, isDirectory: &isDir) else { return }
+        guard isDir.boolValue else {
+            throw TrainingError(.output, file: output.path, reason: "exists and is a file, not a folder")
+        }
+        let contents = (try? fm.contentsOfDirectory(atPath: output.path)) ?? []
+        if contents.isEmpty { return }
+        guard overwrite else {
+            throw TrainingError(.output, file: output.path, reason: "the output folder exists and is not empty (allow overwriting to replace it)")
+        }
+        guard contents.contains("config.json") else {
+            throw TrainingError(.output, file: output.path,
+                                reason: "refusing to replace a non-empty folder that is not a model folder (it has no config.json)")
+        }
+    }
+
+    /// Writes the folder (see the type's documentation).
+    public static func write(base: PretrainedCheckpoint, config: CedConfig, head: [String: Tensor], to output: URL,
+                             overwrite: Bool = false, extraFiles: [String: Data] = [:]) throws {
+        try checkOutput(output, overwrite: overwrite)
+        try config.validate()
+        var tensors: [String: Tensor] = [:]
+        for (name, t) in base.weights.tensors where name.hasPrefix("encoder.") { tensors[name] = t }
+        for (name, t) in head {
+            guard name.hasPrefix("outputlayer.") else {
+                throw TrainingError(.invalidOption, reason: "head tensor '\(name)' is not an outputlayer tensor")
+            }
+            tensors[name] = t
+        }
+        // The result must load as a model (names and shapes as upstream for this outputdim).
+        _ = try CedForAudioClassification(config: config, weights: StateDict(tensors: tensors, source: output.path))
+
+        let configJSON = try mergedJSON(base: baseFile("config.json", of: base), encoded: JSONEncoder().encode(config))
+        var preprocessorExtras: [String: Any] = ["feature_extractor_type": "CedFeatureExtractor"]
+        if base.featureExtractorConfig.topDb != 120 { preprocessorExtras["top_db"] = base.featureExtractorConfig.topDb }
+        let preprocessorJSON = try mergedJSON(base: baseFile("preprocessor_config.json", of: base),
+                                              encoded: JSONEncoder().encode(base.featureExtractorConfig), extra: preprocessorExtras)
+
+        let fm = FileManager.default
+        let parent = output.deletingLastPathComponent()
+        let name = output.lastPathComponent
+        let temp = parent.appendingPathComponent(".\(name).partial-\(UUID().uuidString)")
+        do {
+            try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+            try fm.createDirectory(at: temp, withIntermediateDirectories: false)
+        } catch {
+            throw TrainingError(.output, file: output.path, reason: "cannot create the output folder (\(error.localizedDescription))")
+        }
+        var committed = false
+        defer { if !committed { try? fm.removeItem(at: temp) } }
+        do {
+            try configJSON.write(to: temp.appendingPathComponent("config.json"))
+            try preprocessorJSON.write(to: temp.appendingPathComponent("preprocessor_config.json"))
+            try writeSafeTensors(tensors, to: temp.appendingPathComponent("model.safetensors"))
+            for (file, data) in extraFiles.sorted(by: { $0.key < $1.key }) {
+                try data.write(to: temp.appendingPathComponent(file))
+            }
+        } catch let e as TrainingError {
+            throw e
+        } catch {
+            throw TrainingError(.output, file: output.path, reason: "cannot write the model (\(error.localizedDescription))")
+        }
+        try moveIntoPlace(temp, output, overwrite: overwrite)
+        committed = true
+    }
+
+    /// Renames `temp` to `output`: directly when `output` is absent or an empty folder,
+    /// else (overwrite) by moving the old folder aside first and deleting it afterwards.
+    static func moveIntoPlace(_ temp: URL, _ output: URL, overwrite: Bool) throws {
+        func fail(_ what: String) -> TrainingError {
+            TrainingError(.output, file: output.path, reason: "\(what) (\(String(cString: strerror(errno))))")
+        }
+        if rename(temp.path, output.path) == 0 { return }
+        guard errno == ENOTEMPTY || errno == EEXIST, overwrite else { throw fail("cannot move the finished model into place") }
+        let aside = output.deletingLastPathComponent().appendingPathComponent(".\(output.lastPathComponent).old-\(UUID().uuidString)")
+        guard rename(output.path, aside.path) == 0 else { throw fail("cannot move the existing folder aside") }
+        guard rename(temp.path, output.path) == 0 else {
+            let e = fail("cannot move the finished model into place")
+            _ = rename(aside.path, output.path)
+            throw e
+        }
+        try? FileManager.default.removeItem(at: aside)
+    }
+
+    /// The base checkpoint's copy of a JSON file, when it came from a folder or the hub.
+    static func baseFile(_ name: String, of base: PretrainedCheckpoint) -> URL? {
+        let candidate: URL?
+        switch base.origin {
+        case .directory(let dir): candidate = dir.appendingPathComponent(name)
+        case .file(let file): candidate = file.deletingLastPathComponent().appendingPathComponent(name)
+        case .hub(_, _, _, let files): candidate = files.first { $0.lastPathComponent == name }
+        }
+        guard let c = candidate, FileManager.default.fileExists(atPath: c.path) else { return nil }
+        if name == "config.json", case .given = base.configSource { return nil }
+        return c
+    }
+
+    /// The base JSON object (if readable) overlaid with `encoded`'s keys and `extra`
+    /// (only where absent), pretty-printed with sorted keys.
+    static func mergedJSON(base: URL?, encoded: Data, extra: [String: Any] = [:]) throws -> Data {
+        var object: [String: Any] = [:]
+        if let base, let data = try? Data(contentsOf: base),
+           let parsed = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            object = parsed
+        }
+        guard let ours = try JSONSerialization.jsonObject(with: encoded) as? [String: Any] else {
+            throw TrainingError(.output, reason: "internal error: a configuration did not encode as a JSON object")
+        }
+        for (k, v) in ours { object[k] = v }
+        for (k, v) in extra where object[k] == nil { object[k] = v }
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// A safetensors file: names sorted, header padded to 8 bytes, `__metadata__`
+    /// `{"format": "pt"}`, float32 data, except `*num_batches_tracked` stored as int64
+    /// (the dtype PyTorch gives that buffer). Written tensor by tensor.
+    static func writeSafeTensors(_ tensors: [String: Tensor], to url: URL) throws {
+        let names = tensors.keys.sorted()
+        func isInt64(_ name: String) -> Bool { name.hasSuffix("num_batches_tracked") }
+        func json(_ s: String) -> String {
+            let data = try! JSONSerialization.data(withJSONObject: [s])
+            return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
+        }
+        var parts = ["\"__metadata__\":{\"format\":\"pt\"}"]
+        var offset = 0
+        for name in names {
+            let t = tensors[name]!
+            let bytes = t.count * (isInt64(name) ? 8 : 4)
+            parts.append("\(json(name)):{\"dtype\":\"\(isInt64(name) ? "I64" : "F32")\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            offset += bytes
+        }
+        var header = Array(("{" + parts.joined(separator: ",") + "}").utf8)
+        while header.count % 8 != 0 { header.append(UInt8(ascii: " ")) }
+        guard FileManager.default.createFile(atPath: url.path, contents: nil),
+              let handle = FileHandle(forWritingAtPath: url.path) else {
+            throw TrainingError(.output, file: url.path, reason: "cannot create the file")
+        }
+        defer { try? handle.close() }
+        var head = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { head.append(contentsOf: $0) }
+        head.append(contentsOf: header)
+        try handle.write(contentsOf: head)
+        for name in names {
+            let t = tensors[name]!
+            if isInt64(name) {
+                var d = Data()
+                for v in t.scalars { withUnsafeBytes(of: (Int64(exactly: v.rounded()) ?? 0).littleEndian) { d.append(contentsOf: $0) } }
+                try handle.write(contentsOf: d)
+            } else if UInt32(littleEndian: 1) == 1 {
+                try t.scalars.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
+            } else {
+                let le = t.scalars.map { $0.bitPattern.littleEndian }
+                try le.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
+            }
+        }
+        try handle.synchronize()
+    }
+}
