@@ -124,16 +124,22 @@ struct ModelOptions: ParsableArguments {
 
     /// Loads the checkpoint, printing download progress when stderr is a terminal.
     func load(quiet: Bool) throws -> PretrainedCheckpoint {
-        var hub = HubOptions()
-        if Terminal.stderrIsTTY && !quiet { hub.progress = HubOptions.stderrProgressBar() }
-        let options = PretrainedCheckpoint.Options(
-            configFile: configFile.map { URL(fileURLWithPath: $0) },
-            labelsFile: labels.map { URL(fileURLWithPath: $0) },
-            numHeads: numHeads, hub: hub)
-        let checkpoint = try PretrainedCheckpoint.load(model, revision: revision, options: options)
-        if !quiet { for w in checkpoint.warnings { Terminal.warn(w) } }
-        return checkpoint
+        try loadCheckpoint(model, revision: revision, labels: labels, configFile: configFile, numHeads: numHeads, quiet: quiet)
     }
+}
+
+/// Loads a checkpoint for a command: download progress on a terminal, warnings on stderr.
+func loadCheckpoint(_ model: String, revision: String? = nil, labels: String? = nil, configFile: String? = nil,
+                    numHeads: Int? = nil, quiet: Bool) throws -> PretrainedCheckpoint {
+    var hub = HubOptions()
+    if Terminal.stderrIsTTY && !quiet { hub.progress = HubOptions.stderrProgressBar() }
+    let options = PretrainedCheckpoint.Options(
+        configFile: configFile.map { URL(fileURLWithPath: $0) },
+        labelsFile: labels.map { URL(fileURLWithPath: $0) },
+        numHeads: numHeads, hub: hub)
+    let checkpoint = try PretrainedCheckpoint.load(model, revision: revision, options: options)
+    if !quiet { for w in checkpoint.warnings { Terminal.warn(w) } }
+    return checkpoint
 }
 
 // MARK: Inputs

@@ -33,13 +33,8 @@ struct Info: ParsableCommand {
     enum InfoFormat: String, ExpressibleByArgument { case text, json }
 
     func run() throws {
-        var options = ModelOptions()
-        options.model = model
-        options.revision = revision
-        options.labels = labels
-        options.configFile = configFile
-        options.numHeads = numHeads
-        let ckpt = try options.load(quiet: format == .json)
+        let ckpt = try loadCheckpoint(model, revision: revision, labels: labels, configFile: configFile,
+                                      numHeads: numHeads, quiet: format == .json)
         let c = ckpt.config, fe = ckpt.featureExtractorConfig
         let parameters = ckpt.weights.tensors.filter { !$0.key.hasSuffix("num_batches_tracked") && !$0.key.hasSuffix("running_mean") && !$0.key.hasSuffix("running_var") }
             .values.reduce(0) { $0 + $1.count }
@@ -116,10 +111,8 @@ struct Download: ParsableCommand {
     func run() throws {
         var failed = 0
         for spec in models {
-            var options = ModelOptions()
-            options.model = spec
             do {
-                let ckpt = try options.load(quiet: quiet)
+                let ckpt = try loadCheckpoint(spec, quiet: quiet)
                 switch ckpt.origin {
                 case .hub(let repo, let rev, let commit, let files):
                     print("\(repo) @ \(rev): commit \(commit), \(files.count) files in \(files.first?.deletingLastPathComponent().path ?? "?")")
