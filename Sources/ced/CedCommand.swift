@@ -34,12 +34,11 @@ struct CedCommand: ParsableCommand {
                 exit(withError: error)  // --help, --version
             }
             if let e = error as? ExitCode { Foundation.exit(e.rawValue) }
-            let message = fullMessage(for: error)
             if code == .validationFailure {
-                FileHandle.standardError.write(Data((message + "\n").utf8))
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 Foundation.exit(2)
             }
-            FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
+            Terminal.error(describe(error))
             Foundation.exit(1)
         }
     }
