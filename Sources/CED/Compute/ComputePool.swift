@@ -1,0 +1,166 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A small persistent thread pool for splitting one kernel call across the cores.
+///
+/// One caller at a time owns the pool; a caller that finds it busy (another thread is in
+/// the middle of a GEMM) simply runs its tasks itself, so concurrent use is safe, never
+/// deadlocks and never oversubscribes. Workers spin briefly (yielding) after a job so
+/// back-to-back GEMMs of a forward pass do not pay a futex wake-up each time.
+final class ComputePool: @unchecked Sendable {
+    static let shared = ComputePool()
+
+    /// Extra threads besides the caller (active processors − 1).
+    let workerCount: Int
+
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let workCond: UnsafeMutablePointer<pthread_cond_t>
+    private let doneCond: UnsafeMutablePointer<pthread_cond_t>
+    // All fields below are guarded by `mutex`.
+    private var busy = false
+    private var generation = 0
+    private var job: ((Int) -> Void)?
+    private var taskCount = 0
+    private var nextTask = 0
+    private var finished = 0
+    private var allowedWorkers = 0
+    private var sleepers = 0
+
+    /// How many `sched_yield` rounds an idle worker polls for new work before sleeping.
+    private let spinRounds = 2000
+
+    init(workers: Int = max(0, ProcessInfo.processInfo.activeProcessorCount - 1)) {
+        workerCount = workers
+        mutex = .allocate(capacity: 1)
+        workCond = .allocate(capacity: 1)
+        doneCond = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(workCond, nil)
+        pthread_cond_init(doneCond, nil)
+        for index in 0..<workers {
+            let thread = Thread { [unowned self] in self.workerLoop(index) }
+            thread.name = "ced-compute-\(index)"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    /// Runs `body(0..<count)` on the caller plus up to `maxThreads − 1` workers and
+    /// returns when every task has finished. Tasks must be independent.
+    func run(_ count: Int, maxThreads: Int, _ body: (Int) -> Void) {
+        if count <= 0 { return }
+        let helpers = min(workerCount, maxThreads - 1, count - 1)
+        if helpers <= 0 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        pthread_mutex_lock(mutex)
+        if busy {
+            pthread_mutex_unlock(mutex)
+            for i in 0..<count { body(i) }
+            return
+        }
+        busy = true
+        withoutActuallyEscaping(body) { body in
+            job = body
+            taskCount = count
+            nextTask = 0
+            finished = 0
+            allowedWorkers = helpers
+            generation &+= 1
+            if sleepers > 0 { pthread_cond_broadcast(workCond) }
+            while claimAndRun() {
+                finished += 1
+            }
+            while finished < taskCount { pthread_cond_wait(doneCond, mutex) }
+            job = nil
+        }
+        busy = false
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// With `mutex` held: claims one task, runs it unlocked, re-locks. Returns false when
+    /// no task is left. The closure reference is dropped before returning.
+    @inline(never)
+    private func claimAndRun() -> Bool {
+        guard nextTask < taskCount, let body = job else { return false }
+        let i = nextTask
+        nextTask += 1
+        pthread_mutex_unlock(mutex)
+        body(i)
+        pthread_mutex_lock(mutex)
+        return true
+    }
+
+    private func workerLoop(_ index: Int) {
+        var seen = 0
+        pthread_mutex_lock(mutex)
+        while true {
+            var rounds = 0
+            while generation == seen || index >= allowedWorkers || nextTask >= taskCount {
+                seen = generation
+                if rounds < spinRounds {
+                    rounds += 1
+                    pthread_mutex_unlock(mutex)
+                    sched_yield()
+                    pthread_mutex_lock(mutex)
+                } else {
+                    sleepers += 1
+                    pthread_cond_wait(workCond, mutex)
+                    sleepers -= 1
+                    rounds = 0
+                }
+            }
+            seen = generation
+            while claimAndRun() {
+                finished += 1
+                if finished == taskCount { pthread_cond_signal(doneCond) }
+            }
+        }
+    }
+}
+
+/// Reusable 64-byte-aligned scratch buffers (packing panels, padded edge rows), so a
+/// GEMM call does not allocate in the steady state. Thread-safe.
+final class ScratchPool: @unchecked Sendable {
+    static let shared = ScratchPool()
+
+    private struct Buffer { var pointer: UnsafeMutableRawPointer; var bytes: Int }
+    private var free: [Buffer] = []
+    private let lock = NSLock()
+    private let maxKept = 16
+
+    /// Calls `body` with at least `count` floats of scratch memory (contents undefined).
+    func withFloats<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        let bytes = max(64, count * MemoryLayout<Float>.stride)
+        var buffer: Buffer
+        lock.lock()
+        if let i = free.lastIndex(where: { $0.bytes >= bytes }) {
+            buffer = free.remove(at: i)
+            lock.unlock()
+        } else if !free.isEmpty {
+            buffer = free.removeLast()
+            lock.unlock()
+            buffer.pointer.deallocate()
+            buffer = Buffer(pointer: .allocate(byteCount: bytes, alignment: 64), bytes: bytes)
+        } else {
+            lock.unlock()
+            buffer = Buffer(pointer: .allocate(byteCount: bytes, alignment: 64), bytes: bytes)
+        }
+        defer {
+            lock.lock()
+            if free.count < maxKept {
+                free.append(buffer)
+                lock.unlock()
+            } else {
+                lock.unlock()
+                buffer.pointer.deallocate()
+            }
+        }
+        return try body(buffer.pointer.bindMemory(to: Float.self, capacity: bytes / 4))
+    }
+}
