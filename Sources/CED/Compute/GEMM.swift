@@ -99,7 +99,7 @@ public enum GEMM {
             problem.addAfter = true
             kc = max(k, 1)
         }
-        GEMMDriver.withPaddedA(&problem, kernel: kernel) { problem in
+        GEMMDriver.withPaddedA(problem, kernel: kernel) { problem in
             GEMMDriver.run(problem, kc: kc, kernel: kernel, threads: threads)
         }
     }
@@ -143,31 +143,43 @@ public enum GEMM {
         let kernel = kernel ?? .best
         let maxThreads = GEMMDriver.threadCount(threads, flops: 2 * m * n * k * batchCount)
         let kc = GEMMDriver.blockK(k)
+        let mr = kernel.mr
+        let panelCount = (n + packedPanelWidth - 1) / packedPanelWidth
+        let bFloats = panelCount * k * packedPanelWidth
+        // A is read in place unless it is transposed or shorter than one register tile.
+        let copyA = transA || m < mr
+        let aRows = max(m, mr), aFloats = copyA ? aRows * max(k, 1) : 0
 
-        func one(_ h: Int, threads: Int) {
-            let panelCount = (n + packedPanelWidth - 1) / packedPanelWidth
-            let bFloats = panelCount * k * packedPanelWidth
-            ScratchPool.shared.withFloats(bFloats) { packed in
-                GEMMDriver.packB(transposed: transB, b: b + h * strideB, ldb: ldb, k: k, n: n, into: packed)
-                var problem = GEMMDriver.Problem(
-                    m: m, n: n, k: k, a: a + h * strideA, lda: lda, aRows: m,
-                    panels: UnsafePointer(packed), panelStride: k * packedPanelWidth,
+        ScratchPool.shared.withFloats(batchCount * (bFloats + aFloats)) { scratch in
+            func problem(_ h: Int) -> GEMMDriver.Problem {
+                let aCopy = scratch + batchCount * bFloats + h * aFloats
+                return GEMMDriver.Problem(
+                    m: m, n: n, k: k,
+                    a: copyA ? UnsafePointer(aCopy) : a + h * strideA, lda: copyA ? max(k, 1) : lda,
+                    aRows: copyA ? aRows : m,
+                    panels: UnsafePointer(scratch + h * bFloats), panelStride: k * packedPanelWidth,
                     c: c + h * strideC, ldc: ldc, alpha: alpha, beta: beta, bias: nil, gelu: false)
-                GEMMDriver.withPaddedA(&problem, kernel: kernel, transposed: transA) { problem in
-                    GEMMDriver.run(problem, kc: kc, kernel: kernel, threads: threads)
+            }
+            // Phase 1: pack every B (and copy A where needed), one batch item per task.
+            ComputePool.shared.run(batchCount, maxThreads: maxThreads) { h in
+                GEMMDriver.packB(transposed: transB, b: b + h * strideB, ldb: ldb, k: k, n: n, into: scratch + h * bFloats)
+                if copyA {
+                    GEMMDriver.copyA(transposed: transA, a: a + h * strideA, lda: lda, m: m, k: k,
+                                     rows: aRows, into: scratch + batchCount * bFloats + h * aFloats)
                 }
             }
-        }
-
-        if batchCount >= maxThreads && maxThreads > 1 {
-            // One chunk of whole batch items per thread.
-            let chunks = maxThreads
-            ComputePool.shared.run(chunks, maxThreads: maxThreads) { chunk in
-                let lo = chunk * batchCount / chunks, hi = (chunk + 1) * batchCount / chunks
-                for h in lo..<hi { one(h, threads: 1) }
+            // Phase 2: all tiles of all items.
+            if maxThreads == 1 {
+                for h in 0..<batchCount {
+                    GEMMDriver.compute(problem(h), rows: 0..<m, cols: 0..<n, kc: kc, kernel: kernel)
+                }
+            } else {
+                let split = GEMMDriver.Split(problem(0), kernel: kernel, threads: maxThreads)
+                ComputePool.shared.run(batchCount * split.count, maxThreads: maxThreads) { chunk in
+                    let (rows, cols) = split.rectangle(chunk % split.count)
+                    GEMMDriver.compute(problem(chunk / split.count), rows: rows, cols: cols, kc: kc, kernel: kernel)
+                }
             }
-        } else {
-            for h in 0..<batchCount { one(h, threads: maxThreads) }
         }
     }
 
@@ -252,60 +264,79 @@ enum GEMMDriver {
     }
 
     /// Gives the microkernels an A they can read MR rows of at a time: in place when
-    /// possible, else a row-major copy (transposed input, or fewer rows than MR).
-    static func withPaddedA(_ problem: inout Problem, kernel: GEMMKernel, transposed: Bool = false,
-                            _ body: (Problem) -> Void) {
+    /// possible, else a row-major copy (fewer rows than MR).
+    static func withPaddedA(_ problem: Problem, kernel: GEMMKernel, _ body: (Problem) -> Void) {
         let mr = kernel.mr, m = problem.m, k = problem.k
-        if !transposed && m >= mr {
+        if m >= mr {
             body(problem)
             return
         }
-        let rows = max(m, mr)
-        ScratchPool.shared.withFloats(rows * max(k, 1)) { buffer in
-            let src = problem.a, lda = problem.lda
-            if transposed {
-                // A is stored k×m: copy column i of it to row i.
-                for i in 0..<m {
-                    var s = src + i
-                    let d = buffer + i * k
-                    for p in 0..<k {
-                        d[p] = s.pointee
-                        s += lda
-                    }
-                }
-            } else {
-                for i in 0..<m { (buffer + i * k).update(from: src + i * lda, count: k) }
-            }
-            if rows > m { (buffer + m * k).update(repeating: 0, count: (rows - m) * k) }
+        ScratchPool.shared.withFloats(mr * max(k, 1)) { buffer in
+            copyA(transposed: false, a: problem.a, lda: problem.lda, m: m, k: k, rows: mr, into: buffer)
             var padded = problem
             padded.a = UnsafePointer(buffer)
             padded.lda = max(k, 1)
-            padded.aRows = rows
+            padded.aRows = mr
             body(padded)
         }
+    }
+
+    /// Row-major copy of `op(A)` (`m×k`; `transposed`: A is stored `k×m`) with row
+    /// stride `k`, zero rows appended up to `rows`.
+    static func copyA(transposed: Bool, a: UnsafePointer<Float>, lda: Int, m: Int, k: Int, rows: Int,
+                      into buffer: UnsafeMutablePointer<Float>) {
+        if transposed {
+            for i in 0..<m {
+                var s = a + i
+                let d = buffer + i * k
+                for p in 0..<k {
+                    d[p] = s.pointee
+                    s += lda
+                }
+            }
+        } else {
+            for i in 0..<m { (buffer + i * k).update(from: a + i * lda, count: k) }
+        }
+        if rows > m { (buffer + m * k).update(repeating: 0, count: (rows - m) * k) }
     }
 
     /// Runs a prepared problem, split across up to `threads` threads (nil: all cores).
     static func run(_ p: Problem, kc: Int, kernel: GEMMKernel, threads: Int?) {
         let maxThreads = threadCount(threads, flops: 2 * p.m * p.n * p.k)
-        let mr = kernel.mr
-        let rowTiles = (p.m + mr - 1) / mr
-        let panelCount = (p.n + packedPanelWidth - 1) / packedPanelWidth
-        if maxThreads > 1 && rowTiles >= 2 * maxThreads {
-            let chunks = maxThreads
-            ComputePool.shared.run(chunks, maxThreads: maxThreads) { chunk in
-                let t0 = chunk * rowTiles / chunks, t1 = (chunk + 1) * rowTiles / chunks
-                compute(p, rows: t0 * mr ..< min(p.m, t1 * mr), cols: 0..<p.n, kc: kc, kernel: kernel)
-            }
-        } else if maxThreads > 1 && panelCount >= maxThreads {
-            let chunks = maxThreads
-            ComputePool.shared.run(chunks, maxThreads: maxThreads) { chunk in
-                let q0 = chunk * panelCount / chunks, q1 = (chunk + 1) * panelCount / chunks
-                compute(p, rows: 0..<p.m, cols: q0 * packedPanelWidth ..< min(p.n, q1 * packedPanelWidth),
-                        kc: kc, kernel: kernel)
-            }
-        } else {
+        if maxThreads == 1 {
             compute(p, rows: 0..<p.m, cols: 0..<p.n, kc: kc, kernel: kernel)
+            return
+        }
+        let split = Split(p, kernel: kernel, threads: maxThreads)
+        ComputePool.shared.run(split.count, maxThreads: maxThreads) { chunk in
+            let (rows, cols) = split.rectangle(chunk)
+            compute(p, rows: rows, cols: cols, kc: kc, kernel: kernel)
+        }
+    }
+
+    /// Cuts C into small rectangles that threads claim one by one: one MR-row strip each
+    /// (or one 32-column panel each when there are too few strips), so a thread slowed
+    /// down by other load costs at most one chunk of imbalance.
+    struct Split {
+        let m: Int, n: Int, mr: Int
+        let byRows: Bool
+        let count: Int
+
+        init(_ p: Problem, kernel: GEMMKernel, threads: Int) {
+            m = p.m
+            n = p.n
+            mr = kernel.mr
+            let rowTiles = (m + mr - 1) / mr
+            let panels = (n + packedPanelWidth - 1) / packedPanelWidth
+            byRows = rowTiles >= 4 * threads || rowTiles >= panels
+            count = byRows ? rowTiles : panels
+        }
+
+        func rectangle(_ chunk: Int) -> (rows: Range<Int>, cols: Range<Int>) {
+            if byRows {
+                return (chunk * mr ..< min(m, (chunk + 1) * mr), 0..<n)
+            }
+            return (0..<m, chunk * packedPanelWidth ..< min(n, (chunk + 1) * packedPanelWidth))
         }
     }
 
