@@ -191,23 +191,23 @@ final class GEMMTests: XCTestCase {
         let shapes: [(Int, Int, Int)] = [(1, 1, 1), (7, 17, 15), (33, 65, 2), (65, 33, 63), (15, 257, 7),
                                          (17, 7, 1), (20, 40, 600), (120, 130, 100)]
         let scalars: [(Float, Float)] = [(1, 0), (0.5, 1), (-2, 0.25), (1, -1)]
-        for kernel in GEMMKernel.available {
-            for (index, (m, n, k)) in shapes.enumerated() {
-                for transA in [false, true] {
-                    for transB in [false, true] {
-                        let (alpha, beta) = scalars[(index + (transA ? 1 : 0) + (transB ? 2 : 0)) % scalars.count]
-                        let lda = (transA ? m : k) + 2, ldb = (transB ? k : n) + 1, ldc = n + 3
-                        let a = rng.array((transA ? k : m) * lda), b = rng.array((transB ? n : k) * ldb)
-                        let sentinel: Float = -777
-                        var c = [Float](repeating: sentinel, count: m * ldc)
-                        // With beta == 0, C must not be read: seed it with NaN.
-                        for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? .nan : rng.next() } }
-                        let before = c
+        for (index, (m, n, k)) in shapes.enumerated() {
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    let (alpha, beta) = scalars[(index + (transA ? 1 : 0) + (transB ? 2 : 0)) % scalars.count]
+                    let lda = (transA ? m : k) + 2, ldb = (transB ? k : n) + 1, ldc = n + 3
+                    let a = rng.array((transA ? k : m) * lda), b = rng.array((transB ? n : k) * ldb)
+                    let sentinel: Float = -777
+                    var start = [Float](repeating: sentinel, count: m * ldc)
+                    // With beta == 0, C must not be read: seed it with NaN.
+                    for i in 0..<m { for j in 0..<n { start[i * ldc + j] = beta == 0 ? .nan : rng.next() } }
+                    let ref = Self.reference(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                                             a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: start, ldc: ldc,
+                                             bias: nil, gelu: false)
+                    for kernel in GEMMKernel.available {
+                        var c = start
                         GEMM.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                                    b: b, ldb: ldb, beta: beta, c: &c, ldc: ldc, kernel: kernel)
-                        let ref = Self.reference(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                                                 a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: before, ldc: ldc,
-                                                 bias: nil, gelu: false)
                         let what = "sgemm \(kernel) tA=\(transA) tB=\(transB) m=\(m) n=\(n) k=\(k) α=\(alpha) β=\(beta)"
                         assertClose(Self.block(c, m: m, n: n, ldc: ldc), ref.value, scale: ref.scale, k: k, what)
                         assertPaddingUntouched(c, m: m, n: n, ldc: ldc, sentinel: sentinel, what)
@@ -254,6 +254,32 @@ final class GEMMTests: XCTestCase {
                                            a: got, lda: tokens, b: vh, ldb: d, beta: 0, c: [], ldc: 0, bias: nil, gelu: false)
                     let gotOut = (0..<tokens * d).map { out[($0 / d) * channels + h * d + $0 % d] }
                     assertClose(gotOut, o.value, scale: o.scale, k: tokens, "attn·V \(kernel) head \(h) threads \(threads)")
+                }
+            }
+        }
+    }
+
+    func testStridedBatchedTransposedAndShortA() {
+        // Batch items whose A must be copied (transposed, or fewer rows than MR).
+        var rng = Rand(state: 7)
+        for (m, n, k, transA, transB) in [(5, 19, 9, true, false), (3, 40, 33, false, true), (70, 45, 90, true, true)] {
+            let batch = 3
+            let lda = (transA ? m : k) + 1, ldb = (transB ? k : n) + 2, ldc = n + 1
+            let aSize = (transA ? k : m) * lda, bSize = (transB ? n : k) * ldb, cSize = m * ldc
+            let a = rng.array(batch * aSize), b = rng.array(batch * bSize)
+            for kernel in GEMMKernel.available {
+                var c = [Float](repeating: 0, count: batch * cSize)
+                GEMM.sgemmStridedBatched(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.5,
+                                         a: a, lda: lda, strideA: aSize, b: b, ldb: ldb, strideB: bSize,
+                                         c: &c, ldc: ldc, strideC: cSize, batchCount: batch, kernel: kernel)
+                for h in 0..<batch {
+                    let ref = Self.reference(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.5,
+                                             a: Array(a[h * aSize ..< (h + 1) * aSize]), lda: lda,
+                                             b: Array(b[h * bSize ..< (h + 1) * bSize]), ldb: ldb,
+                                             beta: 0, c: [], ldc: 0, bias: nil, gelu: false)
+                    let got = Self.block(Array(c[h * cSize ..< (h + 1) * cSize]), m: m, n: n, ldc: ldc)
+                    assertClose(got, ref.value, scale: ref.scale, k: k,
+                                "batched \(kernel) item \(h) m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB)")
                 }
             }
         }
