@@ -165,6 +165,26 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    func testLinearLongKGroupedStrips() {
+        // Packed B larger than the L2 block: threads take groups of strips, k is blocked.
+        var rng = Rand(state: 8)
+        let m = 60, n = 33, k = 4200
+        let a = rng.array(m * k), w = rng.array(n * k), bias = rng.array(n)
+        let weight = PackedWeight(weight: w, outFeatures: n, inFeatures: k)
+        let start = rng.array(m * n)
+        var ref = Self.reference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
+                                 b: w, ldb: k, beta: 0, c: start, ldc: n, bias: bias, gelu: false)
+        for i in 0..<m * n {
+            ref.value[i] += Double(start[i])
+            ref.scale[i] += abs(Double(start[i]))
+        }
+        for kernel in GEMMKernel.available {
+            var c = start
+            GEMM.linear(m: m, a: a, lda: k, weight: weight, bias: bias, c: &c, ldc: n, accumulate: true, kernel: kernel)
+            assertClose(c, ref.value, scale: ref.scale, k: k, "long k \(kernel)")
+        }
+    }
+
     func testLinearKZeroGivesActivationOfBias() {
         let weight = PackedWeight(weight: [], outFeatures: 3, inFeatures: 0)
         let bias: [Float] = [-1, 0.5, 2]

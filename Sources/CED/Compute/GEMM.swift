@@ -314,27 +314,37 @@ enum GEMMDriver {
         }
     }
 
-    /// Cuts C into small rectangles that threads claim one by one: one MR-row strip each
-    /// (or one 32-column panel each when there are too few strips), so a thread slowed
-    /// down by other load costs at most one chunk of imbalance.
+    /// Cuts C into rectangles that threads claim one by one. Row strips when there are
+    /// enough of them, else 32-column panels. When all of packed B fits in L2 each chunk
+    /// is a single MR-row strip (a thread slowed down by other load costs at most one
+    /// strip of imbalance); otherwise chunks group up to 8 strips so each B block is
+    /// reused from L2 by several strips before moving on.
     struct Split {
         let m: Int, n: Int, mr: Int
         let byRows: Bool
         let count: Int
+        let rowTiles: Int
 
         init(_ p: Problem, kernel: GEMMKernel, threads: Int) {
             m = p.m
             n = p.n
             mr = kernel.mr
-            let rowTiles = (m + mr - 1) / mr
+            rowTiles = (m + mr - 1) / mr
             let panels = (n + packedPanelWidth - 1) / packedPanelWidth
             byRows = rowTiles >= 4 * threads || rowTiles >= panels
-            count = byRows ? rowTiles : panels
+            if !byRows {
+                count = panels
+            } else if p.k * panels * packedPanelWidth * 4 <= GEMMDriver.l2BlockBytes {
+                count = rowTiles
+            } else {
+                count = min(rowTiles, threads * ((rowTiles + 8 * threads - 1) / (8 * threads)))
+            }
         }
 
         func rectangle(_ chunk: Int) -> (rows: Range<Int>, cols: Range<Int>) {
             if byRows {
-                return (chunk * mr ..< min(m, (chunk + 1) * mr), 0..<n)
+                let t0 = chunk * rowTiles / count, t1 = (chunk + 1) * rowTiles / count
+                return (t0 * mr ..< min(m, t1 * mr), 0..<n)
             }
             return (0..<m, chunk * packedPanelWidth ..< min(n, (chunk + 1) * packedPanelWidth))
         }
