@@ -15,11 +15,14 @@
 #include <stdint.h>
 #include <string.h>
 
-// Scalar evaluation uses double for the exp argument reduction (no fma needed).
+// Coefficient lists (also used to build the AVX-512 constant table).
+#define CED_GELU_P_LIST 3.989423e-01f, -6.649038e-02f, 9.97355e-03f, -1.187288e-03f, 1.15319344e-04f, -9.273159e-06f, 5.368517e-07f
+#define CED_GELU_S_LIST 3.4663706e-06f, 1.9937515e-01f, 2.0053867e-01f, 1.4372611e-01f, 6.39799e-02f, -5.2034516e-02f, -2.6201358e-01f, 3.144303e-01f, -1.0871232e-01f
+#define CED_EXP_E_LIST 5.e-01f, 1.6666578e-01f, 4.1666854e-02f, 8.363145e-03f, 1.3901283e-03f
 
-static const float ced_gelu_p[7] = {3.989423e-01f, -6.649038e-02f, 9.97355e-03f, -1.187288e-03f, 1.15319344e-04f, -9.273159e-06f, 5.368517e-07f};
-static const float ced_gelu_s[9] = {3.4663706e-06f, 1.9937515e-01f, 2.0053867e-01f, 1.4372611e-01f, 6.39799e-02f, -5.2034516e-02f, -2.6201358e-01f, 3.144303e-01f, -1.0871232e-01f};
-static const float ced_exp_e[5] = {5.e-01f, 1.6666578e-01f, 4.1666854e-02f, 8.363145e-03f, 1.3901283e-03f};
+static const float ced_gelu_p[7] = {CED_GELU_P_LIST};
+static const float ced_gelu_s[9] = {CED_GELU_S_LIST};
+static const float ced_exp_e[5] = {CED_EXP_E_LIST};
 
 #define CED_GELU_SPLIT 1.0f
 #define CED_GELU_TMAX 12.5f
@@ -27,7 +30,8 @@ static const float ced_exp_e[5] = {5.e-01f, 1.6666578e-01f, 4.1666854e-02f, 8.36
 #define CED_LN2_HI 0.693359375f
 #define CED_LN2_LO (-2.12194440e-4f)
 
-/// Scalar version (portable kernel). Same formula, unfused arithmetic.
+/// Scalar version (portable kernel). Same formula, unfused arithmetic; the exp argument
+/// reduction is done in double (exact t², no fma needed).
 static inline float ced_gelu_scalar(float x) {
     float t = x < 0 ? -x : x;
     if (!(t <= CED_GELU_TMAX)) {

@@ -13,58 +13,94 @@
 
 #define CED_AVX512 __attribute__((target("avx512f,fma")))
 
-CED_AVX512 static inline __m512 ced_gelu_v16(__m512 x) {
-    const __m512 sign = _mm512_set1_ps(-0.0f);
-    __m512 t = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_castps_si512(sign), _mm512_castps_si512(x)));
-    // |x| <= 2: Φ = 0.5 + x·P(x²)
-    __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(ced_gelu_p[6]);
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(ced_gelu_p[5]));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(ced_gelu_p[4]));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(ced_gelu_p[3]));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(ced_gelu_p[2]));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(ced_gelu_p[1]));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(ced_gelu_p[0]));
-    __m512 phi_small = _mm512_fmadd_ps(x, p, _mm512_set1_ps(0.5f));
-    // |x| > 2: Φ(-t) = exp(-t²/2)·S(1/(1+t/2))
-    __m512 tc = _mm512_min_ps(t, _mm512_set1_ps(CED_GELU_TMAX));
-    __m512 d = _mm512_fmadd_ps(tc, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f));
-    __m512 w = _mm512_rcp14_ps(d);
-    w = _mm512_mul_ps(w, _mm512_fnmadd_ps(d, w, _mm512_set1_ps(2.0f)));
-    __m512 s = _mm512_set1_ps(ced_gelu_s[8]);
-    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[7]));
-    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[6]));
-    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[5]));
-    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[4]));
-    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[3]));
-    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[2]));
-    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[1]));
-    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[0]));
-    // y = -t²/2 as hi + lo
-    __m512 hh = _mm512_mul_ps(tc, tc);
-    __m512 hl = _mm512_fmsub_ps(tc, tc, hh);
-    __m512 y = _mm512_mul_ps(hh, _mm512_set1_ps(-0.5f));
-    __m512 yl = _mm512_mul_ps(hl, _mm512_set1_ps(-0.5f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(CED_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(CED_LN2_HI), y);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(CED_LN2_LO), r);
-    r = _mm512_add_ps(r, yl);
-    __m512 e = _mm512_set1_ps(ced_exp_e[4]);
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(ced_exp_e[3]));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(ced_exp_e[2]));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(ced_exp_e[1]));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(ced_exp_e[0]));
-    __m512 ex = _mm512_fmadd_ps(_mm512_mul_ps(r, r), e, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    __m512 lower = _mm512_mul_ps(_mm512_mul_ps(ex, _mm512_castsi512_ps(bits)), s);
-    __mmask16 past = _mm512_cmp_ps_mask(t, _mm512_set1_ps(CED_GELU_TMAX), _CMP_GT_OQ);
-    lower = _mm512_maskz_mov_ps((__mmask16)~past, lower);
-    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    __m512 phi_large = _mm512_mask_mov_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), lower), neg, lower);
-    __mmask16 small = _mm512_cmp_ps_mask(t, _mm512_set1_ps(CED_GELU_SPLIT), _CMP_LE_OQ);
-    __m512 phi = _mm512_mask_mov_ps(phi_large, small, phi_small);
-    return _mm512_mul_ps(x, phi);
-}
+// Constants of the GELU approximation (gelu.h) laid out for {1to16} broadcasts.
+#define G_P 0        /* P[0..6] */
+#define G_S 7        /* S[0..8] */
+#define G_E 16       /* E[0..4] */
+#define G_HALF 21
+#define G_ONE 22
+#define G_TWO 23
+#define G_NEGHALF 24
+#define G_LOG2E 25
+#define G_LN2HI 26
+#define G_LN2LO 27
+#define G_TMAX 28
+#define G_SPLIT 29
+#define G_COUNT 30
+static const float ced_gelu_table[G_COUNT] __attribute__((aligned(64))) = {
+    CED_GELU_P_LIST, CED_GELU_S_LIST, CED_EXP_E_LIST,
+    0.5f, 1.0f, 2.0f, -0.5f, CED_LOG2E, CED_LN2_HI, CED_LN2_LO, CED_GELU_TMAX, CED_GELU_SPLIT,
+};
+
+#define G_STR2(x) #x
+#define G_STR(x) G_STR2(x)
+// Broadcast / scalar operand for table entry i (i*4 bytes from %[tab]); i must be a single
+// token (a number or one of the G_* names), the assembler sees the text.
+#define G_B(i) G_STR(i) "*4(%[tab])%{1to16%}"
+#define G_L(i) G_STR(i) "*4(%[tab])"
+
+// GELU of %zmm<X> in place (X = 0 or 1), in assembly so that it runs at full speed in
+// -O0 debug builds too. Temporaries: zmm2-zmm9, k3-k5. Same operations as gelu.h.
+#define CED_GELU_ASM(X) \
+    "vpslld $1, %%zmm" #X ", %%zmm2\n\t" \
+    "vpsrld $1, %%zmm2, %%zmm2\n\t"                             /* t = |x| */ \
+    "vmulps %%zmm" #X ", %%zmm" #X ", %%zmm3\n\t"               /* x² */ \
+    "vbroadcastss " G_L(6) ", %%zmm4\n\t" \
+    "vfmadd213ps " G_B(5) ", %%zmm3, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(4) ", %%zmm3, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(3) ", %%zmm3, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(2) ", %%zmm3, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(1) ", %%zmm3, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(0) ", %%zmm3, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(G_HALF) ", %%zmm" #X ", %%zmm4\n\t"     /* Φ small = 0.5 + x·P */ \
+    "vminps " G_B(G_TMAX) ", %%zmm2, %%zmm5\n\t"                /* tc */ \
+    "vbroadcastss " G_L(G_HALF) ", %%zmm6\n\t" \
+    "vfmadd213ps " G_B(G_ONE) ", %%zmm5, %%zmm6\n\t"            /* d = 1 + tc/2 */ \
+    "vrcp14ps %%zmm6, %%zmm7\n\t" \
+    "vbroadcastss " G_L(G_TWO) ", %%zmm8\n\t" \
+    "vfnmadd231ps %%zmm7, %%zmm6, %%zmm8\n\t" \
+    "vmulps %%zmm8, %%zmm7, %%zmm7\n\t"                          /* w = 1/d */ \
+    "vbroadcastss " G_L(15) ", %%zmm6\n\t" \
+    "vfmadd213ps " G_B(14) ", %%zmm7, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(13) ", %%zmm7, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(12) ", %%zmm7, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(11) ", %%zmm7, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(10) ", %%zmm7, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(9) ", %%zmm7, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(8) ", %%zmm7, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(7) ", %%zmm7, %%zmm6\n\t"          /* S(w) */ \
+    "vmulps %%zmm5, %%zmm5, %%zmm7\n\t"                          /* hh = tc² */ \
+    "vmovaps %%zmm7, %%zmm8\n\t" \
+    "vfmsub231ps %%zmm5, %%zmm5, %%zmm8\n\t"                     /* hl = tc·tc − hh */ \
+    "vmulps " G_B(G_NEGHALF) ", %%zmm7, %%zmm7\n\t"             /* y */ \
+    "vmulps " G_B(G_NEGHALF) ", %%zmm8, %%zmm8\n\t"             /* yl */ \
+    "vmulps " G_B(G_LOG2E) ", %%zmm7, %%zmm9\n\t" \
+    "vrndscaleps $8, %%zmm9, %%zmm9\n\t"                         /* n */ \
+    "vfnmadd231ps " G_B(G_LN2HI) ", %%zmm9, %%zmm7\n\t" \
+    "vfnmadd231ps " G_B(G_LN2LO) ", %%zmm9, %%zmm7\n\t" \
+    "vaddps %%zmm8, %%zmm7, %%zmm7\n\t"                          /* r */ \
+    "vbroadcastss " G_L(20) ", %%zmm8\n\t" \
+    "vfmadd213ps " G_B(19) ", %%zmm7, %%zmm8\n\t" \
+    "vfmadd213ps " G_B(18) ", %%zmm7, %%zmm8\n\t" \
+    "vfmadd213ps " G_B(17) ", %%zmm7, %%zmm8\n\t" \
+    "vfmadd213ps " G_B(16) ", %%zmm7, %%zmm8\n\t" \
+    "vmulps %%zmm7, %%zmm7, %%zmm3\n\t" \
+    "vaddps " G_B(G_ONE) ", %%zmm7, %%zmm7\n\t" \
+    "vfmadd213ps %%zmm7, %%zmm3, %%zmm8\n\t"                     /* exp(r) */ \
+    "vscalefps %%zmm9, %%zmm8, %%zmm8\n\t"                       /* ·2^n */ \
+    "vmulps %%zmm6, %%zmm8, %%zmm8\n\t"                          /* Φ(−t) */ \
+    "vcmpps $0x12, " G_B(G_TMAX) ", %%zmm2, %%k3\n\t" \
+    "vmovaps %%zmm8, %%zmm8%{%%k3%}%{z%}\n\t"                    /* 0 past TMAX */ \
+    "vpxord %%zmm3, %%zmm3, %%zmm3\n\t" \
+    "vcmpps $0x11, %%zmm3, %%zmm" #X ", %%k4\n\t"                /* x < 0 */ \
+    "vbroadcastss " G_L(G_ONE) ", %%zmm3\n\t" \
+    "vsubps %%zmm8, %%zmm3, %%zmm3\n\t" \
+    "vmovaps %%zmm8, %%zmm3%{%%k4%}\n\t"                         /* Φ large */ \
+    "vcmpps $0x12, " G_B(G_SPLIT) ", %%zmm2, %%k5\n\t" \
+    "vmovaps %%zmm4, %%zmm3%{%%k5%}\n\t"                         /* |x| <= 1: Φ small */ \
+    "vmulps %%zmm3, %%zmm" #X ", %%zmm" #X "\n\t"
+
+#define CED_GELU_CLOBBERS "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "k3", "k4", "k5"
 
 CED_AVX512 static inline __mmask16 ced_cols_mask(int32_t lo, int32_t hi, int32_t base) {
     int32_t a = lo - base, b = hi - base;
@@ -133,52 +169,76 @@ CED_AVX512 void ced_tile_avx512(const ced_tile *tile) {
 #undef ROW
 #undef ST
 
-    // Epilogue: alpha, beta·C, bias, GELU, masked store of the selected sub-tile.
+    // Epilogue, one row per asm block: alpha, beta·C, bias, GELU, add C, masked store.
     const __mmask16 m0 = ced_cols_mask(tile->col_begin, tile->col_end, 0);
     const __mmask16 m1 = ced_cols_mask(tile->col_begin, tile->col_end, 16);
-    const __m512 alpha = _mm512_set1_ps(tile->alpha);
-    const __m512 beta = _mm512_set1_ps(tile->beta);
-    const int scale = tile->alpha != 1.0f, useBeta = tile->beta != 0.0f, gelu = tile->gelu != 0;
-    const int hasBias = tile->bias != 0, addC = tile->add_c != 0;
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (tile->bias) {
-        bias0 = _mm512_maskz_loadu_ps(m0, tile->bias);
-        bias1 = _mm512_maskz_loadu_ps(m1, tile->bias + 16);
-    }
+    const uint32_t masks = (uint32_t)m0 | ((uint32_t)m1 << 16);
+    const int64_t flags = (tile->alpha != 1.0f ? 1 : 0) | (tile->beta != 0.0f ? 2 : 0) |
+                          (tile->bias ? 4 : 0) | (tile->gelu ? 8 : 0) | (tile->add_c ? 16 : 0);
+    const float *bias = tile->bias ? tile->bias : acc;   // never read when NULL
+    const float *alphap = &tile->alpha, *betap = &tile->beta;
+    const float *tab = ced_gelu_table;
     for (int32_t i = tile->row_begin; i < tile->row_end; i++) {
         float *crow = tile->c + i * tile->ldc;
-        __m512 v0 = _mm512_load_ps(acc + i * 32), v1 = _mm512_load_ps(acc + i * 32 + 16);
-        if (scale) {
-            v0 = _mm512_mul_ps(v0, alpha);
-            v1 = _mm512_mul_ps(v1, alpha);
-        }
-        if (useBeta) {
-            v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, crow), v0);
-            v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, crow + 16), v1);
-        }
-        if (hasBias) {
-            v0 = _mm512_add_ps(v0, bias0);
-            v1 = _mm512_add_ps(v1, bias1);
-        }
-        if (gelu) {
-            v0 = ced_gelu_v16(v0);
-            v1 = ced_gelu_v16(v1);
-        }
-        if (addC) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, crow));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, crow + 16));
-        }
-        _mm512_mask_storeu_ps(crow, m0, v0);
-        _mm512_mask_storeu_ps(crow + 16, m1, v1);
+        const float *arow = acc + i * 32;
+        __asm__ volatile(
+            "kmovd %[masks], %%k1\n\t"
+            "kshiftrd $16, %%k1, %%k2\n\t"
+            "vmovaps (%[arow]), %%zmm0\n\t"
+            "vmovaps 64(%[arow]), %%zmm1\n\t"
+            "test $1, %[flags]\n\t"
+            "jz 1f\n\t"
+            "vmulps (%[alpha])%{1to16%}, %%zmm0, %%zmm0\n\t"
+            "vmulps (%[alpha])%{1to16%}, %%zmm1, %%zmm1\n"
+            "1:\n\t"
+            "test $2, %[flags]\n\t"
+            "jz 2f\n\t"
+            "vbroadcastss (%[beta]), %%zmm2\n\t"
+            "vmovups (%[c]), %%zmm3%{%%k1%}%{z%}\n\t"
+            "vmovups 64(%[c]), %%zmm4%{%%k2%}%{z%}\n\t"
+            "vfmadd231ps %%zmm2, %%zmm3, %%zmm0\n\t"
+            "vfmadd231ps %%zmm2, %%zmm4, %%zmm1\n"
+            "2:\n\t"
+            "test $4, %[flags]\n\t"
+            "jz 3f\n\t"
+            "vmovups (%[bias]), %%zmm3%{%%k1%}%{z%}\n\t"
+            "vmovups 64(%[bias]), %%zmm4%{%%k2%}%{z%}\n\t"
+            "vaddps %%zmm3, %%zmm0, %%zmm0\n\t"
+            "vaddps %%zmm4, %%zmm1, %%zmm1\n"
+            "3:\n\t"
+            "test $8, %[flags]\n\t"
+            "jz 4f\n\t"
+            CED_GELU_ASM(0)
+            CED_GELU_ASM(1)
+            "4:\n\t"
+            "test $16, %[flags]\n\t"
+            "jz 5f\n\t"
+            "vmovups (%[c]), %%zmm3%{%%k1%}%{z%}\n\t"
+            "vmovups 64(%[c]), %%zmm4%{%%k2%}%{z%}\n\t"
+            "vaddps %%zmm3, %%zmm0, %%zmm0\n\t"
+            "vaddps %%zmm4, %%zmm1, %%zmm1\n"
+            "5:\n\t"
+            "vmovups %%zmm0, (%[c])%{%%k1%}\n\t"
+            "vmovups %%zmm1, 64(%[c])%{%%k2%}\n\t"
+            :
+            : [masks] "r"(masks), [arow] "r"(arow), [flags] "r"(flags), [alpha] "r"(alphap),
+              [beta] "r"(betap), [c] "r"(crow), [bias] "r"(bias), [tab] "r"(tab)
+            : "cc", "memory", "xmm0", "xmm1", CED_GELU_CLOBBERS, "k1", "k2");
     }
 }
 
 CED_AVX512 void ced_gelu_avx512(const float *in, float *out, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, ced_gelu_v16(_mm512_loadu_ps(in + i)));
-    if (i < n) {
-        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(out + i, m, ced_gelu_v16(_mm512_maskz_loadu_ps(m, in + i)));
+    const float *tab = ced_gelu_table;
+    for (int64_t i = 0; i < n; i += 16) {
+        uint32_t mask = n - i >= 16 ? 0xffffu : (uint32_t)((1u << (n - i)) - 1u);
+        __asm__ volatile(
+            "kmovd %[mask], %%k1\n\t"
+            "vmovups (%[in]), %%zmm0%{%%k1%}%{z%}\n\t"
+            CED_GELU_ASM(0)
+            "vmovups %%zmm0, (%[out])%{%%k1%}\n\t"
+            :
+            : [mask] "r"(mask), [in] "r"(in + i), [out] "r"(out + i), [tab] "r"(tab)
+            : "cc", "memory", "xmm0", CED_GELU_CLOBBERS, "k1");
     }
 }
 
