@@ -245,13 +245,35 @@ enum GEMMDriver {
                 if cols < w {
                     dst.initialize(repeating: 0, count: k * w)
                 }
-                for jj in 0..<cols {
+                // Eight, then four source rows at a time: one vector store per k step.
+                var jj = 0
+                while jj + 8 <= cols {
+                    let s0 = b + (j0 + jj) * ldb, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb
+                    let s4 = s3 + ldb, s5 = s4 + ldb, s6 = s5 + ldb, s7 = s6 + ldb
+                    let d = UnsafeMutableRawPointer(dst + jj)
+                    for p in 0..<k {
+                        d.storeBytes(of: SIMD8<Float>(s0[p], s1[p], s2[p], s3[p], s4[p], s5[p], s6[p], s7[p]),
+                                     toByteOffset: p * w * 4, as: SIMD8<Float>.self)
+                    }
+                    jj += 8
+                }
+                while jj + 4 <= cols {
+                    let s0 = b + (j0 + jj) * ldb, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb
+                    let d = UnsafeMutableRawPointer(dst + jj)
+                    for p in 0..<k {
+                        d.storeBytes(of: SIMD4<Float>(s0[p], s1[p], s2[p], s3[p]), toByteOffset: p * w * 4,
+                                     as: SIMD4<Float>.self)
+                    }
+                    jj += 4
+                }
+                while jj < cols {
                     let src = b + (j0 + jj) * ldb
                     var d = dst + jj
                     for p in 0..<k {
                         d.pointee = src[p]
                         d += w
                     }
+                    jj += 1
                 }
             } else {
                 for p in 0..<k {
