@@ -25,10 +25,15 @@ final class ComputePool: @unchecked Sendable {
     private var generation = 0
     private var job: ((Int) -> Void)?
     private var taskCount = 0
+    /// Unclaimed tasks are `nextTask..<lastTask`: the caller takes them from the front,
+    /// workers from the back, so with two threads each core gets the same half of the
+    /// output on every call (its cache lines stay put) while still balancing load.
     private var nextTask = 0
+    private var lastTask = 0
     private var finished = 0
     private var allowedWorkers = 0
     private var sleepers = 0
+    private var waitingCaller = false
 
     /// How many `sched_yield` rounds an idle worker polls for new work before sleeping.
     private let spinRounds = 2000
@@ -49,6 +54,24 @@ final class ComputePool: @unchecked Sendable {
         }
     }
 
+    /// Locks `mutex`, spinning on trylock first: the critical sections are a few
+    /// instructions long, and a contended pthread mutex would otherwise put the thread to
+    /// sleep in the kernel and cost a wake-up (several µs) for a lock held for nanoseconds.
+    @inline(__always)
+    private func lock() {
+        var spins = 0
+        while pthread_mutex_trylock(mutex) != 0 {
+            spins += 1
+            if spins >= 200 {
+                pthread_mutex_lock(mutex)
+                return
+            }
+        }
+    }
+
+    @inline(__always)
+    private func unlock() { pthread_mutex_unlock(mutex) }
+
     /// Runs `body(0..<count)` on the caller plus up to `maxThreads − 1` workers and
     /// returns when every task has finished. Tasks must be independent.
     func run(_ count: Int, maxThreads: Int, _ body: (Int) -> Void) {
@@ -58,9 +81,9 @@ final class ComputePool: @unchecked Sendable {
             for i in 0..<count { body(i) }
             return
         }
-        pthread_mutex_lock(mutex)
+        lock()
         if busy {
-            pthread_mutex_unlock(mutex)
+            unlock()
             for i in 0..<count { body(i) }
             return
         }
@@ -69,45 +92,66 @@ final class ComputePool: @unchecked Sendable {
             job = body
             taskCount = count
             nextTask = 0
+            lastTask = count
             finished = 0
             allowedWorkers = helpers
             generation &+= 1
             if sleepers > 0 { pthread_cond_broadcast(workCond) }
-            while claimAndRun() {
+            while claimAndRun(fromBack: false) {
                 finished += 1
             }
-            while finished < taskCount { pthread_cond_wait(doneCond, mutex) }
+            // The last chunks are running on workers: poll briefly (they are usually
+            // microseconds from done) before sleeping on the condition variable.
+            var rounds = 0
+            while finished < taskCount {
+                if rounds < spinRounds {
+                    rounds += 1
+                    unlock()
+                    sched_yield()
+                    lock()
+                } else {
+                    waitingCaller = true
+                    pthread_cond_wait(doneCond, mutex)
+                    waitingCaller = false
+                }
+            }
             job = nil
         }
         busy = false
-        pthread_mutex_unlock(mutex)
+        unlock()
     }
 
     /// With `mutex` held: claims one task, runs it unlocked, re-locks. Returns false when
     /// no task is left. The closure reference is dropped before returning.
     @inline(never)
-    private func claimAndRun() -> Bool {
-        guard nextTask < taskCount, let body = job else { return false }
-        let i = nextTask
-        nextTask += 1
-        pthread_mutex_unlock(mutex)
+    private func claimAndRun(fromBack: Bool) -> Bool {
+        guard nextTask < lastTask, let body = job else { return false }
+        let i: Int
+        if fromBack {
+            lastTask -= 1
+            i = lastTask
+        } else {
+            i = nextTask
+            nextTask += 1
+        }
+        unlock()
         body(i)
-        pthread_mutex_lock(mutex)
+        lock()
         return true
     }
 
     private func workerLoop(_ index: Int) {
         var seen = 0
-        pthread_mutex_lock(mutex)
+        lock()
         while true {
             var rounds = 0
-            while generation == seen || index >= allowedWorkers || nextTask >= taskCount {
+            while generation == seen || index >= allowedWorkers || nextTask >= lastTask {
                 seen = generation
                 if rounds < spinRounds {
                     rounds += 1
-                    pthread_mutex_unlock(mutex)
+                    unlock()
                     sched_yield()
-                    pthread_mutex_lock(mutex)
+                    lock()
                 } else {
                     sleepers += 1
                     pthread_cond_wait(workCond, mutex)
@@ -116,9 +160,9 @@ final class ComputePool: @unchecked Sendable {
                 }
             }
             seen = generation
-            while claimAndRun() {
+            while claimAndRun(fromBack: true) {
                 finished += 1
-                if finished == taskCount { pthread_cond_signal(doneCond) }
+                if finished == taskCount && waitingCaller { pthread_cond_signal(doneCond) }
             }
         }
     }

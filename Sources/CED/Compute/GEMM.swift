@@ -373,6 +373,7 @@ enum GEMMDriver {
     }
 
     /// The blocked loops over one rectangle of C (`cols.lowerBound` on a panel boundary).
+    @inline(never)
     static func compute(_ p: Problem, rows: Range<Int>, cols: Range<Int>, kc: Int, kernel: GEMMKernel) {
         let mr = kernel.mr, nr = kernel.nr, w = packedPanelWidth
         let function = kernel.tileFunction
