@@ -128,9 +128,11 @@ final class GEMMTests: XCTestCase {
                     c.withUnsafeMutableBufferPointer { cp in
                         a.withUnsafeBufferPointer { ap in
                             bias.withUnsafeBufferPointer { bp in
+                                // Half of the calls split across threads whatever their size.
                                 GEMM.linear(m: m, a: ap.baseAddress!, lda: lda, weight: weight,
                                             bias: useBias ? bp.baseAddress! : nil, c: cp.baseAddress!, ldc: ldc,
-                                            activation: gelu ? .gelu : .none, accumulate: accumulate, kernel: kernel)
+                                            activation: gelu ? .gelu : .none, accumulate: accumulate,
+                                            threads: variant % 2 == 0 ? 2 : nil, kernel: kernel)
                             }
                         }
                     }
@@ -227,7 +229,7 @@ final class GEMMTests: XCTestCase {
                     for kernel in GEMMKernel.available {
                         var c = start
                         GEMM.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                                   b: b, ldb: ldb, beta: beta, c: &c, ldc: ldc, kernel: kernel)
+                                   b: b, ldb: ldb, beta: beta, c: &c, ldc: ldc, threads: transB ? 2 : nil, kernel: kernel)
                         let what = "sgemm \(kernel) tA=\(transA) tB=\(transB) m=\(m) n=\(n) k=\(k) α=\(alpha) β=\(beta)"
                         assertClose(Self.block(c, m: m, n: n, ldc: ldc), ref.value, scale: ref.scale, k: k, what)
                         assertPaddingUntouched(c, m: m, n: n, ldc: ldc, sentinel: sentinel, what)
@@ -291,7 +293,7 @@ final class GEMMTests: XCTestCase {
                 var c = [Float](repeating: 0, count: batch * cSize)
                 GEMM.sgemmStridedBatched(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.5,
                                          a: a, lda: lda, strideA: aSize, b: b, ldb: ldb, strideB: bSize,
-                                         c: &c, ldc: ldc, strideC: cSize, batchCount: batch, kernel: kernel)
+                                         c: &c, ldc: ldc, strideC: cSize, batchCount: batch, threads: 2, kernel: kernel)
                 for h in 0..<batch {
                     let ref = Self.reference(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.5,
                                              a: Array(a[h * aSize ..< (h + 1) * aSize]), lda: lda,
@@ -343,7 +345,7 @@ final class GEMMTests: XCTestCase {
         DispatchQueue.concurrentPerform(iterations: 6) { t in
             var c = [Float](repeating: 0, count: m * n)
             for _ in 0..<5 {
-                GEMM.linear(m: m, a: a, lda: k, weight: weight, bias: bias, c: &c, ldc: n, activation: .gelu)
+                GEMM.linear(m: m, a: a, lda: k, weight: weight, bias: bias, c: &c, ldc: n, activation: .gelu, threads: 2)
             }
             results[t] = c
         }

@@ -73,7 +73,8 @@ public enum GEMM {
     ///   - a: `m` rows of `weight.inFeatures` floats, row stride `lda`.
     ///   - bias: `weight.outFeatures` floats, or nil.
     ///   - c: `m` rows of `weight.outFeatures` floats, row stride `ldc`; must not overlap `a`.
-    ///   - threads: at most this many threads (nil: all cores; 1: calling thread only).
+    ///   - threads: at most this many threads (nil: all cores when the product is big
+    ///     enough to gain from it, else the calling thread; 1: calling thread only).
     ///   - kernel: force a microkernel family (tests, benchmarks); nil picks the best.
     public static func linear(
         m: Int, a: UnsafePointer<Float>, lda: Int,
@@ -216,8 +217,9 @@ enum GEMMDriver {
     /// Largest k block; a B block of KC×NC floats is sized for half of L2.
     static let kcMax = 512
     static let l2BlockBytes = 1 << 20
-    /// Below this many flops a call stays on the calling thread.
-    static let parallelFlops = 3_000_000
+    /// Below this many flops (about 50 µs on one core) a call with `threads: nil` stays on
+    /// the calling thread: splitting it would cost more in hand-offs than it saves.
+    static let parallelFlops = 8_000_000
 
     static func blockK(_ k: Int) -> Int {
         if k <= kcMax { return max(k, 1) }
@@ -225,10 +227,12 @@ enum GEMMDriver {
         return (k + blocks - 1) / blocks
     }
 
+    /// Threads to use: an explicit request (capped at the cores), else all cores for
+    /// calls of at least `parallelFlops`, else 1.
     static func threadCount(_ requested: Int?, flops: Int) -> Int {
         let available = ComputePool.shared.workerCount + 1
-        if flops < parallelFlops { return 1 }
-        return max(1, min(requested ?? available, available))
+        if let requested { return max(1, min(requested, available)) }
+        return flops < parallelFlops ? 1 : available
     }
 
     /// Packs `op(B)` (`k×n`; `transposed`: B is stored `n×k`) into 32-column panels
