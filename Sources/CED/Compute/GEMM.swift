@@ -16,6 +16,9 @@ import Foundation
 //   - The epilogue (α, β·C, bias, exact GELU, accumulate) is fused into the last k block.
 //   - Big calls are split by rows (or by columns when there are few rows) across the
 //     cores with ComputePool; small ones (e.g. m = 1) stay on the calling thread.
+//   - The AVX-512 and AVX2 k loops (and the AVX-512 epilogue with GELU) are inline
+//     assembly, so debug builds, where SwiftPM compiles C at -O0, run them at release
+//     speed; only the Swift loops around them are slower in debug.
 
 /// Activation applied in a GEMM epilogue.
 public enum Activation: Sendable {
