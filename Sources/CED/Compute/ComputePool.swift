@@ -35,8 +35,17 @@ final class ComputePool: @unchecked Sendable {
     private var sleepers = 0
     private var waitingCaller = false
 
-    /// How many `sched_yield` rounds an idle worker polls for new work before sleeping.
-    private let spinRounds = 2000
+    /// How long an idle worker polls for the next job without yielding the CPU (also how
+    /// long a caller polls for its workers' last chunks), and how long a worker polls in
+    /// total before it sleeps (a forward pass issues GEMMs every few µs to ms).
+    private let busyWait = 100e-6
+    private let yieldWait = 2e-3
+
+    private static func monotonicSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
 
     init(workers: Int = max(0, ProcessInfo.processInfo.activeProcessorCount - 1)) {
         workerCount = workers
@@ -100,14 +109,15 @@ final class ComputePool: @unchecked Sendable {
             while claimAndRun(fromBack: false) {
                 finished += 1
             }
-            // The last chunks are running on workers: poll briefly (they are usually
-            // microseconds from done) before sleeping on the condition variable.
-            var rounds = 0
+            // The last chunks are running on workers: poll (they are usually microseconds
+            // from done) before sleeping on the condition variable. No sched_yield here:
+            // on a loaded machine it could hand this thread's core away for a whole
+            // time slice.
+            let waitStart = Self.monotonicSeconds()
             while finished < taskCount {
-                if rounds < spinRounds {
-                    rounds += 1
+                if Self.monotonicSeconds() - waitStart < busyWait {
                     unlock()
-                    sched_yield()
+                    for _ in 0..<32 { _ = pthread_self() }
                     lock()
                 } else {
                     waitingCaller = true
@@ -144,19 +154,27 @@ final class ComputePool: @unchecked Sendable {
         var seen = 0
         lock()
         while true {
-            var rounds = 0
+            // Idle: poll without giving up the CPU for `busyWait`, then poll with
+            // sched_yield (other processes may run) until `yieldWait`, then sleep.
+            var idleSince = -1.0
             while generation == seen || index >= allowedWorkers || nextTask >= lastTask {
                 seen = generation
-                if rounds < spinRounds {
-                    rounds += 1
+                let now = Self.monotonicSeconds()
+                if idleSince < 0 { idleSince = now }
+                let idle = now - idleSince
+                if idle < yieldWait {
                     unlock()
-                    sched_yield()
+                    if idle < busyWait {
+                        for _ in 0..<32 { _ = pthread_self() }   // a few hundred ns
+                    } else {
+                        sched_yield()
+                    }
                     lock()
                 } else {
                     sleepers += 1
                     pthread_cond_wait(workCond, mutex)
                     sleepers -= 1
-                    rounds = 0
+                    idleSince = -1
                 }
             }
             seen = generation

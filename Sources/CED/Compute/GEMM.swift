@@ -223,6 +223,8 @@ enum GEMMDriver {
     /// Below this many flops (about 50 µs on one core) a call with `threads: nil` stays on
     /// the calling thread: splitting it would cost more in hand-offs than it saves.
     static let parallelFlops = 8_000_000
+    /// Least work per chunk handed to a thread (about 10 µs).
+    static let minChunkFlops = 1_500_000
 
     static func blockK(_ k: Int) -> Int {
         if k <= kcMax { return max(k, 1) }
@@ -343,39 +345,40 @@ enum GEMMDriver {
         }
     }
 
-    /// Cuts C into rectangles that threads claim one by one. Row strips when there are
-    /// enough of them, else 32-column panels. When all of packed B fits in L2 each chunk
-    /// is a single MR-row strip (a thread slowed down by other load costs at most one
-    /// strip of imbalance); otherwise chunks group up to 8 strips so each B block is
-    /// reused from L2 by several strips before moving on.
+    /// Cuts C into rectangles that threads claim one by one: row strips when there are
+    /// enough of them, else 32-column panels. Chunks are as small as possible (a thread
+    /// slowed down by other load costs at most one chunk of imbalance) but carry at least
+    /// `minChunkFlops` of work so claiming stays cheap; when packed B does not fit the L2
+    /// block, a chunk groups up to 8 strips so each B block is reused from L2.
     struct Split {
         let m: Int, n: Int, mr: Int
         let byRows: Bool
         let count: Int
-        let rowTiles: Int
+        let units: Int
 
         init(_ p: Problem, kernel: GEMMKernel, threads: Int) {
             m = p.m
             n = p.n
             mr = kernel.mr
-            rowTiles = (m + mr - 1) / mr
+            let rowTiles = (m + mr - 1) / mr
             let panels = (n + packedPanelWidth - 1) / packedPanelWidth
             byRows = rowTiles >= 4 * threads || rowTiles >= panels
-            if !byRows {
-                count = panels
-            } else if p.k * panels * packedPanelWidth * 4 <= GEMMDriver.l2BlockBytes {
-                count = rowTiles
-            } else {
-                count = min(rowTiles, threads * ((rowTiles + 8 * threads - 1) / (8 * threads)))
+            units = byRows ? rowTiles : panels
+            var chunks = units
+            if byRows && p.k * panels * packedPanelWidth * 4 > GEMMDriver.l2BlockBytes {
+                chunks = threads * ((rowTiles + 8 * threads - 1) / (8 * threads))
             }
+            let unitFlops = 2 * p.k * (byRows ? mr * n : m * packedPanelWidth)
+            let byWork = units * unitFlops / GEMMDriver.minChunkFlops
+            count = max(1, min(chunks, units, max(threads, byWork)))
         }
 
         func rectangle(_ chunk: Int) -> (rows: Range<Int>, cols: Range<Int>) {
+            let u0 = chunk * units / count, u1 = (chunk + 1) * units / count
             if byRows {
-                let t0 = chunk * rowTiles / count, t1 = (chunk + 1) * rowTiles / count
-                return (t0 * mr ..< min(m, t1 * mr), 0..<n)
+                return (u0 * mr ..< min(m, u1 * mr), 0..<n)
             }
-            return (0..<m, chunk * packedPanelWidth ..< min(n, (chunk + 1) * packedPanelWidth))
+            return (0..<m, u0 * packedPanelWidth ..< min(n, u1 * packedPanelWidth))
         }
     }
 
