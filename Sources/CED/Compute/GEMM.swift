@@ -22,6 +22,7 @@ import Foundation
 
 /// Activation applied in a GEMM epilogue.
 public enum Activation: Sendable {
+    /// The affine result as is.
     case none
     /// Exact GELU, `0.5·x·(1 + erf(x/√2))` (PyTorch `nn.GELU()` default), evaluated with
     /// a vectorised erf-accurate approximation (a few float ulps; see CEDKernels/gelu.h).
