@@ -172,7 +172,8 @@ CED_AVX512 void ced_tile_avx512(const ced_tile *tile) {
     // Epilogue, one row per asm block: alpha, beta·C, bias, GELU, add C, masked store.
     const __mmask16 m0 = ced_cols_mask(tile->col_begin, tile->col_end, 0);
     const __mmask16 m1 = ced_cols_mask(tile->col_begin, tile->col_end, 16);
-    const uint32_t masks = (uint32_t)m0 | ((uint32_t)m1 << 16);
+    // Masks go through 32-bit registers with kmovw (AVX-512F; kmovd would need BW).
+    const uint32_t mask0 = m0, mask1 = m1;
     const int64_t flags = (tile->alpha != 1.0f ? 1 : 0) | (tile->beta != 0.0f ? 2 : 0) |
                           (tile->bias ? 4 : 0) | (tile->gelu ? 8 : 0) | (tile->add_c ? 16 : 0);
     const float *bias = tile->bias ? tile->bias : acc;   // never read when NULL
@@ -182,8 +183,8 @@ CED_AVX512 void ced_tile_avx512(const ced_tile *tile) {
         float *crow = tile->c + i * tile->ldc;
         const float *arow = acc + i * 32;
         __asm__ volatile(
-            "kmovd %[masks], %%k1\n\t"
-            "kshiftrd $16, %%k1, %%k2\n\t"
+            "kmovw %[mask0], %%k1\n\t"
+            "kmovw %[mask1], %%k2\n\t"
             "vmovaps (%[arow]), %%zmm0\n\t"
             "vmovaps 64(%[arow]), %%zmm1\n\t"
             "test $1, %[flags]\n\t"
@@ -221,7 +222,7 @@ CED_AVX512 void ced_tile_avx512(const ced_tile *tile) {
             "vmovups %%zmm0, (%[c])%{%%k1%}\n\t"
             "vmovups %%zmm1, 64(%[c])%{%%k2%}\n\t"
             :
-            : [masks] "r"(masks), [arow] "r"(arow), [flags] "r"(flags), [alpha] "r"(alphap),
+            : [mask0] "r"(mask0), [mask1] "r"(mask1), [arow] "r"(arow), [flags] "r"(flags), [alpha] "r"(alphap),
               [beta] "r"(betap), [c] "r"(crow), [bias] "r"(bias), [tab] "r"(tab)
             : "cc", "memory", "xmm0", "xmm1", CED_GELU_CLOBBERS, "k1", "k2");
     }
@@ -232,7 +233,7 @@ CED_AVX512 void ced_gelu_avx512(const float *in, float *out, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         uint32_t mask = n - i >= 16 ? 0xffffu : (uint32_t)((1u << (n - i)) - 1u);
         __asm__ volatile(
-            "kmovd %[mask], %%k1\n\t"
+            "kmovw %[mask], %%k1\n\t"
             "vmovups (%[in]), %%zmm0%{%%k1%}%{z%}\n\t"
             CED_GELU_ASM(0)
             "vmovups %%zmm0, (%[out])%{%%k1%}\n\t"
