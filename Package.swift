@@ -21,7 +21,8 @@ let package = Package(
             dependencies: ["CED", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/ced"),
         .testTarget(
-            name: "CEDTests", dependencies: ["CED"], path: "Tests/CEDTests",
+            // Depends on `ced` so the CLI tests find the freshly built tool.
+            name: "CEDTests", dependencies: ["CED", "ced"], path: "Tests/CEDTests",
             resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

@@ -63,6 +63,7 @@ final class EndToEndGoldenTests: XCTestCase {
         let extractor = try CedFeatureExtractor()
         var taggers: [String: CedAudioTagger] = [:]
         var mels: [String: Tensor] = [:]
+        var worst: Float = 0
         for c in cases {
             let tagger = try taggers[c.variant] ?? CedAudioTagger(model: ModelGoldenTests.loadModel(name, variant: c.variant), featureExtractor: extractor)
             taggers[c.variant] = tagger
@@ -74,8 +75,10 @@ final class EndToEndGoldenTests: XCTestCase {
                 let key = chunking == .hf ? "output_hf" : "output_original"
                 let d = maxAbsDiff(out.scalars, try golden.tensor("\(c.audio)/\(c.variant)/\(key)").scalars)
                 XCTAssertLessThanOrEqual(d, 1e-4, "\(name) \(c.audio) \(c.variant) \(key)")
+                worst = max(worst, d)
             }
         }
+        print("\(name): largest end-to-end output difference \(worst)")
     }
 
     func testMicro() throws { try check(model: "micro") }

@@ -1,15 +1,31 @@
+import CEDKernels
 import Foundation
 
 // The Swift face of the matrix kernels. Everything here is row-major float32.
 //
-// PLACEHOLDER implementation (straightforward loops); the kernel layer replaces the
-// bodies with packed, cache-blocked, multi-threaded code over the CEDKernels
-// microkernels while keeping these signatures.
+// Structure (BLIS-style, sized for the CED shapes):
+//   - B is packed into 32-column panels, `[k][32]` each (PackedWeight does this once at
+//     load time; `sgemm` packs per call, which is O(k·n) against O(m·n·k) of work).
+//   - A is read in place, row-major with its `lda` (the microkernel broadcasts from MR
+//     row pointers), so the common case copies nothing; only `transA` or `m < MR` makes
+//     a row-major copy.
+//   - Loops: k blocks (KC) → column blocks (NC, B block kept in L2) → MR-row strips
+//     (A strip in L1) → NR-column tiles → C microkernel (CEDKernels).
+//   - Edge tiles are shifted back to overlap the previous tile (A rows and packed B
+//     columns stay in bounds) and store only their new rows/columns.
+//   - The epilogue (α, β·C, bias, exact GELU, accumulate) is fused into the last k block.
+//   - Big calls are split by rows (or by columns when there are few rows) across the
+//     cores with ComputePool; small ones (e.g. m = 1) stay on the calling thread.
+//   - The AVX-512 and AVX2 k loops (and the AVX-512 epilogue with GELU) are inline
+//     assembly, so debug builds, where SwiftPM compiles C at -O0, run them at release
+//     speed; only the Swift loops around them are slower in debug.
 
 /// Activation applied in a GEMM epilogue.
 public enum Activation: Sendable {
+    /// The affine result as is.
     case none
-    /// Exact GELU, `0.5·x·(1 + erf(x/√2))` (PyTorch `nn.GELU()` default).
+    /// Exact GELU, `0.5·x·(1 + erf(x/√2))` (PyTorch `nn.GELU()` default), evaluated with
+    /// a vectorised erf-accurate approximation (a few float ulps; see CEDKernels/gelu.h).
     case gelu
 }
 
@@ -18,66 +34,400 @@ public enum Activation: Sendable {
 public final class PackedWeight: @unchecked Sendable {
     public let outFeatures: Int
     public let inFeatures: Int
-    /// Row-major `[outFeatures, inFeatures]` copy (the packed layout may differ).
-    let rowMajor: [Float]
+    /// `ceil(outFeatures / 32)` panels of `[inFeatures][32]` floats (columns past
+    /// `outFeatures` are zero), 64-byte aligned. Immutable after init.
+    let panels: UnsafeMutablePointer<Float>
+    let panelCount: Int
 
+    /// Packs a row-major `[outFeatures, inFeatures]` weight (PyTorch `Linear.weight`).
     public init(weight: [Float], outFeatures: Int, inFeatures: Int) {
+        precondition(outFeatures >= 0 && inFeatures >= 0, "negative Linear size \(outFeatures)×\(inFeatures)")
         precondition(weight.count == outFeatures * inFeatures, "weight has \(weight.count) values, expected \(outFeatures)×\(inFeatures)")
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
-        self.rowMajor = weight
+        panelCount = (outFeatures + packedPanelWidth - 1) / packedPanelWidth
+        let count = max(1, panelCount * inFeatures * packedPanelWidth)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+        panels = raw.bindMemory(to: Float.self, capacity: count)
+        weight.withUnsafeBufferPointer { w in
+            GEMMDriver.packB(transposed: true, b: w.baseAddress ?? UnsafePointer(panels), ldb: inFeatures,
+                             k: inFeatures, n: outFeatures, into: panels)
+        }
+    }
+
+    deinit { panels.deallocate() }
+
+    /// Row-major `[outFeatures, inFeatures]` copy of the weight (unpacked on demand).
+    var rowMajor: [Float] {
+        var out = [Float](repeating: 0, count: outFeatures * inFeatures)
+        for j in 0..<outFeatures {
+            let panel = panels + (j / packedPanelWidth) * inFeatures * packedPanelWidth + j % packedPanelWidth
+            for p in 0..<inFeatures { out[j * inFeatures + p] = panel[p * packedPanelWidth] }
+        }
+        return out
     }
 }
 
 public enum GEMM {
     /// `C[i, j] = act(Σ_k A[i, k]·W[j, k] + bias[j])` for `i < m`, `j < W.outFeatures`,
-    /// `k < W.inFeatures`; with `accumulate` the result is added to `C` instead of stored.
+    /// `k < W.inFeatures`; with `accumulate` the result is added to `C` instead of stored
+    /// (`C += act(…)`, e.g. a residual connection).
+    ///
+    /// - Parameters:
+    ///   - a: `m` rows of `weight.inFeatures` floats, row stride `lda`.
+    ///   - bias: `weight.outFeatures` floats, or nil.
+    ///   - c: `m` rows of `weight.outFeatures` floats, row stride `ldc`; must not overlap `a`.
+    ///   - threads: at most this many threads (nil: all cores when the product is big
+    ///     enough to gain from it, else the calling thread; 1: calling thread only).
+    ///   - kernel: force a microkernel family (tests, benchmarks); nil picks the best.
     public static func linear(
         m: Int, a: UnsafePointer<Float>, lda: Int,
         weight: PackedWeight, bias: UnsafePointer<Float>?,
         c: UnsafeMutablePointer<Float>, ldc: Int,
-        activation: Activation = .none, accumulate: Bool = false
+        activation: Activation = .none, accumulate: Bool = false,
+        threads: Int? = nil, kernel: GEMMKernel? = nil
     ) {
         let n = weight.outFeatures, k = weight.inFeatures
-        weight.rowMajor.withUnsafeBufferPointer { w in
-            for i in 0..<m {
-                let arow = a + i * lda
-                for j in 0..<n {
-                    let wrow = w.baseAddress! + j * k
-                    var s: Float = 0
-                    for p in 0..<k { s += arow[p] * wrow[p] }
-                    if let bias { s += bias[j] }
-                    if case .gelu = activation { s = geluExact(s) }
-                    if accumulate { c[i * ldc + j] += s } else { c[i * ldc + j] = s }
-                }
-            }
+        precondition(m >= 0 && lda >= k && ldc >= n, "linear: m=\(m), lda=\(lda) (k=\(k)), ldc=\(ldc) (n=\(n))")
+        if m == 0 || n == 0 { return }
+        let kernel = kernel ?? .best
+        var problem = GEMMDriver.Problem(
+            m: m, n: n, k: k, a: a, lda: lda, aRows: m,
+            panels: UnsafePointer(weight.panels), panelStride: k * packedPanelWidth,
+            c: c, ldc: ldc, alpha: 1, beta: accumulate ? 1 : 0, bias: bias,
+            gelu: activation == .gelu)
+        var kc = GEMMDriver.blockK(k)
+        if accumulate && activation == .gelu {
+            // C += GELU(x·Wᵀ + b): GELU must see the whole dot product, so one k block,
+            // and the old C is added after it.
+            problem.beta = 0
+            problem.addAfter = true
+            kc = max(k, 1)
+        }
+        GEMMDriver.withPaddedA(problem, kernel: kernel) { problem in
+            GEMMDriver.run(problem, kc: kc, kernel: kernel, threads: threads)
         }
     }
 
     /// General row-major `C = α·op(A)·op(B) + β·C` with `op(A)` of size `m×k` and
     /// `op(B)` of size `k×n` (`transA`/`transB` read the stored matrix transposed).
+    /// With `beta == 0`, C is not read. `threads` and `kernel` as in `linear`.
     public static func sgemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+        threads: Int? = nil, kernel: GEMMKernel? = nil
     ) {
-        for i in 0..<m {
-            for j in 0..<n {
-                var s: Float = 0
-                for p in 0..<k {
-                    let av = transA ? a[p * lda + i] : a[i * lda + p]
-                    let bv = transB ? b[j * ldb + p] : b[p * ldb + j]
-                    s += av * bv
+        sgemmStridedBatched(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+            a: a, lda: lda, strideA: 0, b: b, ldb: ldb, strideB: 0,
+            beta: beta, c: c, ldc: ldc, strideC: 0, batchCount: 1,
+            threads: threads, kernel: kernel)
+    }
+
+    /// `batchCount` independent products `C_h = α·op(A_h)·op(B_h) + β·C_h` with
+    /// `A_h = a + h·strideA`, `B_h = b + h·strideB`, `C_h = c + h·strideC` (strides in
+    /// floats), each as in `sgemm`. Made for attention heads: with a fused `[N, 3·C]` qkv
+    /// matrix and head size `d`, scores are `transB: true, m: N, n: N, k: d,
+    /// a: qkv, lda: 3C, strideA: d, b: qkv + C, ldb: 3C, strideB: d, c: scores,
+    /// ldc: N, strideC: N·N`, and `attn·V` writes its heads side by side into `[N, C]`
+    /// with `b: qkv + 2C, ldb: 3C, strideB: d, c: out, ldc: C, strideC: d`.
+    /// The C blocks must not overlap each other or the inputs.
+    public static func sgemmStridedBatched(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, strideA: Int,
+        b: UnsafePointer<Float>, ldb: Int, strideB: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int,
+        batchCount: Int, threads: Int? = nil, kernel: GEMMKernel? = nil
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0 && batchCount >= 0, "sgemm: m=\(m), n=\(n), k=\(k), batchCount=\(batchCount)")
+        precondition(lda >= (transA ? m : k) && ldb >= (transB ? k : n) && ldc >= n,
+                     "sgemm: lda=\(lda), ldb=\(ldb), ldc=\(ldc) too small for m=\(m), n=\(n), k=\(k)")
+        if m == 0 || n == 0 || batchCount == 0 { return }
+        let kernel = kernel ?? .best
+        let maxThreads = GEMMDriver.threadCount(threads, flops: 2 * m * n * k * batchCount)
+        let kc = GEMMDriver.blockK(k)
+        let mr = kernel.mr
+        let panelCount = (n + packedPanelWidth - 1) / packedPanelWidth
+        let bFloats = panelCount * k * packedPanelWidth
+        // A is read in place unless it is transposed or shorter than one register tile.
+        let copyA = transA || m < mr
+        let aRows = max(m, mr), aFloats = copyA ? aRows * max(k, 1) : 0
+
+        ScratchPool.shared.withFloats(batchCount * (bFloats + aFloats)) { scratch in
+            func problem(_ h: Int) -> GEMMDriver.Problem {
+                let aCopy = scratch + batchCount * bFloats + h * aFloats
+                return GEMMDriver.Problem(
+                    m: m, n: n, k: k,
+                    a: copyA ? UnsafePointer(aCopy) : a + h * strideA, lda: copyA ? max(k, 1) : lda,
+                    aRows: copyA ? aRows : m,
+                    panels: UnsafePointer(scratch + h * bFloats), panelStride: k * packedPanelWidth,
+                    c: c + h * strideC, ldc: ldc, alpha: alpha, beta: beta, bias: nil, gelu: false)
+            }
+            // Phase 1: pack every B (and copy A where needed), one batch item per task.
+            ComputePool.shared.run(batchCount, maxThreads: maxThreads) { h in
+                GEMMDriver.packB(transposed: transB, b: b + h * strideB, ldb: ldb, k: k, n: n, into: scratch + h * bFloats)
+                if copyA {
+                    GEMMDriver.copyA(transposed: transA, a: a + h * strideA, lda: lda, m: m, k: k,
+                                     rows: aRows, into: scratch + batchCount * bFloats + h * aFloats)
                 }
-                let prev = beta == 0 ? 0 : beta * c[i * ldc + j]
-                c[i * ldc + j] = alpha * s + prev
+            }
+            // Phase 2: all tiles of all items.
+            if maxThreads == 1 {
+                for h in 0..<batchCount {
+                    GEMMDriver.compute(problem(h), rows: 0..<m, cols: 0..<n, kc: kc, kernel: kernel)
+                }
+            } else {
+                let split = GEMMDriver.Split(problem(0), kernel: kernel, threads: maxThreads)
+                ComputePool.shared.run(batchCount * split.count, maxThreads: maxThreads) { chunk in
+                    let (rows, cols) = split.rectangle(chunk % split.count)
+                    GEMMDriver.compute(problem(chunk / split.count), rows: rows, cols: cols, kc: kc, kernel: kernel)
+                }
             }
         }
     }
+
+    /// Exact GELU of `count` floats, `output` may equal `input` (same approximation as the
+    /// `linear` epilogue).
+    public static func gelu(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int,
+                            kernel: GEMMKernel? = nil) {
+        ced_gelu(input, output, Int64(count), (kernel ?? .best).geluVariant)
+    }
 }
 
-@inline(__always)
-func geluExact(_ x: Float) -> Float {
-    0.5 * x * (1 + erff(x * 0.70710678118654752))
+/// Blocking, packing and threading behind `GEMM`.
+enum GEMMDriver {
+    /// One product ready for the microkernels: A row-major in place (at least MR
+    /// readable rows), B packed in 32-column panels.
+    struct Problem {
+        var m: Int, n: Int, k: Int
+        var a: UnsafePointer<Float>
+        var lda: Int
+        /// Rows of `a` that may be read: `m`, or MR when A was padded.
+        var aRows: Int
+        var panels: UnsafePointer<Float>
+        /// Floats from one panel to the next.
+        var panelStride: Int
+        var c: UnsafeMutablePointer<Float>
+        var ldc: Int
+        var alpha: Float, beta: Float
+        var bias: UnsafePointer<Float>?
+        var gelu: Bool
+        /// `C += act(…)` after the activation (then `beta` is 0 and there is one k block).
+        var addAfter = false
+    }
+
+    /// Largest k block; a B block of KC×NC floats is sized for half of L2.
+    static let kcMax = 512
+    static let l2BlockBytes = 1 << 20
+    /// Below this many flops (about 50 µs on one core) a call with `threads: nil` stays on
+    /// the calling thread: splitting it would cost more in hand-offs than it saves.
+    static let parallelFlops = 8_000_000
+    /// Least work per chunk handed to a thread (about 10 µs).
+    static let minChunkFlops = 1_500_000
+
+    static func blockK(_ k: Int) -> Int {
+        if k <= kcMax { return max(k, 1) }
+        let blocks = (k + kcMax - 1) / kcMax
+        return (k + blocks - 1) / blocks
+    }
+
+    /// Threads to use: an explicit request (capped at the cores), else all cores for
+    /// calls of at least `parallelFlops`, else 1.
+    static func threadCount(_ requested: Int?, flops: Int) -> Int {
+        let available = ComputePool.shared.workerCount + 1
+        if let requested { return max(1, min(requested, available)) }
+        return flops < parallelFlops ? 1 : available
+    }
+
+    /// Packs `op(B)` (`k×n`; `transposed`: B is stored `n×k`) into 32-column panels
+    /// `[k][32]`, zero-filling columns past `n`.
+    static func packB(transposed: Bool, b: UnsafePointer<Float>, ldb: Int, k: Int, n: Int,
+                      into out: UnsafeMutablePointer<Float>) {
+        let w = packedPanelWidth
+        let panelCount = (n + w - 1) / w
+        for panel in 0..<panelCount {
+            let dst = out + panel * k * w
+            let j0 = panel * w
+            let cols = min(w, n - j0)
+            if transposed {
+                if cols < w {
+                    dst.initialize(repeating: 0, count: k * w)
+                }
+                // Eight, then four source rows at a time: one vector store per k step.
+                var jj = 0
+                while jj + 8 <= cols {
+                    let s0 = b + (j0 + jj) * ldb, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb
+                    let s4 = s3 + ldb, s5 = s4 + ldb, s6 = s5 + ldb, s7 = s6 + ldb
+                    let d = UnsafeMutableRawPointer(dst + jj)
+                    for p in 0..<k {
+                        d.storeBytes(of: SIMD8<Float>(s0[p], s1[p], s2[p], s3[p], s4[p], s5[p], s6[p], s7[p]),
+                                     toByteOffset: p * w * 4, as: SIMD8<Float>.self)
+                    }
+                    jj += 8
+                }
+                while jj + 4 <= cols {
+                    let s0 = b + (j0 + jj) * ldb, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb
+                    let d = UnsafeMutableRawPointer(dst + jj)
+                    for p in 0..<k {
+                        d.storeBytes(of: SIMD4<Float>(s0[p], s1[p], s2[p], s3[p]), toByteOffset: p * w * 4,
+                                     as: SIMD4<Float>.self)
+                    }
+                    jj += 4
+                }
+                while jj < cols {
+                    let src = b + (j0 + jj) * ldb
+                    var d = dst + jj
+                    for p in 0..<k {
+                        d.pointee = src[p]
+                        d += w
+                    }
+                    jj += 1
+                }
+            } else {
+                for p in 0..<k {
+                    let row = dst + p * w
+                    row.update(from: b + p * ldb + j0, count: cols)
+                    if cols < w { (row + cols).update(repeating: 0, count: w - cols) }
+                }
+            }
+        }
+    }
+
+    /// Gives the microkernels an A they can read MR rows of at a time: in place when
+    /// possible, else a row-major copy (fewer rows than MR).
+    static func withPaddedA(_ problem: Problem, kernel: GEMMKernel, _ body: (Problem) -> Void) {
+        let mr = kernel.mr, m = problem.m, k = problem.k
+        if m >= mr {
+            body(problem)
+            return
+        }
+        ScratchPool.shared.withFloats(mr * max(k, 1)) { buffer in
+            copyA(transposed: false, a: problem.a, lda: problem.lda, m: m, k: k, rows: mr, into: buffer)
+            var padded = problem
+            padded.a = UnsafePointer(buffer)
+            padded.lda = max(k, 1)
+            padded.aRows = mr
+            body(padded)
+        }
+    }
+
+    /// Row-major copy of `op(A)` (`m×k`; `transposed`: A is stored `k×m`) with row
+    /// stride `k`, zero rows appended up to `rows`.
+    static func copyA(transposed: Bool, a: UnsafePointer<Float>, lda: Int, m: Int, k: Int, rows: Int,
+                      into buffer: UnsafeMutablePointer<Float>) {
+        if transposed {
+            for i in 0..<m {
+                var s = a + i
+                let d = buffer + i * k
+                for p in 0..<k {
+                    d[p] = s.pointee
+                    s += lda
+                }
+            }
+        } else {
+            for i in 0..<m { (buffer + i * k).update(from: a + i * lda, count: k) }
+        }
+        if rows > m { (buffer + m * k).update(repeating: 0, count: (rows - m) * k) }
+    }
+
+    /// Runs a prepared problem, split across up to `threads` threads (nil: all cores).
+    static func run(_ p: Problem, kc: Int, kernel: GEMMKernel, threads: Int?) {
+        let maxThreads = threadCount(threads, flops: 2 * p.m * p.n * p.k)
+        if maxThreads == 1 {
+            compute(p, rows: 0..<p.m, cols: 0..<p.n, kc: kc, kernel: kernel)
+            return
+        }
+        let split = Split(p, kernel: kernel, threads: maxThreads)
+        ComputePool.shared.run(split.count, maxThreads: maxThreads) { chunk in
+            let (rows, cols) = split.rectangle(chunk)
+            compute(p, rows: rows, cols: cols, kc: kc, kernel: kernel)
+        }
+    }
+
+    /// Cuts C into rectangles that threads claim one by one: row strips when there are
+    /// enough of them, else 32-column panels. Chunks are as small as possible (a thread
+    /// slowed down by other load costs at most one chunk of imbalance) but carry at least
+    /// `minChunkFlops` of work so claiming stays cheap; when packed B does not fit the L2
+    /// block, a chunk groups up to 8 strips so each B block is reused from L2.
+    struct Split {
+        let m: Int, n: Int, mr: Int
+        let byRows: Bool
+        let count: Int
+        let units: Int
+
+        init(_ p: Problem, kernel: GEMMKernel, threads: Int) {
+            m = p.m
+            n = p.n
+            mr = kernel.mr
+            let rowTiles = (m + mr - 1) / mr
+            let panels = (n + packedPanelWidth - 1) / packedPanelWidth
+            byRows = rowTiles >= 4 * threads || rowTiles >= panels
+            units = byRows ? rowTiles : panels
+            var chunks = units
+            if byRows && p.k * panels * packedPanelWidth * 4 > GEMMDriver.l2BlockBytes {
+                chunks = threads * ((rowTiles + 8 * threads - 1) / (8 * threads))
+            }
+            let unitFlops = 2 * p.k * (byRows ? mr * n : m * packedPanelWidth)
+            let byWork = units * unitFlops / GEMMDriver.minChunkFlops
+            count = max(1, min(chunks, units, max(threads, byWork)))
+        }
+
+        func rectangle(_ chunk: Int) -> (rows: Range<Int>, cols: Range<Int>) {
+            let u0 = chunk * units / count, u1 = (chunk + 1) * units / count
+            if byRows {
+                return (u0 * mr ..< min(m, u1 * mr), 0..<n)
+            }
+            return (0..<m, u0 * packedPanelWidth ..< min(n, u1 * packedPanelWidth))
+        }
+    }
+
+    /// The blocked loops over one rectangle of C (`cols.lowerBound` on a panel boundary).
+    @inline(never)
+    static func compute(_ p: Problem, rows: Range<Int>, cols: Range<Int>, kc: Int, kernel: GEMMKernel) {
+        let mr = kernel.mr, nr = kernel.nr, w = packedPanelWidth
+        let function = kernel.tileFunction
+        let kBlocks = p.k == 0 ? 1 : (p.k + kc - 1) / kc
+        let nc = max(w, l2BlockBytes / (4 * kc) / w * w)
+        var tile = ced_tile()
+        tile.lda = Int64(p.lda)
+        tile.ldb = Int64(w)
+        tile.ldc = Int64(p.ldc)
+        tile.alpha = p.alpha
+        for kb in 0..<kBlocks {
+            let p0 = kb * kc
+            let last = kb == kBlocks - 1
+            tile.k = Int64(min(kc, p.k - p0))
+            tile.beta = kb == 0 ? p.beta : 1
+            tile.gelu = last && p.gelu ? 1 : 0
+            tile.add_c = p.addAfter ? 1 : 0
+            var j0 = cols.lowerBound
+            while j0 < cols.upperBound {
+                let j1 = min(cols.upperBound, j0 + nc)
+                var i = rows.lowerBound
+                while i < rows.upperBound {
+                    let origin = min(i, p.aRows - mr)
+                    let rowEnd = min(rows.upperBound - origin, mr)
+                    tile.row_begin = Int32(i - origin)
+                    tile.row_end = Int32(rowEnd)
+                    let aStrip = p.a + origin * p.lda + p0
+                    let cRow = p.c + origin * p.ldc
+                    var j = j0
+                    while j < j1 {
+                        tile.a = aStrip
+                        tile.b = p.panels + (j / w) * p.panelStride + p0 * w + j % w
+                        tile.c = cRow + j
+                        tile.bias = last ? p.bias.map { $0 + j } : nil
+                        tile.col_begin = 0
+                        tile.col_end = Int32(min(nr, j1 - j))
+                        function(&tile)
+                        j += nr
+                    }
+                    i = origin + rowEnd
+                }
+                j0 = j1
+            }
+        }
+    }
 }

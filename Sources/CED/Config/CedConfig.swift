@@ -130,15 +130,7 @@ public struct CedConfig: Codable, Sendable, Equatable {
         func get<T: Decodable>(_ key: CodingKeys, _ current: T) throws -> T {
             try c.decodeIfPresent(T.self, forKey: key) ?? current
         }
-        func int(_ key: CodingKeys, _ current: Int) throws -> Int {
-            guard c.contains(key), try !c.decodeNil(forKey: key) else { return current }
-            if let v = try? c.decode(Int.self, forKey: key) { return v }
-            let d = try c.decode(Double.self, forKey: key)
-            guard d.rounded() == d, abs(d) < 1e15 else {
-                throw ConfigError(field: key.rawValue, reason: "expected an integer, found \(d)")
-            }
-            return Int(d)
-        }
+        func int(_ key: CodingKeys, _ current: Int) throws -> Int { try c.flexibleInt(key, default: current) }
         func enumValue<E: RawRepresentable & CaseIterable>(_ key: CodingKeys, _ current: E) throws -> E where E.RawValue == String {
             guard let raw = try c.decodeIfPresent(String.self, forKey: key) else { return current }
             guard let v = E(rawValue: raw) else {
@@ -165,9 +157,7 @@ public struct CedConfig: Codable, Sendable, Equatable {
         hopSize = try int(.hopSize, hopSize)
         winSize = try int(.winSize, winSize)
         fMin = try get(.fMin, fMin)
-        if c.contains(.fMax) {
-            fMax = try c.decodeNil(forKey: .fMax) ? nil : c.decode(Double.self, forKey: .fMax)
-        }
+        fMax = try c.optionalDouble(.fMax, default: fMax)
         center = try get(.center, center)
         dropRate = try get(.dropRate, dropRate)
         attnDropRate = try get(.attnDropRate, attnDropRate)
@@ -323,30 +313,15 @@ public struct CedConfig: Codable, Sendable, Equatable {
     // MARK: Loading
 
     /// Decodes and validates a `config.json`.
-    public static func load(from url: URL) throws -> CedConfig {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw ConfigError(field: nil, reason: "cannot read the file (\(error.localizedDescription))", file: url.path)
-        }
-        return try decode(data, file: url.path)
-    }
+    public static func load(from url: URL) throws -> CedConfig { try loadValidated(from: url) }
 
     /// Decodes and validates `config.json` contents; `file` only labels errors.
     public static func decode(_ data: Data, file: String? = nil) throws -> CedConfig {
-        do {
-            let config = try JSONDecoder().decode(CedConfig.self, from: data)
-            try config.validate()
-            return config
-        } catch var e as ConfigError {
-            e.file = e.file ?? file
-            throw e
-        } catch let e as DecodingError {
-            throw ConfigError(decodingError: e, file: file)
-        }
+        try decodeValidated(data, file: file)
     }
 }
+
+extension CedConfig: ValidatedJSONConfig {}
 
 extension ConfigError {
     /// Turns a Foundation decoding error into one that names the JSON field.

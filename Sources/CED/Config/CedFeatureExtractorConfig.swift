@@ -49,24 +49,14 @@ public struct CedFeatureExtractorConfig: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        func int(_ key: CodingKeys, _ current: Int) throws -> Int {
-            guard c.contains(key), try !c.decodeNil(forKey: key) else { return current }
-            if let v = try? c.decode(Int.self, forKey: key) { return v }
-            let d = try c.decode(Double.self, forKey: key)
-            guard d.rounded() == d, abs(d) < 1e15 else {
-                throw ConfigError(field: key.rawValue, reason: "expected an integer, found \(d)")
-            }
-            return Int(d)
-        }
+        func int(_ key: CodingKeys, _ current: Int) throws -> Int { try c.flexibleInt(key, default: current) }
         samplingRate = try int(.samplingRate, samplingRate)
         featureSize = try int(.featureSize, featureSize)
         nFft = try int(.nFft, nFft)
         winSize = try int(.winSize, winSize)
         hopSize = try int(.hopSize, hopSize)
         fMin = try c.decodeIfPresent(Double.self, forKey: .fMin) ?? fMin
-        if c.contains(.fMax) {
-            fMax = try c.decodeNil(forKey: .fMax) ? nil : c.decode(Double.self, forKey: .fMax)
-        }
+        fMax = try c.optionalDouble(.fMax, default: fMax)
         center = try c.decodeIfPresent(Bool.self, forKey: .center) ?? center
         topDb = try c.decodeIfPresent(Double.self, forKey: .topDb) ?? topDb
     }
@@ -105,22 +95,8 @@ public struct CedFeatureExtractorConfig: Codable, Sendable, Equatable {
         }
     }
 
-    public static func load(from url: URL) throws -> CedFeatureExtractorConfig {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw ConfigError(field: nil, reason: "cannot read the file (\(error.localizedDescription))", file: url.path)
-        }
-        do {
-            let config = try JSONDecoder().decode(CedFeatureExtractorConfig.self, from: data)
-            try config.validate()
-            return config
-        } catch var e as ConfigError {
-            e.file = e.file ?? url.path
-            throw e
-        } catch let e as DecodingError {
-            throw ConfigError(decodingError: e, file: url.path)
-        }
-    }
+    /// Decodes and validates a `preprocessor_config.json`.
+    public static func load(from url: URL) throws -> CedFeatureExtractorConfig { try loadValidated(from: url) }
 }
+
+extension CedFeatureExtractorConfig: ValidatedJSONConfig {}

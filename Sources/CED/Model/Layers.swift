@@ -215,7 +215,15 @@ func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
         var m = -Float.infinity
         for j in 0..<cols { m = max(m, row[j]) }
         var sum: Float = 0
-        for j in 0..<cols { let e = expf(row[j] - m); row[j] = e; sum += e }
+        for j in 0..<cols {
+            // exp of anything below -87.3 is subnormal or 0 in float32 and would neither
+            // change the sum nor survive the normalisation; skipping it avoids slow
+            // subnormal arithmetic in peaky attention rows.
+            let d = row[j] - m
+            let e = d < -87.3 ? 0 : expf(d)
+            row[j] = e
+            sum += e
+        }
         let inv = 1 / sum
         for j in 0..<cols { row[j] *= inv }
     }

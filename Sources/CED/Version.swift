@@ -1,0 +1,2 @@
+/// The version of this package (also `ced --version`).
+public let cedVersion = "0.1.0"

@@ -1,0 +1,301 @@
+import ArgumentParser
+import CED
+import Foundation
+
+// MARK: Terminal helpers
+
+enum Terminal {
+    static let stderrIsTTY = isatty(2) != 0
+    static let stdoutIsTTY = isatty(1) != 0
+
+    static let lock = NSLock()
+
+    static func error(_ message: String) {
+        write(to: FileHandle.standardError, "error: " + message + "\n")
+    }
+
+    static func warn(_ message: String) {
+        write(to: FileHandle.standardError, (message.hasPrefix("warning:") ? "" : "warning: ") + message + "\n")
+    }
+
+    static func write(to handle: FileHandle, _ text: String) {
+        lock.lock(); defer { lock.unlock() }
+        Progress.clearLineIfShown()
+        handle.write(Data(text.utf8))
+    }
+}
+
+/// Buffered standard output (results can be many thousands of lines).
+final class Output {
+    private var buffer = [UInt8]()
+
+    func write(_ s: String) {
+        buffer.append(contentsOf: s.utf8)
+        if buffer.count > 1 << 16 { flush() }
+    }
+
+    func flush() {
+        guard !buffer.isEmpty else { return }
+        Terminal.lock.lock(); defer { Terminal.lock.unlock() }
+        Progress.clearLineIfShown()
+        FileHandle.standardOutput.write(Data(buffer))
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A one-line progress bar on stderr: files done, rate, time left.
+final class Progress {
+    nonisolated(unsafe) private static var shown = false
+    private let total: Int
+    private let start = Date()
+    private var done = 0
+    private var failed = 0
+    private var lastDraw = Date.distantPast
+    let enabled: Bool
+
+    init(total: Int, enabled: Bool) {
+        self.total = total
+        self.enabled = enabled
+    }
+
+    /// Erases the bar so other stderr/stdout text starts on a clean line (call with Terminal.lock held).
+    static func clearLineIfShown() {
+        if shown {
+            FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+            shown = false
+        }
+    }
+
+    func step(failed didFail: Bool) {
+        done += 1
+        if didFail { failed += 1 }
+        guard enabled else { return }
+        let now = Date()
+        if done < total && now.timeIntervalSince(lastDraw) < 0.1 { return }
+        lastDraw = now
+        let elapsed = now.timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let left = rate > 0 ? Double(total - done) / rate : 0
+        let width = 24
+        let filled = total > 0 ? width * done / total : width
+        let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+        var line = "[\(bar)] \(done)/\(total) files  \(String(format: "%.1f", rate)) files/s  ETA \(Self.clock(left))"
+        if failed > 0 { line += "  \(failed) failed" }
+        Terminal.lock.lock(); defer { Terminal.lock.unlock() }
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+        Self.shown = true
+        if done == total {
+            FileHandle.standardError.write(Data("\n".utf8))
+            Self.shown = false
+        }
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
+
+// MARK: Model options
+
+struct ModelOptions: ParsableArguments {
+    @Option(name: .shortAndLong,
+            help: ArgumentHelp("Hub id, local folder or checkpoint file (.safetensors, pytorch_model.bin, the authors' .pt).",
+                               valueName: "id|path"))
+    var model = "mispeech/ced-mini"
+
+    @Option(help: ArgumentHelp("Hub revision: branch, tag or commit.", valueName: "rev"))
+    var revision: String?
+
+    @Option(name: .customLong("labels"),
+            help: ArgumentHelp("Class names from a CSV (index,mid,display_name), e.g. for .pt files that carry none.", valueName: "csv"))
+    var labels: String?
+
+    @Option(name: .customLong("config"),
+            help: ArgumentHelp("config.json to use with a checkpoint file that has none beside it.", valueName: "json"))
+    var configFile: String?
+
+    @Option(help: ArgumentHelp("Attention heads of a checkpoint without config.json (default: embed_dim / 64, as every published CED).", valueName: "n"))
+    var numHeads: Int?
+
+    func validate() throws {
+        if let n = numHeads, n <= 0 { throw ValidationError("--num-heads must be positive") }
+    }
+
+    /// Loads the checkpoint, printing download progress when stderr is a terminal.
+    func load(quiet: Bool) throws -> PretrainedCheckpoint {
+        try loadCheckpoint(model, revision: revision, labels: labels, configFile: configFile, numHeads: numHeads, quiet: quiet)
+    }
+}
+
+/// Loads a checkpoint for a command: download progress on a terminal, warnings on stderr.
+func loadCheckpoint(_ model: String, revision: String? = nil, labels: String? = nil, configFile: String? = nil,
+                    numHeads: Int? = nil, quiet: Bool) throws -> PretrainedCheckpoint {
+    var hub = HubOptions()
+    if Terminal.stderrIsTTY && !quiet { hub.progress = HubOptions.stderrProgressBar() }
+    let options = PretrainedCheckpoint.Options(
+        configFile: configFile.map { URL(fileURLWithPath: $0) },
+        labelsFile: labels.map { URL(fileURLWithPath: $0) },
+        numHeads: numHeads, hub: hub)
+    let checkpoint = try PretrainedCheckpoint.load(model, revision: revision, options: options)
+    if !quiet { for w in checkpoint.warnings { Terminal.warn(w) } }
+    return checkpoint
+}
+
+// MARK: Inputs
+
+/// Audio and video file extensions collected when a directory is given.
+let audioExtensions: Set<String> = [
+    "wav", "wave", "bwf", "rf64", "w64", "flac", "mp3", "ogg", "oga", "opus", "m4a", "m4b", "aac", "mp4", "m4v",
+    "mov", "mkv", "mka", "webm", "wma", "aif", "aiff", "aifc", "caf", "amr", "3gp", "ac3", "avi", "au", "snd",
+]
+
+struct InputFile {
+    /// As shown to the user (the path given, or a path inside a given directory; "-" for stdin).
+    var name: String
+    /// Where to read it (a temporary copy for stdin).
+    var path: String
+}
+
+/// Expands the command-line paths: files as given, directories recursively (audio
+/// extensions only, sorted), "-" for audio bytes on stdin. Paths that do not exist are
+/// returned as failures.
+func expandInputs(_ paths: [String]) -> (files: [InputFile], failures: [(String, String)]) {
+    var files: [InputFile] = []
+    var failures: [(String, String)] = []
+    let fm = FileManager.default
+    for p in paths {
+        if p == "-" {
+            do {
+                let data = FileHandle.standardInput.readDataToEndOfFile()
+                let tmp = fm.temporaryDirectory.appendingPathComponent("ced-stdin-\(getpid())-\(UUID().uuidString)")
+                try data.write(to: tmp)
+                atexit { removeStdinCopies() }
+                stdinCopies.append(tmp.path)
+                files.append(InputFile(name: "-", path: tmp.path))
+            } catch {
+                failures.append(("-", "cannot buffer standard input: \(error.localizedDescription)"))
+            }
+            continue
+        }
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: p, isDirectory: &isDir) else {
+            failures.append((p, "no such file or directory"))
+            continue
+        }
+        if !isDir.boolValue {
+            files.append(InputFile(name: p, path: p))
+            continue
+        }
+        let base = URL(fileURLWithPath: p)
+        guard let e = fm.enumerator(at: base, includingPropertiesForKeys: [.isRegularFileKey],
+                                    options: [.skipsHiddenFiles]) else {
+            failures.append((p, "cannot list the directory"))
+            continue
+        }
+        var found: [String] = []
+        for case let url as URL in e where audioExtensions.contains(url.pathExtension.lowercased()) {
+            if (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
+                let rel = url.path.hasPrefix(base.path + "/") ? String(url.path.dropFirst(base.path.count + 1)) : url.lastPathComponent
+                found.append((p.hasSuffix("/") ? p : p + "/") + rel)
+            }
+        }
+        files += found.sorted().map { InputFile(name: $0, path: $0) }
+    }
+    return (files, failures)
+}
+
+nonisolated(unsafe) private var stdinCopies: [String] = []
+private func removeStdinCopies() {
+    for p in stdinCopies { unlink(p) }
+}
+
+// MARK: Parallel work, results in order
+
+/// Runs `produce` for items `0..<count` on up to `jobs` threads, at most `lookahead` items
+/// ahead of the consumer, and hands the results to `consume` in index order on the calling
+/// thread (so output order and memory are both bounded and deterministic).
+func runOrdered<T>(count: Int, jobs: Int, lookahead: Int,
+                   produce: @escaping @Sendable (Int) -> T, consume: (Int, T) -> Void) {
+    guard count > 0 else { return }
+    let state = OrderedState<T>()
+    let workers = max(1, min(jobs, count))
+    let group = DispatchGroup()
+    for _ in 0..<workers {
+        group.enter()
+        Thread.detachNewThread {
+            defer { group.leave() }
+            while true {
+                state.cond.lock()
+                while state.nextStart < count && state.nextStart - state.consumed >= lookahead { state.cond.wait() }
+                guard state.nextStart < count else { state.cond.unlock(); return }
+                let i = state.nextStart
+                state.nextStart += 1
+                state.cond.unlock()
+                let r = produce(i)
+                state.cond.lock()
+                state.results[i] = r
+                state.cond.broadcast()
+                state.cond.unlock()
+            }
+        }
+    }
+    for i in 0..<count {
+        state.cond.lock()
+        while state.results[i] == nil { state.cond.wait() }
+        let r = state.results.removeValue(forKey: i)!
+        state.consumed = i + 1
+        state.cond.broadcast()
+        state.cond.unlock()
+        consume(i, r)
+    }
+    group.wait()
+}
+
+private final class OrderedState<T>: @unchecked Sendable {
+    let cond = NSCondition()
+    var nextStart = 0
+    var consumed = 0
+    var results: [Int: T] = [:]
+}
+
+/// Default `--jobs`: the number of cores.
+let defaultJobs = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+// MARK: Formatting
+
+extension String {
+    /// As a JSON string literal.
+    var jsonQuoted: String {
+        var s = "\""
+        for u in unicodeScalars {
+            switch u {
+            case "\"": s += "\\\""
+            case "\\": s += "\\\\"
+            case "\n": s += "\\n"
+            case "\r": s += "\\r"
+            case "\t": s += "\\t"
+            case let c where c.value < 0x20: s += String(format: "\\u%04x", c.value)
+            default: s.unicodeScalars.append(u)
+            }
+        }
+        return s + "\""
+    }
+
+    /// As a CSV field (quoted when needed).
+    var csvField: String {
+        if contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
+            return "\"" + replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+        return self
+    }
+}
+
+/// A JSON number for a float score: the shortest text that reads back as the same Float.
+func jsonNumber(_ v: Float) -> String {
+    v.isFinite ? "\(v)" : "null"
+}
+
+func jsonNumber(_ v: Double) -> String {
+    v.isFinite ? "\(v)" : "null"
+}

@@ -1,0 +1,150 @@
+import ArgumentParser
+import CED
+import Foundation
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write CED embeddings of audio files, for search, clustering and downstream classifiers.",
+        discussion: """
+            --pool mean (default) gives one vector per file: the mean of the encoder's last \
+            hidden state over all tokens (all chunks of a long file). --pool none gives every \
+            token, [tokens, embed_dim] per file (tokens of consecutive 10 s chunks one after \
+            the other, frequency-major within a chunk).
+
+            Formats:
+              npy          mean: one [files, embed_dim] float32 array; the row order is \
+            written to OUTPUT.files.txt. none: OUTPUT is a directory with one .npy per file.
+              safetensors  one float32 tensor per file, named by the file path.
+              jsonl        one {"file", "shape", "embedding"} object per line.
+
+            Examples:
+              ced embed --output clips.npy clips/
+              ced embed --pool none --format safetensors --output tokens.safetensors a.wav b.wav
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Argument(help: ArgumentHelp("Audio files, directories, or - for standard input.", valueName: "path"))
+    var paths: [String] = []
+
+    @Option(help: ArgumentHelp("mean (one vector per file) or none (every token).", valueName: "mean|none"))
+    var pool: Pooling = .mean
+
+    @Option(help: ArgumentHelp("npy, safetensors or jsonl (default: from the output's extension, else npy).", valueName: "format"))
+    var format: EmbedFormat?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write (a file; a directory for --pool none with npy).", valueName: "path"))
+    var output: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Files processed in parallel.", valueName: "n"))
+    var jobs: Int = defaultJobs
+
+    @Flag(name: .shortAndLong, help: "No progress bar or warnings.")
+    var quiet = false
+
+    enum Pooling: String, ExpressibleByArgument { case mean, none }
+    enum EmbedFormat: String, ExpressibleByArgument { case npy, safetensors, jsonl }
+
+    func validate() throws {
+        if paths.isEmpty { throw ValidationError("give at least one audio file, directory or - (stdin)") }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+    }
+
+    var resolvedFormat: EmbedFormat {
+        if let format { return format }
+        switch URL(fileURLWithPath: output).pathExtension.lowercased() {
+        case "safetensors": return .safetensors
+        case "jsonl", "json": return .jsonl
+        default: return .npy
+        }
+    }
+
+    func run() throws {
+        let (files, missing) = expandInputs(paths)
+        let tagger = try CedAudioTagger(modelOptions.load(quiet: quiet))
+        var failed = missing.count
+        for (name, reason) in missing { Terminal.error("\(name): \(reason)") }
+        let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)
+        let rate = tagger.samplingRate, pool = self.pool
+        var names: [String] = []
+        var vectors: [Tensor] = []
+        let format = resolvedFormat
+        var jsonlHandle: FileHandle?
+        if format == .jsonl {
+            guard FileManager.default.createFile(atPath: output, contents: nil),
+                  let h = FileHandle(forWritingAtPath: output) else { throw ValidationError("cannot write \(output)") }
+            jsonlHandle = h
+        }
+        if format == .npy && pool == .none {
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        }
+        runOrdered(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i -> Result<Tensor, Error> in
+            Result {
+                let wave = try Waveform(path: files[i].path, sampleRate: rate)
+                return pool == .mean ? try tagger.embedding(wave.samples) : try tagger.tokens(wave.samples).lastHiddenState
+            }
+        } consume: { i, result in
+            switch result {
+            case .success(let t):
+                let name = files[i].name
+                switch format {
+                case .jsonl:
+                    let line = "{\"file\": \(name.jsonQuoted), \"shape\": [\(t.shape.map(String.init).joined(separator: ", "))], \"embedding\": [\(t.scalars.map(jsonNumber).joined(separator: ", "))]}\n"
+                    jsonlHandle?.write(Data(line.utf8))
+                case .npy where pool == .none:
+                    let base = (name == "-" ? "stdin" : name).replacingOccurrences(of: "/", with: "_")
+                    do {
+                        try NPY.write(t, to: URL(fileURLWithPath: output).appendingPathComponent(base + ".npy"))
+                    } catch {
+                        Terminal.error("\(name): \(describe(error))")
+                        failed += 1
+                    }
+                default:
+                    names.append(name)
+                    vectors.append(t)
+                }
+                progress.step(failed: false)
+            case .failure(let error):
+                Terminal.error("\(files[i].name): \(describe(error))")
+                failed += 1
+                progress.step(failed: true)
+            }
+        }
+        try? jsonlHandle?.close()
+        let url = URL(fileURLWithPath: output)
+        switch format {
+        case .npy where pool == .mean:
+            let c = tagger.config.embedDim
+            try NPY.write(Tensor(shape: [vectors.count, c], scalars: vectors.flatMap(\.scalars)), to: url)
+            try (names.joined(separator: "\n") + (names.isEmpty ? "" : "\n"))
+                .write(to: URL(fileURLWithPath: output + ".files.txt"), atomically: true, encoding: .utf8)
+        case .safetensors:
+            var seen: [String: Int] = [:]
+            var tensors: [String: Tensor] = [:]
+            for (n, t) in zip(names, vectors) {
+                seen[n, default: 0] += 1
+                tensors[seen[n]! > 1 ? "\(n)#\(seen[n]!)" : n] = t
+            }
+            try SafeTensorsFile.write(tensors, metadata: ["model": modelOptions.model, "pool": pool.rawValue], to: url)
+        default: break
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// NumPy `.npy` (format 1.0) writer for float32 arrays.
+enum NPY {
+    static func write(_ t: Tensor, to url: URL) throws {
+        let shape = t.shape.count == 1 ? "(\(t.shape[0]),)" : "(" + t.shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }"
+        let unpadded = 10 + header.utf8.count + 1
+        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+        withUnsafeBytes(of: UInt16(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: Array(header.utf8))
+        t.scalars.withUnsafeBufferPointer { p in
+            for v in p { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        }
+        try data.write(to: url, options: .atomic)
+    }
+}

@@ -1,0 +1,267 @@
+import ArgumentParser
+import CED
+import Foundation
+
+extension CedChunking: ExpressibleByArgument {}
+
+/// `--top-k N|all`.
+enum TopK: ExpressibleByArgument, Equatable {
+    case count(Int)
+    case all
+
+    init?(argument: String) {
+        if argument.lowercased() == "all" { self = .all; return }
+        guard let n = Int(argument), n >= 0 else { return nil }
+        self = .count(n)
+    }
+
+    var limit: Int? { if case .count(let n) = self { return n } else { return nil } }
+    var defaultValueDescription: String { limit.map(String.init) ?? "all" }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json, jsonl, csv
+}
+
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tag audio files with the sound classes CED hears in them.",
+        discussion: """
+            PATH can be an audio or video file (WAV natively; FLAC, MP3, Ogg, M4A, video \
+            files and others through ffmpeg), a directory (searched recursively for audio \
+            files) or - for audio bytes on standard input. A file that fails is reported on \
+            stderr and the others go on; the exit code is 0 when every file succeeded, 1 when \
+            some failed, 2 for usage errors.
+
+            Examples:
+              ced tag dog.wav
+              ced tag --top-k all --format json --model mispeech/ced-base clips/
+              ced tag --threshold 0.3 --format csv recordings/ > tags.csv
+              ced tag --window 10 --hop 5 --format jsonl field-recording.flac
+              curl -s https://example.org/clip.mp3 | ced tag -
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Argument(help: ArgumentHelp("Audio files, directories, or - for standard input.", valueName: "path"))
+    var paths: [String] = []
+
+    @Option(name: .customLong("top-k"), help: ArgumentHelp("Classes to report per file (or per segment): a number or 'all'.", valueName: "n|all"))
+    var topK: TopK = .count(5)
+
+    @Option(help: ArgumentHelp("Report only classes scoring at least this.", valueName: "p"))
+    var threshold: Float?
+
+    @Option(help: ArgumentHelp("Output format: table, json, jsonl or csv (default: table on a terminal, json otherwise).", valueName: "format"))
+    var format: OutputFormat?
+
+    @Option(help: ArgumentHelp("Also tag consecutive windows of this many seconds: a timeline of segments per file.", valueName: "seconds"))
+    var window: Double?
+
+    @Option(help: ArgumentHelp("Step between window starts (default: the window length).", valueName: "seconds"))
+    var hop: Double?
+
+    @Option(help: ArgumentHelp("How clips longer than the model's 10 s window are combined: hf (tokens of all chunks pooled once, Hugging Face) or original (per-chunk predictions averaged, the authors' repository).", valueName: "hf|original"))
+    var chunking: CedChunking = .hf
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Files processed in parallel.", valueName: "n"))
+    var jobs: Int = defaultJobs
+
+    @Flag(name: .shortAndLong, help: "No progress bar or warnings on stderr (errors are still reported).")
+    var quiet = false
+
+    func validate() throws {
+        if paths.isEmpty { throw ValidationError("give at least one audio file, directory or - (stdin)") }
+        if let t = threshold, !t.isFinite { throw ValidationError("--threshold must be a number") }
+        if let w = window, !(w > 0 && w.isFinite) { throw ValidationError("--window must be a positive number of seconds") }
+        if let h = hop {
+            guard window != nil else { throw ValidationError("--hop needs --window") }
+            if !(h > 0 && h.isFinite) { throw ValidationError("--hop must be a positive number of seconds") }
+        }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be given once") }
+    }
+
+    struct Segment {
+        var start: Double
+        var end: Double
+        var labels: [CedPrediction]
+    }
+
+    struct FileResult {
+        var name: String
+        var duration: Double
+        var labels: [CedPrediction]
+        var segments: [Segment]?
+        var warnings: [AudioWarning]
+    }
+
+    func run() throws {
+        let (files, missing) = expandInputs(paths)
+        let checkpoint = try modelOptions.load(quiet: quiet)
+        let tagger = try CedAudioTagger(checkpoint)
+        let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
+        let writer = ResultWriter(format: format, model: modelOptions.model, config: tagger.config,
+                                  files: files.map(\.name), windowed: window != nil)
+        var failed = 0
+        for (name, reason) in missing {
+            Terminal.error("\(name): \(reason)")
+            failed += 1
+        }
+        let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)
+        let rate = tagger.samplingRate
+        let topK = self.topK.limit, threshold = self.threshold, chunking = self.chunking
+        let window = self.window, hop = self.hop ?? self.window
+        writer.begin()
+        runOrdered(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i -> Result<FileResult, Error> in
+            Result {
+                let file = files[i]
+                let wave = try Waveform(path: file.path, sampleRate: rate)
+                let samples = wave.samples
+                let labels = try tagger.tag(samples, topK: topK, threshold: threshold, chunking: chunking)
+                var segments: [Segment]?
+                if let window, let hop {
+                    segments = []
+                    let w = max(1, Int((window * Double(rate)).rounded()))
+                    let h = max(1, Int((hop * Double(rate)).rounded()))
+                    var start = 0
+                    while start < samples.count {
+                        let end = min(start + w, samples.count)
+                        let cut = Array(samples[start ..< end])
+                        segments!.append(Segment(start: Double(start) / Double(rate), end: Double(end) / Double(rate),
+                                                 labels: try tagger.tag(cut, topK: topK, threshold: threshold, chunking: chunking)))
+                        if end == samples.count { break }
+                        start += h
+                    }
+                }
+                return FileResult(name: file.name, duration: Double(samples.count) / Double(rate),
+                                  labels: labels, segments: segments, warnings: wave.warnings)
+            }
+        } consume: { i, result in
+            switch result {
+            case .success(let r):
+                if !quiet { for w in r.warnings { Terminal.warn(w.description) } }
+                writer.write(r)
+                progress.step(failed: false)
+            case .failure(let error):
+                writer.output.flush()
+                Terminal.error("\(files[i].name): \(describe(error))")
+                failed += 1
+                progress.step(failed: true)
+            }
+        }
+        writer.end()
+        if failed > 0 {
+            if files.count + missing.count > 1 && !quiet {
+                Terminal.write(to: .standardError, "\(failed) of \(files.count + missing.count) files failed\n")
+            }
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// An error's message without the type name noise.
+func describe(_ error: Error) -> String {
+    if let e = error as? LocalizedError, let d = e.errorDescription { return d }
+    return "\(error)"
+}
+
+/// Writes tagging results in one of the output formats, streaming one file at a time.
+final class ResultWriter {
+    let format: OutputFormat
+    let model: String
+    let windowed: Bool
+    let output = Output()
+    private var count = 0
+    private let fileWidth: Int
+    private let labelWidth: Int
+
+    init(format: OutputFormat, model: String, config: CedConfig, files: [String], windowed: Bool) {
+        self.format = format
+        self.model = model
+        self.windowed = windowed
+        fileWidth = min(60, max(4, files.map(\.count).max() ?? 4))
+        let labels = (0..<config.outputdim).map { config.label(for: $0).count }
+        labelWidth = min(48, max(5, labels.max() ?? 5))
+    }
+
+    func begin() {
+        switch format {
+        case .json: output.write("[")
+        case .csv: output.write(windowed ? "file,start,end,rank,index,label,score\n" : "file,rank,index,label,score\n")
+        case .table:
+            var header = pad("FILE", fileWidth)
+            if windowed { header += "  " + lpad("START", 8) + "  " + lpad("END", 8) }
+            header += "  " + lpad("RANK", 4) + "  " + pad("LABEL", labelWidth) + "  " + lpad("SCORE", 6)
+            output.write(header + "\n")
+        case .jsonl: break
+        }
+        output.flush()
+    }
+
+    func write(_ r: Tag.FileResult) {
+        switch format {
+        case .json:
+            output.write((count == 0 ? "\n" : ",\n") + jsonObject(r))
+        case .jsonl:
+            output.write(jsonObject(r) + "\n")
+        case .csv:
+            if let segments = r.segments {
+                for s in segments {
+                    for (rank, p) in s.labels.enumerated() {
+                        output.write("\(r.name.csvField),\(jsonNumber(s.start)),\(jsonNumber(s.end)),\(rank + 1),\(p.index),\(p.label.csvField),\(jsonNumber(p.score))\n")
+                    }
+                }
+            } else {
+                for (rank, p) in r.labels.enumerated() {
+                    output.write("\(r.name.csvField),\(rank + 1),\(p.index),\(p.label.csvField),\(jsonNumber(p.score))\n")
+                }
+            }
+        case .table:
+            let name = shorten(r.name, fileWidth)
+            if let segments = r.segments {
+                for s in segments {
+                    for (rank, p) in s.labels.enumerated() {
+                        output.write(pad(rank == 0 ? name : "", fileWidth) + "  " + lpad(String(format: "%.2f", s.start), 8) + "  "
+                                     + lpad(String(format: "%.2f", s.end), 8) + "  " + row(rank, p))
+                    }
+                }
+            } else {
+                if r.labels.isEmpty { output.write(pad(name, fileWidth) + "  (no class above the threshold)\n") }
+                for (rank, p) in r.labels.enumerated() {
+                    output.write(pad(rank == 0 ? name : "", fileWidth) + "  " + row(rank, p))
+                }
+            }
+        }
+        count += 1
+        output.flush()
+    }
+
+    func end() {
+        if format == .json { output.write(count == 0 ? "]\n" : "\n]\n") }
+        output.flush()
+    }
+
+    private func row(_ rank: Int, _ p: CedPrediction) -> String {
+        lpad(String(rank + 1), 4) + "  " + pad(shorten(p.label, labelWidth), labelWidth) + "  " + lpad(String(format: "%.4f", p.score), 6) + "\n"
+    }
+
+    private func jsonObject(_ r: Tag.FileResult) -> String {
+        var s = "{\"file\": \(r.name.jsonQuoted), \"duration_s\": \(jsonNumber(r.duration)), \"model\": \(model.jsonQuoted), \"labels\": \(jsonLabels(r.labels))"
+        if let segments = r.segments {
+            s += ", \"segments\": [" + segments.map {
+                "{\"start\": \(jsonNumber($0.start)), \"end\": \(jsonNumber($0.end)), \"labels\": \(jsonLabels($0.labels))}"
+            }.joined(separator: ", ") + "]"
+        }
+        return s + "}"
+    }
+
+    private func jsonLabels(_ labels: [CedPrediction]) -> String {
+        "[" + labels.map { "{\"index\": \($0.index), \"label\": \($0.label.jsonQuoted), \"score\": \(jsonNumber($0.score))}" }
+            .joined(separator: ", ") + "]"
+    }
+
+    private func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : s + String(repeating: " ", count: w - s.count) }
+    private func lpad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
+    private func shorten(_ s: String, _ w: Int) -> String { s.count <= w ? s : "…" + s.suffix(w - 1) }
+}

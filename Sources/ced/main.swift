@@ -1,2 +1,0 @@
-import CED
-print("ced")
