@@ -81,7 +81,10 @@ public struct ClassificationHead: Sendable, Equatable {
     /// The logits `[outputDim]` for one input.
     public func logits(_ x: [Float]) -> [Double] {
         precondition(x.count == inputDim, "input has \(x.count) values, expected \(inputDim)")
-        let xh = x.withUnsafeBufferPointer { normalized($0) }
+        return logits(normalized: x.withUnsafeBufferPointer { normalized($0) })
+    }
+
+    func logits(normalized xh: [Double]) -> [Double] {
         var h = [Double](repeating: 0, count: inputDim)
         for i in 0..<inputDim { h[i] = normWeight[i] * xh[i] + normBias[i] }
         return (0..<outputDim).map { k in
@@ -95,25 +98,40 @@ public struct ClassificationHead: Sendable, Equatable {
     /// The mean loss over a batch and its gradient with respect to every parameter.
     /// `targets` is row-major `[inputs.count, outputDim]` (one-hot rows for single-label).
     public func lossAndGradients(inputs: [[Float]], targets: [Double], loss: CedLossFunction) -> (loss: Double, gradients: Parameters) {
-        let b = inputs.count, d = inputDim, k = outputDim
+        lossAndGradients(normalized: inputs.map { x in
+            precondition(x.count == inputDim, "input has \(x.count) values, expected \(inputDim)")
+            return x.withUnsafeBufferPointer { normalized($0) }
+        }, targets: targets, loss: loss)
+    }
+
+    /// As `lossAndGradients(inputs:…)` for inputs already normalised (`x̂`, which does not
+    /// depend on the parameters, so training computes it once per example).
+    func lossAndGradients(normalized xhat: [[Double]], targets: [Double], loss: CedLossFunction) -> (loss: Double, gradients: Parameters) {
+        let b = xhat.count, d = inputDim, k = outputDim
         precondition(b > 0 && targets.count == b * k, "targets must be [batch, outputDim]")
-        // Forward, keeping x̂ and h for the backward pass.
-        var xhat = [[Double]](), hidden = [[Double]]()
-        xhat.reserveCapacity(b); hidden.reserveCapacity(b)
+        var hidden = [Double](repeating: 0, count: b * d)
         var z = [Double](repeating: 0, count: b * k)
-        for (r, x) in inputs.enumerated() {
-            precondition(x.count == d, "input has \(x.count) values, expected \(d)")
-            let xh = x.withUnsafeBufferPointer { normalized($0) }
-            var h = [Double](repeating: 0, count: d)
-            for i in 0..<d { h[i] = normWeight[i] * xh[i] + normBias[i] }
-            for c in 0..<k {
-                var s = bias[c]
-                let row = c * d
-                for i in 0..<d { s += weight[row + i] * h[i] }
-                z[r * k + c] = s
+        normWeight.withUnsafeBufferPointer { gamma in
+            normBias.withUnsafeBufferPointer { beta in
+                weight.withUnsafeBufferPointer { w in
+                    hidden.withUnsafeMutableBufferPointer { hb in
+                        z.withUnsafeMutableBufferPointer { zb in
+                            for r in 0..<b {
+                                let h = hb.baseAddress! + r * d
+                                xhat[r].withUnsafeBufferPointer { x in
+                                    for i in 0..<d { h[i] = gamma[i] * x[i] + beta[i] }
+                                }
+                                for c in 0..<k {
+                                    var s = bias[c]
+                                    let row = w.baseAddress! + c * d
+                                    for i in 0..<d { s += row[i] * h[i] }
+                                    zb[r * k + c] = s
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            xhat.append(xh)
-            hidden.append(h)
         }
         let (value, dz) = loss == .bceWithLogits
             ? CedLoss.bceWithLogits(logits: z, targets: targets)
@@ -121,23 +139,33 @@ public struct ClassificationHead: Sendable, Equatable {
         // Backward: db = Σ dz, dW = Σ dz·hᵀ, dh = Wᵀ·dz, dγ = Σ dh ⊙ x̂, dβ = Σ dh.
         var g = Parameters(zerosLike: self)
         var dh = [Double](repeating: 0, count: d)
-        for r in 0..<b {
-            for i in 0..<d { dh[i] = 0 }
-            let h = hidden[r]
-            for c in 0..<k {
-                let gz = dz[r * k + c]
-                if gz == 0 { continue }
-                g.bias[c] += gz
-                let row = c * d
-                for i in 0..<d {
-                    g.weight[row + i] += gz * h[i]
-                    dh[i] += weight[row + i] * gz
+        weight.withUnsafeBufferPointer { w in
+            hidden.withUnsafeBufferPointer { hb in
+                g.weight.withUnsafeMutableBufferPointer { gw in
+                    dh.withUnsafeMutableBufferPointer { dhb in
+                        for r in 0..<b {
+                            for i in 0..<d { dhb[i] = 0 }
+                            let h = hb.baseAddress! + r * d
+                            for c in 0..<k {
+                                let gz = dz[r * k + c]
+                                if gz == 0 { continue }
+                                g.bias[c] += gz
+                                let row = w.baseAddress! + c * d
+                                let grow = gw.baseAddress! + c * d
+                                for i in 0..<d {
+                                    grow[i] += gz * h[i]
+                                    dhb[i] += row[i] * gz
+                                }
+                            }
+                            xhat[r].withUnsafeBufferPointer { x in
+                                for i in 0..<d {
+                                    g.normWeight[i] += dhb[i] * x[i]
+                                    g.normBias[i] += dhb[i]
+                                }
+                            }
+                        }
+                    }
                 }
-            }
-            let xh = xhat[r]
-            for i in 0..<d {
-                g.normWeight[i] += dh[i] * xh[i]
-                g.normBias[i] += dh[i]
             }
         }
         return (value, g)

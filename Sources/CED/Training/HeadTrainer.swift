@@ -135,9 +135,13 @@ public struct HeadTrainer: Sendable {
         var head = ClassificationHead(inputDim: d, outputDim: k, rng: &initRNG)
         var adam = AdamW(learningRate: options.learningRate, weightDecay: options.weightDecay)
 
+        // x̂ (LayerNorm before γ, β) does not depend on the parameters: once per example.
+        let normalized: [[Double]] = vectors.map { v in v.withUnsafeBufferPointer { head.normalized($0) } }
+        let valInputs = valIdx.map { normalized[$0] }
+        let valTargets = valIdx.flatMap { targets[$0] }
         func evaluate(_ h: ClassificationHead, _ idx: [Int]) -> (loss: Double, accuracy: Double?, map: Double?) {
-            let (loss, _) = h.lossAndGradients(inputs: idx.map { vectors[$0] }, targets: idx.flatMap { targets[$0] }, loss: lossFunction)
-            let logits = idx.map { h.logits(vectors[$0]) }
+            let (loss, _) = h.lossAndGradients(normalized: valInputs, targets: valTargets, loss: lossFunction)
+            let logits = idx.map { h.logits(normalized: normalized[$0]) }
             if options.multiLabel {
                 return (loss, nil, TrainingMetrics.meanAveragePrecision(scores: logits, labels: idx.map { labels[$0] }, classes: k))
             }
@@ -157,7 +161,7 @@ public struct HeadTrainer: Sendable {
             var total = 0.0
             for start in stride(from: 0, to: order.count, by: options.batchSize) {
                 let batch = Array(order[start ..< min(start + options.batchSize, order.count)])
-                let (loss, grads) = head.lossAndGradients(inputs: batch.map { vectors[$0] }, targets: batch.flatMap { targets[$0] },
+                let (loss, grads) = head.lossAndGradients(normalized: batch.map { normalized[$0] }, targets: batch.flatMap { targets[$0] },
                                                           loss: lossFunction)
                 guard loss.isFinite else {
                     throw TrainingError(.invalidOption, reason: "the loss became \(loss) in epoch \(epoch); lower the learning rate")
