@@ -98,7 +98,7 @@ public struct HeadTrainingJob: Sendable {
             throw TrainingError(.unreadableAudio,
                                 reason: "\(embedded.failures.count) of \(dataset.examples.count) audio file(s) cannot be used:\n  \(list)"
                                     + (embedded.failures.count > 10 ? "\n  …" : "")
-                                    + "\n(fix or remove them, or skip unreadable files)")
+                                    + "\n(fix or remove them, or skip them: skipUnreadableFiles, ced train-head --skip-bad-files)")
         }
         for f in embedded.failures { events?(.warning("skipped \(f.file.path): \(f.reason)")) }
         events?(.embedded(cached: embedded.cachedCount, computed: embedded.computedCount, seconds: embeddingSeconds))
