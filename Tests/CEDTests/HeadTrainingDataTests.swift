@@ -264,4 +264,36 @@ final class HeadTrainingDataTests: XCTestCase {
         XCTAssertEqual(tagger.config.id2label?[1], "even")
         XCTAssertTrue(report.formatted().contains("AP"))
     }
+
+    // MARK: Poolings
+
+    /// For every pooling head training supports, the saved model reproduces the scores
+    /// training reported for its evaluation files, exactly (features cached as the model
+    /// computes them: mean token, mean cls token, or raw logits for `logit`).
+    func testSavedModelReproducesEvaluationScoresForEachPooling() throws {
+        let data = try TrainingDataset.load(from: try smallDataset(perClass: 3))
+        let cases: [(String, CedPooling?)] = [("micro", nil), ("micro-token", nil), ("micro", .logit)]
+        for (name, pooling) in cases {
+            let ckpt = try PretrainedCheckpoint.load(try Reference.model(name).path, options: .init(pooling: pooling))
+            let output = root.appendingPathComponent("model-\(name)-\(pooling?.rawValue ?? "default")")
+            let result = try HeadTrainingJob(model: ckpt, dataset: data, output: output, options: .init(epochs: 10, validationSplit: 0),
+                                             cache: EmbeddingCache(directory: root.appendingPathComponent("cache"))).run()
+            XCTAssertEqual(result.trained.evaluationIndices.count, 9)
+            let tagger = try CedAudioTagger.fromPretrained(output.path)
+            XCTAssertEqual(tagger.config.pooling, ckpt.config.pooling)
+            for (j, i) in result.trained.evaluationIndices.enumerated() {
+                let wave = try Waveform(contentsOf: result.examples[i].file)
+                XCTAssertEqual(try tagger.scores(wave.samples).scalars, result.trained.evaluationScores[j], "\(name) \(i)")
+            }
+            if pooling == .logit {
+                XCTAssertTrue(result.trained.evaluationScores.joined().contains { $0 < 0 || $0 > 1 }, "raw logits")
+            }
+        }
+        // dm pooling runs the head per time step: not supported, said clearly.
+        let dm = try PretrainedCheckpoint.load(try Reference.model("micro").path, options: .init(pooling: .dm))
+        assertTrainingError(.unsupportedModel, mentions: ["'dm' pooling"]) {
+            try HeadTrainingJob(model: dm, dataset: data, output: root.appendingPathComponent("dm"), cache: nil).run()
+        }
+        assertNothingWritten(root.appendingPathComponent("dm"))
+    }
 }
