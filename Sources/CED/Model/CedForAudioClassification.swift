@@ -75,10 +75,11 @@ public final class CedForAudioClassification: Sendable {
         }
         var features: [[[Float]]] = []
         let group = CedModel.chunksPerGroup
-        for start in stride(from: 0, to: input.chunks, by: group) {
-            let out = encoder.encode(input, chunks: start ..< min(start + group, input.chunks),
-                                     outputHiddenStates: false, outputAttentions: false)
-            features += chunkFeatures(out)
+        encoder.workspaces.with { ws in
+            for start in stride(from: 0, to: input.chunks, by: group) {
+                let layout = encoder.run(input, chunks: start ..< min(start + group, input.chunks), workspace: ws)
+                features += chunkFeatures(ws.x.pointer, layout: layout)
+            }
         }
         let (combined, perChunk) = combine(features, chunking: chunking)
         return CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: input.chunks, encoder: nil)
@@ -87,16 +88,23 @@ public final class CedForAudioClassification: Sendable {
     /// The vectors the head runs on, per chunk: the mean token (`mean`, `logit`), the cls
     /// token (`token`), or one frequency-mean per time step (`dm`).
     func chunkFeatures(_ out: CedModelOutput) -> [[[Float]]] {
+        out.lastHiddenState.scalars.withUnsafeBufferPointer { x in
+            chunkFeatures(x.baseAddress!, layout: .init(chunks: out.chunks, frequencyPatches: out.frequencyPatches,
+                                                        timePatches: out.timePatches, hasClsToken: out.hasClsToken))
+        }
+    }
+
+    /// `chunkFeatures` of encoder output `x` (`[layout.rows, C]`).
+    func chunkFeatures(_ x: UnsafePointer<Float>, layout: CedModel.Layout) -> [[[Float]]] {
         let c = config.embedDim
-        let tokens = out.tokensPerChunk
-        let fp = out.frequencyPatches, tp = out.timePatches
-        let x = out.lastHiddenState.scalars
+        let tokens = layout.tokensPerChunk
+        let fp = layout.frequencyPatches, tp = layout.timePatches
         var result: [[[Float]]] = []
-        for s in 0..<out.chunks {
+        for s in 0..<layout.chunks {
             let base = s * tokens * c
             switch config.pooling {
             case .token:
-                result.append([Array(x[base ..< base + c])])
+                result.append([Array(UnsafeBufferPointer(start: x + base, count: c))])
             case .mean, .logit:
                 var v = [Double](repeating: 0, count: c)
                 for t in 0..<tokens { for ch in 0..<c { v[ch] += Double(x[base + t * c + ch]) } }

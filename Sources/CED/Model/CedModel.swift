@@ -42,10 +42,12 @@ public final class CedModel: Sendable {
     public let config: CedConfig
     let initBN: MelBatchNorm
     let patchEmbed: PatchEmbed
-    /// `time_pos_embed` `[C, maxTimePatches]`.
-    let timePosEmbed: [Float]
-    /// `freq_pos_embed` `[C, frequencyPatches]`.
-    let freqPosEmbed: [Float]
+    /// `time_pos_embed` transposed to `[maxTimePatches, C]`.
+    let timePos: [Float]
+    /// `freq_pos_embed` transposed to `[frequencyPatches, C]`.
+    let freqPos: [Float]
+    /// Activation buffers, reused across calls.
+    let workspaces = WorkspacePool()
     /// `cls_token + token_pos_embed` `[C]` for `token` pooling.
     let clsToken: [Float]?
     let blocks: [CedBlock]
@@ -69,8 +71,10 @@ public final class CedModel: Sendable {
         let c = config.embedDim
         initBN = MelBatchNorm(r, name("init_bn"), nMels: config.nMels)
         patchEmbed = PatchEmbed(r, name("patch_embed"), config: config)
-        timePosEmbed = r.tensor(name("time_pos_embed"), shape: [1, c, 1, config.maxTimePatches])
-        freqPosEmbed = r.tensor(name("freq_pos_embed"), shape: [1, c, config.frequencyPatches, 1])
+        timePos = transpose(r.tensor(name("time_pos_embed"), shape: [1, c, 1, config.maxTimePatches]),
+                            rows: c, cols: config.maxTimePatches)
+        freqPos = transpose(r.tensor(name("freq_pos_embed"), shape: [1, c, config.frequencyPatches, 1]),
+                            rows: c, cols: config.frequencyPatches)
         if config.pooling == .token {
             let cls = r.tensor(name("cls_token"), shape: [1, 1, c])
             let pos = r.tensor(name("token_pos_embed"), shape: [1, c])
@@ -98,13 +102,13 @@ public final class CedModel: Sendable {
         let c = config.embedDim
         var sum = [Double](repeating: 0, count: c)
         var rows = 0
-        for start in stride(from: 0, to: input.chunks, by: Self.chunksPerGroup) {
-            let out = encode(input, chunks: start ..< min(start + Self.chunksPerGroup, input.chunks),
-                             outputHiddenStates: false, outputAttentions: false)
-            let x = out.lastHiddenState.scalars
-            let n = out.lastHiddenState.shape[0]
-            for r in 0..<n { for ch in 0..<c { sum[ch] += Double(x[r * c + ch]) } }
-            rows += n
+        workspaces.with { ws in
+            for start in stride(from: 0, to: input.chunks, by: Self.chunksPerGroup) {
+                let layout = run(input, chunks: start ..< min(start + Self.chunksPerGroup, input.chunks), workspace: ws)
+                let x = ws.x.pointer
+                for r in 0..<layout.rows { for ch in 0..<c { sum[ch] += Double(x[r * c + ch]) } }
+                rows += layout.rows
+            }
         }
         return Tensor(shape: [c], scalars: sum.map { Float($0 / Double(rows)) })
     }
@@ -147,81 +151,119 @@ public final class CedModel: Sendable {
         return PreparedInput(normed: initBN(mel.scalars, frames: total), totalFrames: total, frames: length, chunks: count)
     }
 
-    /// Chunks `range` of a prepared input as `[range.count, n_mels, frames]` planes, the
-    /// part past the end of the input zero (i.e. padded after BatchNorm).
-    func planes(_ input: PreparedInput, chunks range: Range<Int>) -> [Float] {
+    /// Geometry of an encoded group of chunks.
+    struct Layout {
+        var chunks: Int
+        var frequencyPatches: Int
+        var timePatches: Int
+        var hasClsToken: Bool
+        var tokensPerChunk: Int { frequencyPatches * timePatches + (hasClsToken ? 1 : 0) }
+        var rows: Int { chunks * tokensPerChunk }
+    }
+
+    /// Copies chunks `range` of a prepared input into `planes` as `[range.count, n_mels,
+    /// frames]`, the part past the end of the input zero (i.e. padded after BatchNorm).
+    func fillPlanes(_ input: PreparedInput, chunks range: Range<Int>, into planes: UnsafeMutablePointer<Float>) {
         let nMels = config.nMels, length = input.frames, total = input.totalFrames
-        var planes = [Float](repeating: 0, count: range.count * nMels * length)
-        for (i, s) in range.enumerated() {
-            let start = s * config.targetLength
-            let n = min(length, total - start)
-            for f in 0..<nMels {
-                let dst = (i * nMels + f) * length
-                let src = f * total + start
-                for t in 0..<n { planes[dst + t] = input.normed[src + t] }
+        planes.initialize(repeating: 0, count: range.count * nMels * length)
+        input.normed.withUnsafeBufferPointer { src in
+            for (i, s) in range.enumerated() {
+                let start = s * config.targetLength
+                let n = min(length, total - start)
+                for f in 0..<nMels {
+                    (planes + (i * nMels + f) * length).update(from: src.baseAddress! + f * total + start, count: n)
+                }
             }
         }
-        return planes
     }
 
-    /// Encodes the chunks in `range` of a prepared input.
-    func encode(_ input: PreparedInput, chunks range: Range<Int>,
-                outputHiddenStates: Bool, outputAttentions: Bool) -> CedModelOutput {
-        encode(planes(input, chunks: range), frames: input.frames, chunks: range.count,
-               outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
-    }
-
-    /// Runs patch embedding and the transformer on `chunks` planes of `[n_mels, frames]`.
-    func encode(_ planes: [Float], frames: Int, chunks: Int,
-                outputHiddenStates: Bool, outputAttentions: Bool) -> CedModelOutput {
-        let c = config.embedDim
+    /// Encodes the chunks in `range` of a prepared input into `ws.x` (`[layout.rows, C]`,
+    /// after the final LayerNorm). `hiddenState` sees the residual stream after the
+    /// embedding and after every block; `attentionMaps` receives the blocks' softmax
+    /// weights one after the other (`[depth, chunks, heads, N, N]`).
+    func run(_ input: PreparedInput, chunks range: Range<Int>, workspace ws: EncoderWorkspace,
+             hiddenState: ((UnsafePointer<Float>) -> Void)? = nil,
+             attentionMaps: UnsafeMutablePointer<Float>? = nil) -> Layout {
+        let c = config.embedDim, nMels = config.nMels, frames = input.frames
+        let chunks = range.count
         let (fp, tp) = patchEmbed.grid(frames: frames)
-        let patches = fp * tp
-        let cls = clsToken != nil ? 1 : 0
-        let tokens = patches + cls
-        let rows = chunks * tokens
-        let maxT = config.maxTimePatches
-        var x = [Float](repeating: 0, count: rows * c)
-        var hidden: [Tensor] = []
-        var attentions: [Tensor] = []
-        x.withUnsafeMutableBufferPointer { xb in
-            let xp = xb.baseAddress!
-            planes.withUnsafeBufferPointer { pb in
+        let layout = Layout(chunks: chunks, frequencyPatches: fp, timePatches: tp, hasClsToken: clsToken != nil)
+        let patches = fp * tp, tokens = layout.tokensPerChunk, rows = layout.rows
+        let area = config.patchSize.frequency * config.patchSize.time
+
+        let planes = ws.planes.reserve(chunks * nMels * frames)
+        fillPlanes(input, chunks: range, into: planes)
+        let cols = ws.columns.reserve(chunks * patches * area)
+        for s in 0..<chunks {
+            patchEmbed.im2col(planes + s * nMels * frames, frames: frames, into: cols + s * patches * area)
+        }
+        let x = ws.x.reserve(rows * c)
+        if let clsToken {
+            for s in 0..<chunks {
+                let seq = x + s * tokens * c
+                seq.update(from: clsToken, count: c)
+                patchEmbed.embed(columns: cols + s * patches * area, rows: patches, into: seq + c)
+            }
+        } else {
+            patchEmbed.embed(columns: cols, rows: chunks * patches, into: x)
+        }
+        // Positional embeddings, stored token-major at load time.
+        timePos.withUnsafeBufferPointer { tpos in
+            freqPos.withUnsafeBufferPointer { fpos in
                 for s in 0..<chunks {
-                    let seq = xp + s * tokens * c
-                    if let clsToken { seq.update(from: clsToken, count: c) }
-                    let body = seq + cls * c
-                    patchEmbed(pb.baseAddress! + s * config.nMels * frames, frames: frames, into: body)
+                    let body = x + (s * tokens + (clsToken != nil ? 1 : 0)) * c
                     for f in 0..<fp {
+                        let fv = fpos.baseAddress! + f * c
                         for t in 0..<tp {
                             let tok = body + (f * tp + t) * c
-                            for ch in 0..<c {
-                                tok[ch] += timePosEmbed[ch * maxT + t] + freqPosEmbed[ch * fp + f]
-                            }
+                            let tv = tpos.baseAddress! + t * c
+                            for ch in 0..<c { tok[ch] += tv[ch] + fv[ch] }
                         }
                     }
                 }
             }
-            if outputHiddenStates { hidden.append(Tensor(shape: [rows, c], scalars: Array(xb))) }
-            let heads = config.numHeads
-            for block in blocks {
-                if outputAttentions {
-                    var maps = [Float](repeating: 0, count: chunks * heads * tokens * tokens)
-                    maps.withUnsafeMutableBufferPointer { m in
-                        block(xp, sequences: chunks, tokens: tokens, attentionMaps: m.baseAddress!)
-                    }
-                    attentions.append(Tensor(shape: [chunks, heads, tokens, tokens], scalars: maps))
-                } else {
-                    block(xp, sequences: chunks, tokens: tokens)
-                }
-                if outputHiddenStates { hidden.append(Tensor(shape: [rows, c], scalars: Array(xb))) }
-            }
-            norm(xp, rows: rows, into: xp)
         }
-        return CedModelOutput(lastHiddenState: Tensor(shape: [rows, c], scalars: x),
-                              hiddenStates: outputHiddenStates ? hidden : nil,
-                              attentions: outputAttentions ? attentions : nil,
-                              chunks: chunks, frequencyPatches: fp, timePatches: tp,
-                              hasClsToken: clsToken != nil)
+        hiddenState?(x)
+        for (i, block) in blocks.enumerated() {
+            let maps = attentionMaps.map { $0 + i * chunks * config.numHeads * tokens * tokens }
+            block(x, sequences: chunks, tokens: tokens, workspace: ws, attentionMaps: maps)
+            hiddenState?(x)
+        }
+        norm(x, rows: rows, into: x)
+        return layout
     }
+
+    /// Encodes the chunks in `range` of a prepared input into a `CedModelOutput`.
+    func encode(_ input: PreparedInput, chunks range: Range<Int>,
+                outputHiddenStates: Bool, outputAttentions: Bool) -> CedModelOutput {
+        let c = config.embedDim, heads = config.numHeads
+        return workspaces.with { ws in
+            let (fp, tp) = patchEmbed.grid(frames: input.frames)
+            let tokens = fp * tp + (clsToken != nil ? 1 : 0)
+            let rows = range.count * tokens
+            var hidden: [Tensor] = []
+            let perBlock = range.count * heads * tokens * tokens
+            var maps = [Float](repeating: 0, count: outputAttentions ? blocks.count * perBlock : 0)
+            let layout = maps.withUnsafeMutableBufferPointer { m in
+                run(input, chunks: range, workspace: ws,
+                    hiddenState: outputHiddenStates ? { p in hidden.append(Tensor(shape: [rows, c], scalars: Array(UnsafeBufferPointer(start: p, count: rows * c)))) } : nil,
+                    attentionMaps: outputAttentions ? m.baseAddress! : nil)
+            }
+            let x = Array(UnsafeBufferPointer(start: ws.x.pointer, count: rows * c))
+            return CedModelOutput(lastHiddenState: Tensor(shape: [rows, c], scalars: x),
+                                  hiddenStates: outputHiddenStates ? hidden : nil,
+                                  attentions: outputAttentions ? (0..<blocks.count).map {
+                                      Tensor(shape: [range.count, heads, tokens, tokens], scalars: Array(maps[$0 * perBlock ..< ($0 + 1) * perBlock]))
+                                  } : nil,
+                                  chunks: layout.chunks, frequencyPatches: layout.frequencyPatches,
+                                  timePatches: layout.timePatches, hasClsToken: layout.hasClsToken)
+        }
+    }
+}
+
+/// Row-major `[rows, cols]` → `[cols, rows]`.
+func transpose(_ m: [Float], rows: Int, cols: Int) -> [Float] {
+    var out = [Float](repeating: 0, count: m.count)
+    for r in 0..<rows { for c in 0..<cols { out[c * rows + r] = m[r * cols + c] } }
+    return out
 }

@@ -46,20 +46,10 @@ struct LayerNorm: Sendable {
 
     /// Normalises each of `rows` rows of `x` into `y` (which may alias `x`).
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        let dim = weight.count
         weight.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
-                for r in 0..<rows {
-                    let xr = x + r * dim, yr = y + r * dim
-                    var sum: Double = 0
-                    for i in 0..<dim { sum += Double(xr[i]) }
-                    let mean = sum / Double(dim)
-                    var sq: Double = 0
-                    for i in 0..<dim { let d = Double(xr[i]) - mean; sq += d * d }
-                    let inv = 1 / (sq / Double(dim) + Double(eps)).squareRoot()
-                    let m = Float(mean), s = Float(inv)
-                    for i in 0..<dim { yr[i] = (xr[i] - m) * s * w[i] + b[i] }
-                }
+                RowKernels.layerNorm(x, rows: rows, cols: w.count, weight: w.baseAddress!, bias: b.baseAddress!,
+                                     eps: eps, into: y)
             }
         }
     }
@@ -123,23 +113,24 @@ struct PatchEmbed: Sendable {
         return (fp, tp)
     }
 
-    /// Embeds one `[n_mels, frames]` plane into `[fp·tp, C]` tokens at `out`.
-    func callAsFunction(_ plane: UnsafePointer<Float>, frames: Int, into out: UnsafeMutablePointer<Float>) {
+    /// Writes the im2col matrix `[fp·tp, ph·pw]` of one `[n_mels, frames]` plane to `cols`.
+    func im2col(_ plane: UnsafePointer<Float>, frames: Int, into cols: UnsafeMutablePointer<Float>) {
         let (fp, tp) = grid(frames: frames)
         let kernel = size.frequency * size.time
-        var cols = [Float](repeating: 0, count: fp * tp * kernel)
-        cols.withUnsafeMutableBufferPointer { c in
-            for f in 0..<fp {
-                for t in 0..<tp {
-                    let row = c.baseAddress! + (f * tp + t) * kernel
-                    for kh in 0..<size.frequency {
-                        let src = plane + (f * stride.frequency + kh) * frames + t * stride.time
-                        (row + kh * size.time).update(from: src, count: size.time)
-                    }
+        for f in 0..<fp {
+            for t in 0..<tp {
+                let row = cols + (f * tp + t) * kernel
+                for kh in 0..<size.frequency {
+                    let src = plane + (f * stride.frequency + kh) * frames + t * stride.time
+                    (row + kh * size.time).update(from: src, count: size.time)
                 }
             }
-            proj(c.baseAddress!, rows: fp * tp, into: out)
         }
+    }
+
+    /// Embeds `count` consecutive im2col blocks (`rows` patch rows in all) into `[rows, C]`.
+    func embed(columns: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        proj(columns, rows: rows, into: out)
     }
 }
 
@@ -169,63 +160,47 @@ struct Attention: Sendable {
     /// stored back to back in `x` (`[sequences·tokens, dim]`). When `attentionMaps` is
     /// given, the softmax weights are written there as `[sequences, heads, tokens, tokens]`.
     func callAsFunction(_ x: UnsafePointer<Float>, sequences: Int, tokens: Int,
-                        addingInto residual: UnsafeMutablePointer<Float>,
+                        addingInto residual: UnsafeMutablePointer<Float>, workspace ws: EncoderWorkspace,
                         attentionMaps: UnsafeMutablePointer<Float>? = nil) {
         let rows = sequences * tokens
-        let headDim = dim / heads
-        let scale = Float(1 / Double(headDim).squareRoot())
-        var qkvOut = [Float](repeating: 0, count: rows * 3 * dim)
-        var context = [Float](repeating: 0, count: rows * dim)
-        var scores = [Float](repeating: 0, count: tokens * tokens)
-        qkvOut.withUnsafeMutableBufferPointer { qkvBuf in
-            context.withUnsafeMutableBufferPointer { ctx in
-                scores.withUnsafeMutableBufferPointer { sc in
-                    let q3 = qkvBuf.baseAddress!
-                    qkv(x, rows: rows, into: q3)
-                    let ld = 3 * dim
-                    for s in 0..<sequences {
-                        for h in 0..<heads {
-                            let base = q3 + s * tokens * ld + h * headDim
-                            // scores = scale · Q Kᵀ
-                            GEMM.sgemm(transA: false, transB: true, m: tokens, n: tokens, k: headDim,
-                                       alpha: scale, a: base, lda: ld, b: base + dim, ldb: ld,
-                                       c: sc.baseAddress!, ldc: tokens)
-                            softmaxRows(sc.baseAddress!, rows: tokens, cols: tokens)
-                            if let attentionMaps {
-                                (attentionMaps + (s * heads + h) * tokens * tokens)
-                                    .update(from: sc.baseAddress!, count: tokens * tokens)
-                            }
-                            // context[:, h] = P · V
-                            GEMM.sgemm(transA: false, transB: false, m: tokens, n: headDim, k: tokens,
-                                       a: sc.baseAddress!, lda: tokens, b: base + 2 * dim, ldb: ld,
-                                       c: ctx.baseAddress! + s * tokens * dim + h * headDim, ldc: dim)
-                        }
-                    }
-                    proj(ctx.baseAddress!, rows: rows, into: residual, accumulate: true)
-                }
+        let d = dim / heads
+        let scale = Float(1 / Double(d).squareRoot())
+        let ld = 3 * dim
+        let q3 = ws.qkv.reserve(rows * ld)
+        let ctx = ws.context.reserve(rows * dim)
+        let sc = ws.scores.reserve(heads * tokens * tokens)
+        qkv(x, rows: rows, into: q3)
+        for s in 0..<sequences {
+            let base = q3 + s * tokens * ld
+            // scores_h = scale · Q_h K_hᵀ for every head at once.
+            GEMM.sgemmStridedBatched(transA: false, transB: true, m: tokens, n: tokens, k: d, alpha: scale,
+                                     a: base, lda: ld, strideA: d, b: base + dim, ldb: ld, strideB: d,
+                                     c: sc, ldc: tokens, strideC: tokens * tokens, batchCount: heads)
+            softmaxRows(sc, rows: heads * tokens, cols: tokens)
+            if let attentionMaps {
+                (attentionMaps + s * heads * tokens * tokens).update(from: sc, count: heads * tokens * tokens)
             }
+            // context[:, h·d ..< (h+1)·d] = P_h · V_h
+            GEMM.sgemmStridedBatched(transA: false, transB: false, m: tokens, n: d, k: tokens,
+                                     a: sc, lda: tokens, strideA: tokens * tokens, b: base + 2 * dim, ldb: ld, strideB: d,
+                                     c: ctx + s * tokens * dim, ldc: dim, strideC: d, batchCount: heads)
         }
+        proj(ctx, rows: rows, into: residual, accumulate: true)
     }
 }
 
-/// Row-wise numerically stable softmax, in place.
+/// Row-wise numerically stable softmax, in place, split across the cores when large.
 func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let row = p + r * cols
-        var m = -Float.infinity
-        for j in 0..<cols { m = max(m, row[j]) }
-        var sum: Float = 0
-        for j in 0..<cols {
-            // exp of anything below -87.3 is subnormal or 0 in float32 and would neither
-            // change the sum nor survive the normalisation; skipping it avoids slow
-            // subnormal arithmetic in peaky attention rows.
-            let d = row[j] - m
-            let e = d < -87.3 ? 0 : expf(d)
-            row[j] = e
-            sum += e
-        }
-        let inv = 1 / sum
-        for j in 0..<cols { row[j] *= inv }
+    let pool = ComputePool.shared
+    let tasks = rows * cols >= 1 << 15 ? min(rows, 2 * (pool.workerCount + 1)) : 1
+    if tasks <= 1 {
+        RowKernels.softmax(p, rows: rows, cols: cols)
+        return
+    }
+    let per = (rows + tasks - 1) / tasks
+    pool.run(tasks, maxThreads: pool.workerCount + 1) { t in
+        let lo = t * per, hi = min(rows, lo + per)
+        if lo < hi { RowKernels.softmax(p + lo * cols, rows: hi - lo, cols: cols) }
     }
 }
 
@@ -240,12 +215,11 @@ struct MLP: Sendable {
     }
 
     /// Adds `fc2(GELU(fc1(x)))` to `residual`.
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, addingInto residual: UnsafeMutablePointer<Float>) {
-        var hidden = [Float](repeating: 0, count: rows * fc1.outFeatures)
-        hidden.withUnsafeMutableBufferPointer { h in
-            fc1(x, rows: rows, into: h.baseAddress!, activation: .gelu)
-            fc2(h.baseAddress!, rows: rows, into: residual, accumulate: true)
-        }
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, addingInto residual: UnsafeMutablePointer<Float>,
+                        workspace ws: EncoderWorkspace) {
+        let h = ws.hidden.reserve(rows * fc1.outFeatures)
+        fc1(x, rows: rows, into: h, activation: .gelu)
+        fc2(h, rows: rows, into: residual, accumulate: true)
     }
 }
 
@@ -264,15 +238,13 @@ struct CedBlock: Sendable {
     }
 
     /// Runs the block in place on `x` (`[sequences·tokens, dim]`).
-    func callAsFunction(_ x: UnsafeMutablePointer<Float>, sequences: Int, tokens: Int,
+    func callAsFunction(_ x: UnsafeMutablePointer<Float>, sequences: Int, tokens: Int, workspace ws: EncoderWorkspace,
                         attentionMaps: UnsafeMutablePointer<Float>? = nil) {
         let rows = sequences * tokens
-        var normed = [Float](repeating: 0, count: rows * attn.dim)
-        normed.withUnsafeMutableBufferPointer { n in
-            norm1(x, rows: rows, into: n.baseAddress!)
-            attn(n.baseAddress!, sequences: sequences, tokens: tokens, addingInto: x, attentionMaps: attentionMaps)
-            norm2(x, rows: rows, into: n.baseAddress!)
-            mlp(n.baseAddress!, rows: rows, addingInto: x)
-        }
+        let n = ws.normed.reserve(rows * attn.dim)
+        norm1(x, rows: rows, into: n)
+        attn(n, sequences: sequences, tokens: tokens, addingInto: x, workspace: ws, attentionMaps: attentionMaps)
+        norm2(x, rows: rows, into: n)
+        mlp(n, rows: rows, addingInto: x, workspace: ws)
     }
 }

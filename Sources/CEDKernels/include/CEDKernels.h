@@ -69,6 +69,15 @@ enum { CED_PORTABLE_MR = 4, CED_PORTABLE_NR = 16 };
 /// 2 = AVX-512, 1 = AVX2, 0 = portable; the caller checks the CPU supports it.
 void ced_gelu(const float *in, float *out, int64_t n, int32_t variant);
 
+/// Softmax of each of `rows` rows of `cols` floats, in place (max-subtracted; exp accurate
+/// to about 1 ulp; arguments below -87.3 give 0). `variant` as for ced_gelu.
+void ced_softmax_rows(float *p, int64_t rows, int64_t cols, int32_t variant);
+
+/// LayerNorm of each of `rows` rows of `cols` floats: `(x − mean)/sqrt(var + eps)·w + b`
+/// (two passes, float32 sums). `y` may equal `x`. `variant` as for ced_gelu.
+void ced_layernorm_rows(const float *x, float *y, int64_t rows, int64_t cols,
+                        const float *weight, const float *bias, float eps, int32_t variant);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,67 @@
+import Foundation
+
+/// A growable, 64-byte-aligned float buffer that keeps its memory between uses.
+struct ScratchBuffer {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+
+    init() {
+        capacity = 16
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity * 4, alignment: 64).bindMemory(to: Float.self, capacity: capacity)
+    }
+
+    /// At least `count` floats (contents undefined after growth).
+    mutating func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            UnsafeMutableRawPointer(pointer).deallocate()
+            capacity = max(count, capacity * 3 / 2)
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity * 4, alignment: 64).bindMemory(to: Float.self, capacity: capacity)
+        }
+        return pointer
+    }
+
+    func free() { UnsafeMutableRawPointer(pointer).deallocate() }
+}
+
+/// The activations of one encoder forward pass. Reused across calls, so a steady stream of
+/// clips of similar length allocates nothing in the model path.
+final class EncoderWorkspace {
+    /// `[rows, C]` residual stream.
+    var x = ScratchBuffer()
+    /// `[rows, C]` LayerNorm output.
+    var normed = ScratchBuffer()
+    /// `[rows, 3C]` fused q, k, v.
+    var qkv = ScratchBuffer()
+    /// `[rows, C]` attention output before `proj`.
+    var context = ScratchBuffer()
+    /// `[heads, N, N]` attention weights of one sequence.
+    var scores = ScratchBuffer()
+    /// `[rows, mlp]` MLP hidden layer.
+    var hidden = ScratchBuffer()
+    /// `[chunks, n_mels, frames]` BatchNorm-ed chunk planes.
+    var planes = ScratchBuffer()
+    /// `[patches, patch area]` im2col of one or more planes.
+    var columns = ScratchBuffer()
+
+    deinit {
+        for b in [x, normed, qkv, context, scores, hidden, planes, columns] { b.free() }
+    }
+}
+
+/// Workspaces for concurrent callers of one model: each call takes one and gives it back.
+final class WorkspacePool: @unchecked Sendable {
+    private var free: [EncoderWorkspace] = []
+    private let lock = NSLock()
+
+    func with<R>(_ body: (EncoderWorkspace) throws -> R) rethrows -> R {
+        lock.lock()
+        let ws = free.popLast() ?? EncoderWorkspace()
+        lock.unlock()
+        defer {
+            lock.lock()
+            if free.count < 4 { free.append(ws) }
+            lock.unlock()
+        }
+        return try body(ws)
+    }
+}

@@ -1,0 +1,239 @@
+// Row kernels of the transformer besides the matrix products: softmax (with a fast exp
+// accurate to about 1 ulp) and LayerNorm. AVX-512, AVX2 and portable variants; the caller
+// picks one the CPU supports (variant 2 = AVX-512, 1 = AVX2, 0 = portable).
+
+#include "CEDKernels.h"
+#include <math.h>
+
+// exp(x) for the softmax, x <= 0: x = n·ln2 + r with |r| <= ln2/2, exp(r) by the Cephes
+// degree-6 polynomial, times 2^n. Below -87.3 the result would be subnormal and is 0: it
+// cannot change a softmax row (whose maximum contributes exactly 1).
+#define EXP_LO (-87.3f)
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f
+#define LN2_LO (-2.12194440e-4f)
+#define P0 1.9875691500e-4f
+#define P1 1.3981999507e-3f
+#define P2 8.3334519073e-3f
+#define P3 4.1665795894e-2f
+#define P4 1.6666665459e-1f
+#define P5 5.0000001201e-1f
+
+static inline float exp_scalar(float x) {
+    if (!(x >= EXP_LO)) return 0.0f;
+    float n = nearbyintf(x * LOG2E);
+    float r = x - n * LN2_HI - n * LN2_LO;
+    float p = ((((P0 * r + P1) * r + P2) * r + P3) * r + P4) * r + P5;
+    float e = p * r * r + r + 1.0f;
+    return ldexpf(e, (int)n);
+}
+
+static void softmax_portable(float *p, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < rows; i++) {
+        float *row = p + i * cols;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < cols; j++) m = row[j] > m ? row[j] : m;
+        float sum = 0;
+        for (int64_t j = 0; j < cols; j++) { float e = exp_scalar(row[j] - m); row[j] = e; sum += e; }
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < cols; j++) row[j] *= inv;
+    }
+}
+
+static void layernorm_portable(const float *x, float *y, int64_t rows, int64_t cols,
+                               const float *w, const float *b, float eps) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xr = x + i * cols;
+        float *yr = y + i * cols;
+        float sum = 0;
+        for (int64_t j = 0; j < cols; j++) sum += xr[j];
+        float mean = sum / (float)cols;
+        float sq = 0;
+        for (int64_t j = 0; j < cols; j++) { float d = xr[j] - mean; sq += d * d; }
+        float inv = 1.0f / sqrtf(sq / (float)cols + eps);
+        for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,fma")))
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX512 static inline __m512 exp512(__m512 x) {
+    __mmask16 small = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LO), _CMP_LT_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(EXP_LO));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    __m512 p = _mm512_set1_ps(P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P5));
+    __m512 e = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_scalef_ps((__mmask16)~small, e, n);
+}
+
+AVX512 static void softmax_avx512(float *p, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < rows; i++) {
+        float *row = p + i * cols;
+        __m512 mv = _mm512_set1_ps(-INFINITY);
+        int64_t j = 0;
+        for (; j + 16 <= cols; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
+        if (j < cols) {
+            __mmask16 k = (__mmask16)((1u << (cols - j)) - 1u);
+            mv = _mm512_mask_max_ps(mv, k, mv, _mm512_maskz_loadu_ps(k, row + j));
+        }
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+        __m512 sv = _mm512_setzero_ps();
+        for (j = 0; j + 16 <= cols; j += 16) {
+            __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(row + j), m));
+            _mm512_storeu_ps(row + j, e);
+            sv = _mm512_add_ps(sv, e);
+        }
+        if (j < cols) {
+            __mmask16 k = (__mmask16)((1u << (cols - j)) - 1u);
+            __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), m)));
+            _mm512_mask_storeu_ps(row + j, k, e);
+            sv = _mm512_add_ps(sv, e);
+        }
+        __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sv));
+        for (j = 0; j + 16 <= cols; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
+        if (j < cols) {
+            __mmask16 k = (__mmask16)((1u << (cols - j)) - 1u);
+            _mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), inv));
+        }
+    }
+}
+
+AVX512 static void layernorm_avx512(const float *x, float *y, int64_t rows, int64_t cols,
+                                    const float *w, const float *b, float eps) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xr = x + i * cols;
+        float *yr = y + i * cols;
+        __m512 sv = _mm512_setzero_ps();
+        int64_t j = 0;
+        for (; j + 16 <= cols; j += 16) sv = _mm512_add_ps(sv, _mm512_loadu_ps(xr + j));
+        __mmask16 tail = (__mmask16)((1u << (cols - j)) - 1u);
+        int64_t vec = j;
+        if (j < cols) sv = _mm512_add_ps(sv, _mm512_maskz_loadu_ps(tail, xr + j));
+        float mean = _mm512_reduce_add_ps(sv) / (float)cols;
+        __m512 m = _mm512_set1_ps(mean);
+        __m512 qv = _mm512_setzero_ps();
+        for (j = 0; j < vec; j += 16) { __m512 d = _mm512_sub_ps(_mm512_loadu_ps(xr + j), m); qv = _mm512_fmadd_ps(d, d, qv); }
+        if (vec < cols) { __m512 d = _mm512_maskz_sub_ps(tail, _mm512_maskz_loadu_ps(tail, xr + vec), m); qv = _mm512_fmadd_ps(d, d, qv); }
+        float inv = 1.0f / sqrtf(_mm512_reduce_add_ps(qv) / (float)cols + eps);
+        __m512 s = _mm512_set1_ps(inv);
+        for (j = 0; j < vec; j += 16) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + j), m), s);
+            _mm512_storeu_ps(yr + j, _mm512_fmadd_ps(d, _mm512_loadu_ps(w + j), _mm512_loadu_ps(b + j)));
+        }
+        if (vec < cols) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, xr + vec), m), s);
+            _mm512_mask_storeu_ps(yr + vec, tail, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(tail, w + vec), _mm512_maskz_loadu_ps(tail, b + vec)));
+        }
+    }
+}
+
+AVX2 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline float hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline __m256 exp256(__m256 x) {
+    __m256 small = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(EXP_LO));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    __m256 p = _mm256_set1_ps(P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
+    __m256 e = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(small, _mm256_mul_ps(e, _mm256_castsi256_ps(bits)));
+}
+
+AVX2 static void softmax_avx2(float *p, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < rows; i++) {
+        float *row = p + i * cols;
+        __m256 mv = _mm256_set1_ps(-INFINITY);
+        int64_t j = 0;
+        for (; j + 8 <= cols; j += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(row + j));
+        float m = hmax256(mv);
+        for (int64_t t = j; t < cols; t++) m = row[t] > m ? row[t] : m;
+        __m256 mm = _mm256_set1_ps(m);
+        __m256 sv = _mm256_setzero_ps();
+        for (j = 0; j + 8 <= cols; j += 8) {
+            __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), mm));
+            _mm256_storeu_ps(row + j, e);
+            sv = _mm256_add_ps(sv, e);
+        }
+        float sum = hsum256(sv);
+        for (; j < cols; j++) { float e = exp_scalar(row[j] - m); row[j] = e; sum += e; }
+        float inv = 1.0f / sum;
+        __m256 iv = _mm256_set1_ps(inv);
+        for (j = 0; j + 8 <= cols; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), iv));
+        for (; j < cols; j++) row[j] *= inv;
+    }
+}
+
+AVX2 static void layernorm_avx2(const float *x, float *y, int64_t rows, int64_t cols,
+                                const float *w, const float *b, float eps) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xr = x + i * cols;
+        float *yr = y + i * cols;
+        __m256 sv = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 8 <= cols; j += 8) sv = _mm256_add_ps(sv, _mm256_loadu_ps(xr + j));
+        int64_t vec = j;
+        float sum = hsum256(sv);
+        for (; j < cols; j++) sum += xr[j];
+        float mean = sum / (float)cols;
+        __m256 m = _mm256_set1_ps(mean);
+        __m256 qv = _mm256_setzero_ps();
+        for (j = 0; j < vec; j += 8) { __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xr + j), m); qv = _mm256_fmadd_ps(d, d, qv); }
+        float sq = hsum256(qv);
+        for (j = vec; j < cols; j++) { float d = xr[j] - mean; sq += d * d; }
+        float inv = 1.0f / sqrtf(sq / (float)cols + eps);
+        __m256 s = _mm256_set1_ps(inv);
+        for (j = 0; j < vec; j += 8) {
+            __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + j), m), s);
+            _mm256_storeu_ps(yr + j, _mm256_fmadd_ps(d, _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
+        }
+        for (j = vec; j < cols; j++) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
+    }
+}
+#endif
+
+void ced_softmax_rows(float *p, int64_t rows, int64_t cols, int32_t variant) {
+#if defined(__x86_64__)
+    if (variant == 2) { softmax_avx512(p, rows, cols); return; }
+    if (variant == 1) { softmax_avx2(p, rows, cols); return; }
+#endif
+    softmax_portable(p, rows, cols);
+}
+
+void ced_layernorm_rows(const float *x, float *y, int64_t rows, int64_t cols,
+                        const float *weight, const float *bias, float eps, int32_t variant) {
+#if defined(__x86_64__)
+    if (variant == 2) { layernorm_avx512(x, y, rows, cols, weight, bias, eps); return; }
+    if (variant == 1) { layernorm_avx2(x, y, rows, cols, weight, bias, eps); return; }
+#endif
+    layernorm_portable(x, y, rows, cols, weight, bias, eps);
+}
