@@ -9,10 +9,11 @@ extension CedForAudioClassification {
         let input = try encoder.prepare(mel)
         var features: [[[Float]]] = []
         let group = CedModel.chunksPerGroup
-        for start in stride(from: 0, to: input.chunks, by: group) {
-            let out = encoder.encode(input, chunks: start ..< min(start + group, input.chunks),
-                                     outputHiddenStates: false, outputAttentions: false)
-            features += chunkFeatures(out)
+        encoder.workspaces.with { ws in
+            for start in stride(from: 0, to: input.chunks, by: group) {
+                let layout = encoder.run(input, chunks: start ..< min(start + group, input.chunks), workspace: ws)
+                features += chunkFeatures(ws.x.pointer, layout: layout)
+            }
         }
         return features
     }
