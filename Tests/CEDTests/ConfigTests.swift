@@ -106,6 +106,10 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(fe.resolvedFMax, 8000)
         XCTAssertEqual(fe.hopSize, 160)
         XCTAssertEqual(fe.winSize, 512)
+        var custom = fe
+        custom.topDb = 80
+        XCTAssertEqual(try JSONDecoder().decode(CedFeatureExtractorConfig.self, from: JSONEncoder().encode(custom)), custom)
+        XCTAssertEqual(try JSONDecoder().decode(CedFeatureExtractorConfig.self, from: JSONEncoder().encode(fe)), fe)
         let fromModel = CedFeatureExtractorConfig(model: CedConfig())
         XCTAssertEqual(fromModel.resolvedFMax, 8000)
         var bad = CedFeatureExtractorConfig()

@@ -80,6 +80,20 @@ final class SafeTensorsTests: XCTestCase {
         let st = try SafeTensorsFile(contentsOf: url)
         XCTAssertEqual(st.metadata, ["format": "pt"])
         XCTAssertEqual(try st.stateDict().tensors, tensors)
+        XCTAssertEqual(st.info("a.weight")?.dtype, .f32)
+
+        // Integer buffers as I64; overwriting an existing file; no temporary left behind.
+        var more = tensors
+        more["bn.num_batches_tracked"] = Tensor(shape: [], scalars: [123456])
+        try SafeTensorsFile.write(more, dtypes: ["bn.num_batches_tracked": .i64], to: url)
+        let again = try SafeTensorsFile(contentsOf: url)
+        XCTAssertEqual(again.info("bn.num_batches_tracked")?.dtype, .i64)
+        XCTAssertEqual(try again.stateDict().tensors, more)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["rt.safetensors"])
+        XCTAssertThrowsError(try SafeTensorsFile.write(["x": Tensor(shape: [1], scalars: [0.5])], dtypes: ["x": .i64], to: url)) {
+            XCTAssertTrue("\($0)".contains("not an integer"), "\($0)")
+        }
+        XCTAssertEqual(try SafeTensorsFile(contentsOf: url).stateDict().tensors, more, "a failed write leaves the old file")
     }
 
     let one = "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}"

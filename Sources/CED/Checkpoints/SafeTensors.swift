@@ -204,11 +204,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Writes float32 tensors as a safetensors file (names sorted, header padded to 8
-    /// bytes), atomically: the file appears complete or not at all.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String]? = nil, to url: URL) throws {
+    /// Writes tensors as a safetensors file: names sorted, header padded to 8 bytes,
+    /// float32 data unless `dtypes` names another type for a tensor (`I64` for integer
+    /// buffers such as `num_batches_tracked`, as PyTorch stores them). Written tensor by
+    /// tensor into a temporary file that is renamed into place, so the file appears complete
+    /// or not at all. Pass `metadata: ["format": "pt"]` for files `transformers` loads.
+    public static func write(_ tensors: [String: Tensor], dtypes: [String: SafeTensorsDType] = [:],
+                             metadata: [String: String]? = nil, to url: URL) throws {
         let names = tensors.keys.sorted()
-        var header = "{"
+        func fail(_ reason: String, tensor: String? = nil) -> SafeTensorsError {
+            SafeTensorsError(file: url.path, tensor: tensor, reason: reason)
+        }
         var parts: [String] = []
         if let metadata, !metadata.isEmpty {
             let m = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
@@ -217,22 +223,59 @@ public final class SafeTensorsFile: @unchecked Sendable {
         var offset = 0
         for name in names {
             let t = tensors[name]!
-            let bytes = t.count * 4
-            parts.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            let dtype = dtypes[name] ?? .f32
+            guard dtype == .f32 || dtype == .i64 else { throw fail("writing \(dtype.rawValue) is not supported (F32 or I64)", tensor: name) }
+            let bytes = t.count * dtype.byteSize
+            parts.append("\(jsonString(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
         }
-        header += parts.joined(separator: ",") + "}"
-        var headerBytes = Array(header.utf8)
-        while headerBytes.count % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
-        var data = Data(capacity: 8 + headerBytes.count + offset)
-        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: headerBytes)
-        for name in names {
-            tensors[name]!.scalars.withUnsafeBufferPointer { p in
-                for v in p { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
-            }
+        var header = Array(("{" + parts.joined(separator: ",") + "}").utf8)
+        while header.count % 8 != 0 { header.append(UInt8(ascii: " ")) }
+
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UUID().uuidString).tmp")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil),
+              let handle = FileHandle(forWritingAtPath: tmp.path) else { throw fail("cannot create the file") }
+        var done = false
+        defer {
+            try? handle.close()
+            if !done { try? FileManager.default.removeItem(at: tmp) }
         }
-        try data.write(to: url, options: .atomic)
+        do {
+            var head = Data()
+            withUnsafeBytes(of: UInt64(header.count).littleEndian) { head.append(contentsOf: $0) }
+            head.append(contentsOf: header)
+            try handle.write(contentsOf: head)
+            for name in names {
+                let t = tensors[name]!
+                var data = Data(capacity: t.count * 8)
+                if dtypes[name] == .i64 {
+                    for v in t.scalars {
+                        guard let i = Int64(exactly: v) else { throw fail("value \(v) is not an integer", tensor: name) }
+                        withUnsafeBytes(of: i.littleEndian) { data.append(contentsOf: $0) }
+                    }
+                } else {
+                    t.scalars.withUnsafeBufferPointer { p in
+                        if UInt32(littleEndian: 1) == 1 {
+                            data.append(UnsafeBufferPointer(start: UnsafeRawPointer(p.baseAddress!).assumingMemoryBound(to: UInt8.self), count: p.count * 4))
+                        } else {
+                            for v in p { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+                        }
+                    }
+                }
+                try handle.write(contentsOf: data)
+            }
+            try handle.synchronize()
+            try handle.close()
+            // rename(2) replaces an existing file atomically.
+            guard rename(tmp.path, url.path) == 0 else {
+                throw fail("cannot move the finished file into place (\(String(cString: strerror(errno))))")
+            }
+            done = true
+        } catch let e as SafeTensorsError {
+            throw e
+        } catch {
+            throw fail("cannot write (\(error.localizedDescription))")
+        }
     }
 
     // MARK: Helpers

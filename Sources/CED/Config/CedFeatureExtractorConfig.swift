@@ -71,6 +71,8 @@ public struct CedFeatureExtractorConfig: Codable, Sendable, Equatable {
         try c.encode(fMin, forKey: .fMin)
         try c.encode(fMax, forKey: .fMax)
         try c.encode(center, forKey: .center)
+        // Not an upstream field: written only when it differs from AmplitudeToDB's 120.
+        if topDb != 120 { try c.encode(topDb, forKey: .topDb) }
     }
 
     /// Checks every value; throws a `ConfigError` naming the first bad field.

@@ -137,48 +137,10 @@ public enum HeadCheckpointWriter {
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }
 
-    /// A safetensors file: names sorted, header padded to 8 bytes, `__metadata__`
-    /// `{"format": "pt"}`, float32 data, except `*num_batches_tracked` stored as int64
-    /// (the dtype PyTorch gives that buffer). Written tensor by tensor.
+    /// `model.safetensors` as `transformers` writes it: `__metadata__` `{"format": "pt"}`,
+    /// float32 data, `*num_batches_tracked` as int64 (the dtype PyTorch gives that buffer).
     static func writeSafeTensors(_ tensors: [String: Tensor], to url: URL) throws {
-        let names = tensors.keys.sorted()
-        func isInt64(_ name: String) -> Bool { name.hasSuffix("num_batches_tracked") }
-        func json(_ s: String) -> String {
-            let data = try! JSONSerialization.data(withJSONObject: [s])
-            return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
-        }
-        var parts = ["\"__metadata__\":{\"format\":\"pt\"}"]
-        var offset = 0
-        for name in names {
-            let t = tensors[name]!
-            let bytes = t.count * (isInt64(name) ? 8 : 4)
-            parts.append("\(json(name)):{\"dtype\":\"\(isInt64(name) ? "I64" : "F32")\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
-            offset += bytes
-        }
-        var header = Array(("{" + parts.joined(separator: ",") + "}").utf8)
-        while header.count % 8 != 0 { header.append(UInt8(ascii: " ")) }
-        guard FileManager.default.createFile(atPath: url.path, contents: nil),
-              let handle = FileHandle(forWritingAtPath: url.path) else {
-            throw TrainingError(.output, file: url.path, reason: "cannot create the file")
-        }
-        defer { try? handle.close() }
-        var head = Data()
-        withUnsafeBytes(of: UInt64(header.count).littleEndian) { head.append(contentsOf: $0) }
-        head.append(contentsOf: header)
-        try handle.write(contentsOf: head)
-        for name in names {
-            let t = tensors[name]!
-            if isInt64(name) {
-                var d = Data()
-                for v in t.scalars { withUnsafeBytes(of: (Int64(exactly: v.rounded()) ?? 0).littleEndian) { d.append(contentsOf: $0) } }
-                try handle.write(contentsOf: d)
-            } else if UInt32(littleEndian: 1) == 1 {
-                try t.scalars.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
-            } else {
-                let le = t.scalars.map { $0.bitPattern.littleEndian }
-                try le.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
-            }
-        }
-        try handle.synchronize()
+        let dtypes = Dictionary(uniqueKeysWithValues: tensors.keys.filter { $0.hasSuffix("num_batches_tracked") }.map { ($0, SafeTensorsDType.i64) })
+        try SafeTensorsFile.write(tensors, dtypes: dtypes, metadata: ["format": "pt"], to: url)
     }
 }
