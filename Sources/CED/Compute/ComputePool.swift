@@ -35,9 +35,9 @@ final class ComputePool: @unchecked Sendable {
     private var sleepers = 0
     private var waitingCaller = false
 
-    /// How long an idle worker polls for the next job without yielding the CPU (also how
-    /// long a caller polls for its workers' last chunks), and how long a worker polls in
-    /// total before it sleeps (a forward pass issues GEMMs every few µs to ms).
+    /// How long a caller busy-polls for its workers' last chunks before sleeping, and how
+    /// long an idle worker polls for the next job before sleeping (a forward pass issues
+    /// GEMMs every few µs to ms).
     private let busyWait = 100e-6
     private let yieldWait = 2e-3
 
@@ -154,21 +154,18 @@ final class ComputePool: @unchecked Sendable {
         var seen = 0
         lock()
         while true {
-            // Idle: poll without giving up the CPU for `busyWait`, then poll with
-            // sched_yield (other processes may run) until `yieldWait`, then sleep.
+            // Idle: poll with sched_yield until `yieldWait`, then sleep. Yielding (rather
+            // than spinning) matters when the scheduler has put this worker on the
+            // caller's core, or other processes want the CPU: they run instead, and on an
+            // otherwise idle core sched_yield returns at once, so polling stays fast.
             var idleSince = -1.0
             while generation == seen || index >= allowedWorkers || nextTask >= lastTask {
                 seen = generation
                 let now = Self.monotonicSeconds()
                 if idleSince < 0 { idleSince = now }
-                let idle = now - idleSince
-                if idle < yieldWait {
+                if now - idleSince < yieldWait {
                     unlock()
-                    if idle < busyWait {
-                        for _ in 0..<32 { _ = pthread_self() }   // a few hundred ns
-                    } else {
-                        sched_yield()
-                    }
+                    sched_yield()
                     lock()
                 } else {
                     sleepers += 1

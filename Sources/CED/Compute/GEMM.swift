@@ -371,7 +371,10 @@ enum GEMMDriver {
             }
             let unitFlops = 2 * p.k * (byRows ? mr * n : m * packedPanelWidth)
             let byWork = units * unitFlops / GEMMDriver.minChunkFlops
-            count = max(1, min(chunks, units, max(threads, byWork)))
+            let grouped = max(1, min(chunks, units, max(threads, byWork)))
+            // When chunks are grouped, keep their number a multiple of the thread count
+            // so the last round of chunks is not run by one thread alone.
+            count = grouped < units ? min(units, (grouped + threads - 1) / threads * threads) : grouped
         }
 
         func rectangle(_ chunk: Int) -> (rows: Range<Int>, cols: Range<Int>) {
