@@ -118,8 +118,16 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Attention heads of a checkpoint without config.json (default: embed_dim / 64, as every published CED).", valueName: "n"))
     var numHeads: Int?
 
+    @Option(help: ArgumentHelp("Arithmetic of the encoder's matrix products: fp32 (matches the reference) or bf16 (faster, opt-in).", valueName: "fp32|bf16"))
+    var precision: CedPrecision = .fp32
+
     func validate() throws {
         if let n = numHeads, n <= 0 { throw ValidationError("--num-heads must be positive") }
+    }
+
+    /// The checkpoint's model and feature extractor, at the requested precision.
+    func tagger(quiet: Bool) throws -> CedAudioTagger {
+        try CedAudioTagger(load(quiet: quiet), precision: precision)
     }
 
     /// Loads the checkpoint, printing download progress when stderr is a terminal.
@@ -258,6 +266,8 @@ private final class OrderedState<T>: @unchecked Sendable {
     var consumed = 0
     var results: [Int: T] = [:]
 }
+
+extension CedPrecision: ExpressibleByArgument {}
 
 /// Default `--jobs`: the number of cores.
 let defaultJobs = max(1, ProcessInfo.processInfo.activeProcessorCount)

@@ -61,7 +61,7 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         let (files, missing) = expandInputs(paths)
-        let tagger = try CedAudioTagger(modelOptions.load(quiet: quiet))
+        let tagger = try modelOptions.tagger(quiet: quiet)
         var failed = missing.count
         for (name, reason) in missing { Terminal.error("\(name): \(reason)") }
         let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)

@@ -98,8 +98,7 @@ struct Tag: ParsableCommand {
 
     func run() throws {
         let (files, missing) = expandInputs(paths)
-        let checkpoint = try modelOptions.load(quiet: quiet)
-        let tagger = try CedAudioTagger(checkpoint)
+        let tagger = try modelOptions.tagger(quiet: quiet)
         let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
         let writer = ResultWriter(format: format, model: modelOptions.model, config: tagger.config,
                                   files: files.map(\.name), windowed: window != nil)

@@ -82,6 +82,9 @@ struct TrainHead: ParsableCommand {
     var quiet = false
 
     func validate() throws {
+        if modelOptions.precision != .fp32 {
+            throw ValidationError("train-head computes embeddings in fp32 (the saved model can be run at any --precision)")
+        }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if !(learningRate > 0) || !learningRate.isFinite { throw ValidationError("--lr must be a positive number") }
         if !(weightDecay >= 0) || !weightDecay.isFinite { throw ValidationError("--weight-decay must be a number ≥ 0") }

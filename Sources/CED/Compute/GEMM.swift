@@ -39,12 +39,17 @@ public final class PackedWeight: @unchecked Sendable {
     let panels: UnsafeMutablePointer<Float>
     let panelCount: Int
 
+    /// The precision products with this weight run in (`.bf16` is not implemented yet:
+    /// such a weight is still used in fp32).
+    public let precision: CedPrecision
+
     /// Packs a row-major `[outFeatures, inFeatures]` weight (PyTorch `Linear.weight`).
-    public init(weight: [Float], outFeatures: Int, inFeatures: Int) {
+    public init(weight: [Float], outFeatures: Int, inFeatures: Int, precision: CedPrecision = .fp32) {
         precondition(outFeatures >= 0 && inFeatures >= 0, "negative Linear size \(outFeatures)×\(inFeatures)")
         precondition(weight.count == outFeatures * inFeatures, "weight has \(weight.count) values, expected \(outFeatures)×\(inFeatures)")
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
+        self.precision = precision
         panelCount = (outFeatures + packedPanelWidth - 1) / packedPanelWidth
         let count = max(1, panelCount * inFeatures * packedPanelWidth)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)

@@ -40,9 +40,12 @@ public final class CedForAudioClassification: Sendable {
     /// (`encoder.*`, `outputlayer.0.*`, `outputlayer.1.*`), checking every name and shape.
     /// Throws `WeightLoadingError` listing missing, unexpected and mis-shaped tensors, or
     /// `ConfigError` for an invalid configuration.
-    public init(config: CedConfig, weights: StateDict) throws {
+    ///
+    /// `precision` selects the arithmetic of the encoder's matrix products (`.fp32`, the
+    /// default, matches the reference; `.bf16` is an opt-in faster mode).
+    public init(config: CedConfig, weights: StateDict, precision: CedPrecision = .fp32) throws {
         try config.validate()
-        let reader = WeightReader(weights)
+        let reader = WeightReader(weights, precision: precision)
         self.config = config
         encoder = CedModel(config: config, reader: reader, prefix: "encoder")
         headNorm = LayerNorm(reader, "outputlayer.0", dim: config.embedDim, eps: 1e-5)

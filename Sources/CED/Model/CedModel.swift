@@ -55,10 +55,10 @@ public final class CedModel: Sendable {
 
     /// Builds the encoder from weights named as in a Hugging Face `CedModel` checkpoint
     /// (with or without the `encoder.` prefix `CedForAudioClassification` uses).
-    public convenience init(config: CedConfig, weights: StateDict) throws {
+    public convenience init(config: CedConfig, weights: StateDict, precision: CedPrecision = .fp32) throws {
         try config.validate()
         let prefix = weights.tensors.keys.contains { $0.hasPrefix("encoder.") } ? "encoder" : ""
-        let reader = WeightReader(weights, ignorable: { name in
+        let reader = WeightReader(weights, precision: precision, ignorable: { name in
             name.hasSuffix("num_batches_tracked") || (!prefix.isEmpty && !name.hasPrefix("encoder."))
         })
         self.init(config: config, reader: reader, prefix: prefix)

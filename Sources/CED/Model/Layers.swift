@@ -13,7 +13,7 @@ struct Linear: Sendable {
 
     init(_ r: WeightReader, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true) {
         weight = PackedWeight(weight: r.tensor("\(prefix).weight", shape: [outFeatures, inFeatures]),
-                              outFeatures: outFeatures, inFeatures: inFeatures)
+                              outFeatures: outFeatures, inFeatures: inFeatures, precision: r.precision)
         bias = hasBias ? r.tensor("\(prefix).bias", shape: [outFeatures]) : nil
     }
 

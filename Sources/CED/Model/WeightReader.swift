@@ -9,9 +9,13 @@ final class WeightReader {
     private var nonFinite: [String] = []
     /// Buffers a checkpoint may carry that inference does not need.
     private let ignorable: (String) -> Bool
+    /// Precision of the matrix products the layers being built will run.
+    let precision: CedPrecision
 
-    init(_ dict: StateDict, ignorable: @escaping (String) -> Bool = { $0.hasSuffix("num_batches_tracked") }) {
+    init(_ dict: StateDict, precision: CedPrecision = .fp32,
+         ignorable: @escaping (String) -> Bool = { $0.hasSuffix("num_batches_tracked") }) {
         self.dict = dict
+        self.precision = precision
         self.ignorable = ignorable
     }
 
