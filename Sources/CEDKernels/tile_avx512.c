@@ -7,6 +7,7 @@
 
 #include "CEDKernels.h"
 #include "gelu.h"
+#include "internal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -110,6 +111,70 @@ CED_AVX512 static inline __mmask16 ced_cols_mask(int32_t lo, int32_t hi, int32_t
     return (__mmask16)(((1u << b) - 1u) & ~((1u << a) - 1u));
 }
 
+// Epilogue of an AVX-512 tile (shared with the bf16 kernels): rows [row_begin, row_end) of
+// `acc` (row stride 32 floats) → alpha, beta·C, bias, GELU, add C, masked store into
+// tile->c (columns [col_begin, col_end)). One row per asm block so that it runs at full
+// speed in -O0 builds too.
+CED_AVX512 void ced_epilogue_avx512(const float *acc, const ced_tile *tile) {
+    const __mmask16 m0 = ced_cols_mask(tile->col_begin, tile->col_end, 0);
+    const __mmask16 m1 = ced_cols_mask(tile->col_begin, tile->col_end, 16);
+    // Masks go through 32-bit registers with kmovw (AVX-512F; kmovd would need BW).
+    const uint32_t mask0 = m0, mask1 = m1;
+    const int64_t flags = (tile->alpha != 1.0f ? 1 : 0) | (tile->beta != 0.0f ? 2 : 0) |
+                          (tile->bias ? 4 : 0) | (tile->gelu ? 8 : 0) | (tile->add_c ? 16 : 0);
+    const float *bias = tile->bias ? tile->bias : acc;   // never read when NULL
+    const float *alphap = &tile->alpha, *betap = &tile->beta;
+    const float *tab = ced_gelu_table;
+    for (int32_t i = tile->row_begin; i < tile->row_end; i++) {
+        float *crow = tile->c + i * tile->ldc;
+        const float *arow = acc + i * 32;
+        __asm__ volatile(
+            "kmovw %[mask0], %%k1\n\t"
+            "kmovw %[mask1], %%k2\n\t"
+            "vmovaps (%[arow]), %%zmm0\n\t"
+            "vmovaps 64(%[arow]), %%zmm1\n\t"
+            "test $1, %[flags]\n\t"
+            "jz 1f\n\t"
+            "vmulps (%[alpha])%{1to16%}, %%zmm0, %%zmm0\n\t"
+            "vmulps (%[alpha])%{1to16%}, %%zmm1, %%zmm1\n"
+            "1:\n\t"
+            "test $2, %[flags]\n\t"
+            "jz 2f\n\t"
+            "vbroadcastss (%[beta]), %%zmm2\n\t"
+            "vmovups (%[c]), %%zmm3%{%%k1%}%{z%}\n\t"
+            "vmovups 64(%[c]), %%zmm4%{%%k2%}%{z%}\n\t"
+            "vfmadd231ps %%zmm2, %%zmm3, %%zmm0\n\t"
+            "vfmadd231ps %%zmm2, %%zmm4, %%zmm1\n"
+            "2:\n\t"
+            "test $4, %[flags]\n\t"
+            "jz 3f\n\t"
+            "vmovups (%[bias]), %%zmm3%{%%k1%}%{z%}\n\t"
+            "vmovups 64(%[bias]), %%zmm4%{%%k2%}%{z%}\n\t"
+            "vaddps %%zmm3, %%zmm0, %%zmm0\n\t"
+            "vaddps %%zmm4, %%zmm1, %%zmm1\n"
+            "3:\n\t"
+            "test $8, %[flags]\n\t"
+            "jz 4f\n\t"
+            CED_GELU_ASM(0)
+            CED_GELU_ASM(1)
+            "4:\n\t"
+            "test $16, %[flags]\n\t"
+            "jz 5f\n\t"
+            "vmovups (%[c]), %%zmm3%{%%k1%}%{z%}\n\t"
+            "vmovups 64(%[c]), %%zmm4%{%%k2%}%{z%}\n\t"
+            "vaddps %%zmm3, %%zmm0, %%zmm0\n\t"
+            "vaddps %%zmm4, %%zmm1, %%zmm1\n"
+            "5:\n\t"
+            "vmovups %%zmm0, (%[c])%{%%k1%}\n\t"
+            "vmovups %%zmm1, 64(%[c])%{%%k2%}\n\t"
+            :
+            : [mask0] "r"(mask0), [mask1] "r"(mask1), [arow] "r"(arow), [flags] "r"(flags), [alpha] "r"(alphap),
+              [beta] "r"(betap), [c] "r"(crow), [bias] "r"(bias), [tab] "r"(tab)
+            : "cc", "memory", "xmm0", "xmm1", CED_GELU_CLOBBERS, "k1", "k2");
+    }
+    __asm__ volatile("vzeroupper" ::: "memory");  // see ced_tile_avx512
+}
+
 CED_AVX512 void ced_tile_avx512(const ced_tile *tile) {
     float acc[14 * 32] __attribute__((aligned(64)));
     const float *a0 = tile->a;
@@ -169,63 +234,7 @@ CED_AVX512 void ced_tile_avx512(const ced_tile *tile) {
 #undef ROW
 #undef ST
 
-    // Epilogue, one row per asm block: alpha, beta·C, bias, GELU, add C, masked store.
-    const __mmask16 m0 = ced_cols_mask(tile->col_begin, tile->col_end, 0);
-    const __mmask16 m1 = ced_cols_mask(tile->col_begin, tile->col_end, 16);
-    // Masks go through 32-bit registers with kmovw (AVX-512F; kmovd would need BW).
-    const uint32_t mask0 = m0, mask1 = m1;
-    const int64_t flags = (tile->alpha != 1.0f ? 1 : 0) | (tile->beta != 0.0f ? 2 : 0) |
-                          (tile->bias ? 4 : 0) | (tile->gelu ? 8 : 0) | (tile->add_c ? 16 : 0);
-    const float *bias = tile->bias ? tile->bias : acc;   // never read when NULL
-    const float *alphap = &tile->alpha, *betap = &tile->beta;
-    const float *tab = ced_gelu_table;
-    for (int32_t i = tile->row_begin; i < tile->row_end; i++) {
-        float *crow = tile->c + i * tile->ldc;
-        const float *arow = acc + i * 32;
-        __asm__ volatile(
-            "kmovw %[mask0], %%k1\n\t"
-            "kmovw %[mask1], %%k2\n\t"
-            "vmovaps (%[arow]), %%zmm0\n\t"
-            "vmovaps 64(%[arow]), %%zmm1\n\t"
-            "test $1, %[flags]\n\t"
-            "jz 1f\n\t"
-            "vmulps (%[alpha])%{1to16%}, %%zmm0, %%zmm0\n\t"
-            "vmulps (%[alpha])%{1to16%}, %%zmm1, %%zmm1\n"
-            "1:\n\t"
-            "test $2, %[flags]\n\t"
-            "jz 2f\n\t"
-            "vbroadcastss (%[beta]), %%zmm2\n\t"
-            "vmovups (%[c]), %%zmm3%{%%k1%}%{z%}\n\t"
-            "vmovups 64(%[c]), %%zmm4%{%%k2%}%{z%}\n\t"
-            "vfmadd231ps %%zmm2, %%zmm3, %%zmm0\n\t"
-            "vfmadd231ps %%zmm2, %%zmm4, %%zmm1\n"
-            "2:\n\t"
-            "test $4, %[flags]\n\t"
-            "jz 3f\n\t"
-            "vmovups (%[bias]), %%zmm3%{%%k1%}%{z%}\n\t"
-            "vmovups 64(%[bias]), %%zmm4%{%%k2%}%{z%}\n\t"
-            "vaddps %%zmm3, %%zmm0, %%zmm0\n\t"
-            "vaddps %%zmm4, %%zmm1, %%zmm1\n"
-            "3:\n\t"
-            "test $8, %[flags]\n\t"
-            "jz 4f\n\t"
-            CED_GELU_ASM(0)
-            CED_GELU_ASM(1)
-            "4:\n\t"
-            "test $16, %[flags]\n\t"
-            "jz 5f\n\t"
-            "vmovups (%[c]), %%zmm3%{%%k1%}%{z%}\n\t"
-            "vmovups 64(%[c]), %%zmm4%{%%k2%}%{z%}\n\t"
-            "vaddps %%zmm3, %%zmm0, %%zmm0\n\t"
-            "vaddps %%zmm4, %%zmm1, %%zmm1\n"
-            "5:\n\t"
-            "vmovups %%zmm0, (%[c])%{%%k1%}\n\t"
-            "vmovups %%zmm1, 64(%[c])%{%%k2%}\n\t"
-            :
-            : [mask0] "r"(mask0), [mask1] "r"(mask1), [arow] "r"(arow), [flags] "r"(flags), [alpha] "r"(alphap),
-              [beta] "r"(betap), [c] "r"(crow), [bias] "r"(bias), [tab] "r"(tab)
-            : "cc", "memory", "xmm0", "xmm1", CED_GELU_CLOBBERS, "k1", "k2");
-    }
+    ced_epilogue_avx512(acc, tile);
     // The compiler does not see the zmm registers used inside inline asm, so it inserts no
     // vzeroupper: without one, every legacy-SSE instruction the caller runs next (Swift and
     // libm code) pays an AVX-SSE transition penalty (measured: expf 20x slower).

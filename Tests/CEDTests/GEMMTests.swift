@@ -19,30 +19,6 @@ final class GEMMTests: XCTestCase {
 
     static let unitRoundoff = Double(Float.ulpOfOne) / 2
 
-    /// Compares `got` with `want` where `scale[i]` bounds the magnitude of the terms that
-    /// were summed (Σ|α·a·b| + |β·c| + |bias|): float32 accumulation over `k` terms
-    /// stays well inside `4·u·(√k + 2)·scale`; GELU adds a few ulps of the result.
-    /// Returns the worst error as a fraction of the tolerance.
-    @discardableResult
-    func assertClose(_ got: [Float], _ want: [Double], scale: [Double], k: Int, gelu: Bool = false,
-                     _ what: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) -> Double {
-        XCTAssertEqual(got.count, want.count, what(), file: file, line: line)
-        let factor = 4 * Self.unitRoundoff * (Double(k).squareRoot() + 2)
-        var worst = 0.0, worstIndex = -1
-        for i in 0..<min(got.count, want.count) {
-            var tol = factor * scale[i] + 1e-30
-            if gelu { tol = 1.2 * tol + 16 * Self.unitRoundoff * abs(want[i]) }
-            let ratio = abs(Double(got[i]) - want[i]) / tol
-            if !(ratio <= worst) { worst = ratio; worstIndex = i }
-        }
-        if worst > 1 || worst.isNaN {
-            XCTFail("\(what()): element \(worstIndex) got \(got[worstIndex]) want \(want[worstIndex]) (error \(worst)× tolerance)",
-                    file: file, line: line)
-        }
-        if ProcessInfo.processInfo.environment["CED_GEMM_VERBOSE"] != nil { print("\(what()): worst \(worst)") }
-        return worst
-    }
-
     static func geluRef(_ x: Double) -> Double { 0.5 * x * erfc(-x / 2.0.squareRoot()) }
 
     /// float64 `act(α·op(A)·op(B) + β·C + bias)` and its magnitude scale, on the logical
@@ -74,17 +50,6 @@ final class GEMMTests: XCTestCase {
 
     static func block(_ c: [Float], m: Int, n: Int, ldc: Int) -> [Float] {
         (0..<m * n).map { c[($0 / n) * ldc + $0 % n] }
-    }
-
-    /// Every element outside the logical block must still hold the sentinel.
-    func assertPaddingUntouched(_ c: [Float], m: Int, n: Int, ldc: Int, sentinel: Float, _ what: String,
-                                file: StaticString = #filePath, line: UInt = #line) {
-        for idx in 0..<c.count where !(idx / ldc < m && idx % ldc < n) {
-            if c[idx] != sentinel {
-                XCTFail("\(what): wrote outside C at row \(idx / ldc), column \(idx % ldc)", file: file, line: line)
-                return
-            }
-        }
     }
 
     // Shapes around every kernel's MR (4, 6, 14) and NR (16, 32), the k block (512),
@@ -351,6 +316,44 @@ final class GEMMTests: XCTestCase {
         }
         for t in 0..<6 {
             assertClose(results[t], ref.value, scale: ref.scale, k: k, gelu: true, "caller \(t)")
+        }
+    }
+}
+
+/// Shared by the GEMM and bf16 tests.
+extension XCTestCase {
+    /// Compares `got` with `want` where `scale[i]` bounds the magnitude of the terms that
+    /// were summed (Σ|α·a·b| + |β·c| + |bias|): float32 accumulation over `k` terms
+    /// stays well inside `4·u·(√k + 2)·scale`; GELU adds a few ulps of the result.
+    /// Returns the worst error as a fraction of the tolerance.
+    @discardableResult
+    func assertClose(_ got: [Float], _ want: [Double], scale: [Double], k: Int, gelu: Bool = false,
+                     _ what: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) -> Double {
+        XCTAssertEqual(got.count, want.count, what(), file: file, line: line)
+        let factor = 4 * GEMMTests.unitRoundoff * (Double(k).squareRoot() + 2)
+        var worst = 0.0, worstIndex = -1
+        for i in 0..<min(got.count, want.count) {
+            var tol = factor * scale[i] + 1e-30
+            if gelu { tol = 1.2 * tol + 16 * GEMMTests.unitRoundoff * abs(want[i]) }
+            let ratio = abs(Double(got[i]) - want[i]) / tol
+            if !(ratio <= worst) { worst = ratio; worstIndex = i }
+        }
+        if worst > 1 || worst.isNaN {
+            XCTFail("\(what()): element \(worstIndex) got \(got[worstIndex]) want \(want[worstIndex]) (error \(worst)× tolerance)",
+                    file: file, line: line)
+        }
+        if ProcessInfo.processInfo.environment["CED_GEMM_VERBOSE"] != nil { print("\(what()): worst \(worst)") }
+        return worst
+    }
+
+    /// Every element outside the logical block must still hold the sentinel.
+    func assertPaddingUntouched(_ c: [Float], m: Int, n: Int, ldc: Int, sentinel: Float, _ what: String,
+                                file: StaticString = #filePath, line: UInt = #line) {
+        for idx in 0..<c.count where !(idx / ldc < m && idx % ldc < n) {
+            if c[idx] != sentinel {
+                XCTFail("\(what): wrote outside C at row \(idx / ldc), column \(idx % ldc)", file: file, line: line)
+                return
+            }
         }
     }
 }

@@ -30,44 +30,82 @@ public enum Activation: Sendable {
 }
 
 /// The weight of a `Linear` layer, `[outFeatures, inFeatures]` as PyTorch stores it,
-/// prepared once at load time for repeated `x · Wᵀ` products.
+/// prepared once at load time for repeated `x · Wᵀ` products: float32 panels, or bfloat16
+/// panels for `CedPrecision.bf16` on a CPU that has a `BF16Kernel`.
 public final class PackedWeight: @unchecked Sendable {
     public let outFeatures: Int
     public let inFeatures: Int
-    /// `ceil(outFeatures / 32)` panels of `[inFeatures][32]` floats (columns past
-    /// `outFeatures` are zero), 64-byte aligned. Immutable after init.
-    let panels: UnsafeMutablePointer<Float>
+    /// fp32: `ceil(outFeatures / 32)` panels of `[inFeatures][32]` floats (columns past
+    /// `outFeatures` are zero), 64-byte aligned. nil for a bf16 weight. Immutable after init.
+    let panels: UnsafeMutablePointer<Float>?
+    /// bf16: `ceil(outFeatures / 32)` panels of `[paddedK / 2][32][2]` (see CEDKernels.h),
+    /// nil for an fp32 weight.
+    let bf16Panels: UnsafeMutablePointer<UInt16>?
     let panelCount: Int
+    /// `inFeatures` rounded up to a multiple of 32 (bf16 panels are zero-padded to it).
+    let paddedK: Int
 
-    /// The precision products with this weight run in (`.bf16` is not implemented yet:
-    /// such a weight is still used in fp32).
+    /// The precision products with this weight run in: `.bf16` only when it was asked for
+    /// and the CPU has a `BF16Kernel`, else `.fp32`.
     public let precision: CedPrecision
 
     /// Packs a row-major `[outFeatures, inFeatures]` weight (PyTorch `Linear.weight`).
+    /// `.bf16` rounds the weight to bfloat16 (nearest even) when the CPU supports it and
+    /// keeps float32 otherwise.
     public init(weight: [Float], outFeatures: Int, inFeatures: Int, precision: CedPrecision = .fp32) {
         precondition(outFeatures >= 0 && inFeatures >= 0, "negative Linear size \(outFeatures)×\(inFeatures)")
         precondition(weight.count == outFeatures * inFeatures, "weight has \(weight.count) values, expected \(outFeatures)×\(inFeatures)")
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
-        self.precision = precision
-        panelCount = (outFeatures + packedPanelWidth - 1) / packedPanelWidth
+        let effective = precision.effective
+        self.precision = effective
+        let panelCount = (outFeatures + packedPanelWidth - 1) / packedPanelWidth
+        let paddedK = (inFeatures + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment
+        self.panelCount = panelCount
+        self.paddedK = paddedK
+        if effective == .bf16 {
+            let count = max(1, panelCount * paddedK * packedPanelWidth)
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64)
+            let out = raw.bindMemory(to: UInt16.self, capacity: count)
+            weight.withUnsafeBufferPointer { w in
+                ced_bf16_pack_panels(w.baseAddress ?? UnsafePointer(bitPattern: 64)!, Int64(inFeatures), 1,
+                                     Int64(inFeatures), Int64(outFeatures), out, Int64(paddedK))
+            }
+            panels = nil
+            bf16Panels = out
+            return
+        }
         let count = max(1, panelCount * inFeatures * packedPanelWidth)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
-        panels = raw.bindMemory(to: Float.self, capacity: count)
+        let out = raw.bindMemory(to: Float.self, capacity: count)
         weight.withUnsafeBufferPointer { w in
-            GEMMDriver.packB(transposed: true, b: w.baseAddress ?? UnsafePointer(panels), ldb: inFeatures,
-                             k: inFeatures, n: outFeatures, into: panels)
+            GEMMDriver.packB(transposed: true, b: w.baseAddress ?? UnsafePointer(out), ldb: inFeatures,
+                             k: inFeatures, n: outFeatures, into: out)
         }
+        panels = out
+        bf16Panels = nil
     }
 
-    deinit { panels.deallocate() }
+    deinit {
+        panels?.deallocate()
+        bf16Panels?.deallocate()
+    }
 
-    /// Row-major `[outFeatures, inFeatures]` copy of the weight (unpacked on demand).
+    /// Row-major `[outFeatures, inFeatures]` copy of the weight as the products use it
+    /// (unpacked on demand; bf16 values widened to float).
     var rowMajor: [Float] {
         var out = [Float](repeating: 0, count: outFeatures * inFeatures)
+        let w = packedPanelWidth
         for j in 0..<outFeatures {
-            let panel = panels + (j / packedPanelWidth) * inFeatures * packedPanelWidth + j % packedPanelWidth
-            for p in 0..<inFeatures { out[j * inFeatures + p] = panel[p * packedPanelWidth] }
+            if let panels {
+                let panel = panels + (j / w) * inFeatures * w + j % w
+                for p in 0..<inFeatures { out[j * inFeatures + p] = panel[p * w] }
+            } else if let bf16Panels {
+                let panel = bf16Panels + (j / w) * paddedK * w + 2 * (j % w)
+                for p in 0..<inFeatures {
+                    out[j * inFeatures + p] = Float(bitPattern: UInt32(panel[(p / 2) * 2 * w + p % 2]) << 16)
+                }
+            }
         }
         return out
     }
@@ -85,20 +123,31 @@ public enum GEMM {
     ///   - threads: at most this many threads (nil: all cores when the product is big
     ///     enough to gain from it, else the calling thread; 1: calling thread only).
     ///   - kernel: force a microkernel family (tests, benchmarks); nil picks the best.
+    ///   - bf16Kernel: for a bf16 `weight`, force a bf16 kernel (tests, benchmarks); nil
+    ///     picks the best. A bf16 weight rounds `a` to bfloat16 too (nearest even) and
+    ///     accumulates in float32; bias, GELU and `accumulate` are applied in float32.
     public static func linear(
         m: Int, a: UnsafePointer<Float>, lda: Int,
         weight: PackedWeight, bias: UnsafePointer<Float>?,
         c: UnsafeMutablePointer<Float>, ldc: Int,
         activation: Activation = .none, accumulate: Bool = false,
-        threads: Int? = nil, kernel: GEMMKernel? = nil
+        threads: Int? = nil, kernel: GEMMKernel? = nil, bf16Kernel: BF16Kernel? = nil
     ) {
         let n = weight.outFeatures, k = weight.inFeatures
         precondition(m >= 0 && lda >= k && ldc >= n, "linear: m=\(m), lda=\(lda) (k=\(k)), ldc=\(ldc) (n=\(n))")
         if m == 0 || n == 0 { return }
+        if let bf16 = weight.bf16Panels {
+            let kernel = bf16Kernel ?? BF16Kernel.best!
+            precondition(BF16Kernel.available.contains(kernel), "the \(kernel) bf16 kernel needs a CPU feature this machine lacks")
+            BF16Driver.linear(m: m, a: a, lda: lda, panels: UnsafePointer(bf16), k: k, paddedK: weight.paddedK, n: n,
+                              bias: bias, c: c, ldc: ldc, gelu: activation == .gelu, accumulate: accumulate,
+                              threads: threads, kernel: kernel)
+            return
+        }
         let kernel = kernel ?? .best
         var problem = GEMMDriver.Problem(
             m: m, n: n, k: k, a: a, lda: lda, aRows: m,
-            panels: UnsafePointer(weight.panels), panelStride: k * packedPanelWidth,
+            panels: UnsafePointer(weight.panels!), panelStride: k * packedPanelWidth,
             c: c, ldc: ldc, alpha: 1, beta: accumulate ? 1 : 0, bias: bias,
             gelu: activation == .gelu)
         var kc = GEMMDriver.blockK(k)
@@ -363,19 +412,26 @@ enum GEMMDriver {
         let units: Int
 
         init(_ p: Problem, kernel: GEMMKernel, threads: Int) {
-            m = p.m
-            n = p.n
-            mr = kernel.mr
+            self.init(m: p.m, n: p.n, k: p.k, mr: kernel.mr, threads: threads,
+                      packedBBytes: p.k * ((p.n + packedPanelWidth - 1) / packedPanelWidth) * packedPanelWidth * 4,
+                      minChunkFlops: GEMMDriver.minChunkFlops)
+        }
+
+        /// `mr`: rows of one row unit; `packedBBytes`: size of the whole packed B.
+        init(m: Int, n: Int, k: Int, mr: Int, threads: Int, packedBBytes: Int, minChunkFlops: Int) {
+            self.m = m
+            self.n = n
+            self.mr = mr
             let rowTiles = (m + mr - 1) / mr
             let panels = (n + packedPanelWidth - 1) / packedPanelWidth
             byRows = rowTiles >= 4 * threads || rowTiles >= panels
             units = byRows ? rowTiles : panels
             var chunks = units
-            if byRows && p.k * panels * packedPanelWidth * 4 > GEMMDriver.l2BlockBytes {
+            if byRows && packedBBytes > GEMMDriver.l2BlockBytes {
                 chunks = threads * ((rowTiles + 8 * threads - 1) / (8 * threads))
             }
-            let unitFlops = 2 * p.k * (byRows ? mr * n : m * packedPanelWidth)
-            let byWork = units * unitFlops / GEMMDriver.minChunkFlops
+            let unitFlops = 2 * k * (byRows ? mr * n : m * packedPanelWidth)
+            let byWork = units * unitFlops / minChunkFlops
             let grouped = max(1, min(chunks, units, max(threads, byWork)))
             // When chunks are grouped, keep their number a multiple of the thread count
             // so the last round of chunks is not run by one thread alone.
@@ -435,6 +491,112 @@ enum GEMMDriver {
                     i = origin + rowEnd
                 }
                 j0 = j1
+            }
+        }
+    }
+}
+
+/// The bfloat16 products behind `GEMM.linear` for bf16 weights: A is rounded to bf16 into
+/// a scratch buffer (zero-padded to 32-row, 32-column multiples), then AMX blocks or
+/// `vdpbf16ps` tiles run over row units × column panels, split across the cores like fp32.
+enum BF16Driver {
+    /// AMX is several times faster than the fp32 kernels, so its calls need more work
+    /// before a split pays off.
+    static func parallelFlops(_ kernel: BF16Kernel) -> Int {
+        kernel == .amx ? 4 * GEMMDriver.parallelFlops : GEMMDriver.parallelFlops
+    }
+
+    static func minChunkFlops(_ kernel: BF16Kernel) -> Int {
+        kernel == .amx ? 4 * GEMMDriver.minChunkFlops : GEMMDriver.minChunkFlops
+    }
+
+    static func linear(m: Int, a: UnsafePointer<Float>, lda: Int, panels: UnsafePointer<UInt16>, k: Int, paddedK kp: Int,
+                       n: Int, bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int,
+                       gelu: Bool, accumulate: Bool, threads: Int?, kernel: BF16Kernel) {
+        let rowsPad = max(32, (m + 31) / 32 * 32)
+        ScratchPool.shared.withFloats((rowsPad * kp + 1) / 2) { scratch in
+            let abf = UnsafeMutableRawPointer(scratch).bindMemory(to: UInt16.self, capacity: rowsPad * kp)
+            ced_bf16_pack_rows(a, Int64(lda), Int64(m), Int64(k), abf, Int64(kp), Int64(rowsPad), Int64(kp), 1)
+            let flops = 2 * m * n * k
+            var maxThreads = GEMMDriver.threadCount(threads, flops: flops)
+            if threads == nil && flops < parallelFlops(kernel) { maxThreads = 1 }
+            let panelCount = (n + packedPanelWidth - 1) / packedPanelWidth
+            let split = Split(m: m, n: n, k: k, mr: kernel.mr, threads: maxThreads,
+                              packedBBytes: panelCount * kp * packedPanelWidth * 2, minChunkFlops: minChunkFlops(kernel))
+            let abfc = UnsafePointer(abf)
+            func chunk(_ i: Int) {
+                let (rows, cols) = maxThreads == 1 ? (0..<m, 0..<n) : split.rectangle(i)
+                compute(a: abfc, rowsPad: rowsPad, panels: panels, kp: kp, bias: bias, c: c, ldc: ldc,
+                        rows: rows, cols: cols, gelu: gelu, accumulate: accumulate, kernel: kernel)
+            }
+            if maxThreads == 1 {
+                chunk(0)
+            } else {
+                ComputePool.shared.run(split.count, maxThreads: maxThreads, chunk)
+            }
+        }
+    }
+
+    typealias Split = GEMMDriver.Split
+
+    /// One rectangle of C (`cols.lowerBound` on a panel boundary, `rows.lowerBound` on a
+    /// row unit boundary).
+    static func compute(a: UnsafePointer<UInt16>, rowsPad: Int, panels: UnsafePointer<UInt16>, kp: Int,
+                        bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int,
+                        rows: Range<Int>, cols: Range<Int>, gelu: Bool, accumulate: Bool, kernel: BF16Kernel) {
+        if rows.isEmpty || cols.isEmpty { return }
+        let w = packedPanelWidth
+        switch kernel {
+        case .amx:
+            var g = ced_amx_gemm()
+            g.a = a
+            g.b = panels
+            g.c = c
+            g.bias = bias
+            g.k = Int64(kp)
+            g.lda = Int64(kp)
+            g.panel_stride = Int64(kp * w)
+            g.ldc = Int64(ldc)
+            g.alpha = 1
+            g.row_begin = Int32(rows.lowerBound)
+            g.row_end = Int32(rows.upperBound)
+            g.col_begin = Int32(cols.lowerBound)
+            g.col_end = Int32(cols.upperBound)
+            g.gelu = gelu ? 1 : 0
+            g.add_c = accumulate ? 1 : 0
+            ced_gemm_bf16_amx(&g)
+        case .avx512:
+            let mr = kernel.mr, nr = Int(CED_BF16_AVX512_NR)
+            var tile = ced_tile()
+            tile.lda = Int64(kp)
+            tile.ldb = Int64(2 * w)
+            tile.ldc = Int64(ldc)
+            tile.k = Int64(kp)
+            tile.alpha = 1
+            tile.beta = 0
+            tile.gelu = gelu ? 1 : 0
+            tile.add_c = accumulate ? 1 : 0
+            let aRaw = UnsafeRawPointer(a)
+            let bRaw = UnsafeRawPointer(panels)
+            var i = rows.lowerBound
+            while i < rows.upperBound {
+                // Edge strips shift back (A has rowsPad ≥ 32 readable rows) and store only new rows.
+                let origin = min(i, rowsPad - mr)
+                let rowEnd = min(rows.upperBound - origin, mr)
+                tile.row_begin = Int32(i - origin)
+                tile.row_end = Int32(rowEnd)
+                tile.a = (aRaw + origin * kp * 2).assumingMemoryBound(to: Float.self)
+                var j = cols.lowerBound
+                while j < cols.upperBound {
+                    tile.b = (bRaw + (j / w) * kp * w * 2).assumingMemoryBound(to: Float.self)
+                    tile.c = c + origin * ldc + j
+                    tile.bias = bias.map { $0 + j }
+                    tile.col_begin = 0
+                    tile.col_end = Int32(min(nr, cols.upperBound - j))
+                    ced_tile_bf16_avx512(&tile)
+                    j += nr
+                }
+                i = origin + rowEnd
             }
         }
     }

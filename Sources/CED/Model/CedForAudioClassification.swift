@@ -49,7 +49,8 @@ public final class CedForAudioClassification: Sendable {
         self.config = config
         encoder = CedModel(config: config, reader: reader, prefix: "encoder")
         headNorm = LayerNorm(reader, "outputlayer.0", dim: config.embedDim, eps: 1e-5)
-        head = Linear(reader, "outputlayer.1", in: config.embedDim, out: config.outputdim)
+        // The head stays float32 in every precision (it is one small product per clip).
+        head = Linear(reader, "outputlayer.1", in: config.embedDim, out: config.outputdim, precision: .fp32)
         try reader.finish()
     }
 

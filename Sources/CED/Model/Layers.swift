@@ -11,9 +11,11 @@ struct Linear: Sendable {
     var inFeatures: Int { weight.inFeatures }
     var outFeatures: Int { weight.outFeatures }
 
-    init(_ r: WeightReader, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true) {
+    /// `precision`: nil uses the reader's (the model's) precision.
+    init(_ r: WeightReader, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true,
+         precision: CedPrecision? = nil) {
         weight = PackedWeight(weight: r.tensor("\(prefix).weight", shape: [outFeatures, inFeatures]),
-                              outFeatures: outFeatures, inFeatures: inFeatures, precision: r.precision)
+                              outFeatures: outFeatures, inFeatures: inFeatures, precision: precision ?? r.precision)
         bias = hasBias ? r.tensor("\(prefix).bias", shape: [outFeatures]) : nil
     }
 

@@ -14,7 +14,15 @@ extern "C" {
 enum {
     CED_CPU_AVX2_FMA = 1 << 0,
     CED_CPU_AVX512F = 1 << 1,
+    /// AVX-512 BF16 (`vdpbf16ps`, `vcvtne2ps2bf16`) with AVX-512F/BW and OS zmm support.
+    CED_CPU_AVX512_BF16 = 1 << 2,
+    /// AMX tiles with BF16 (`tdpbf16ps`), OS support for the tile state, and (on Linux)
+    /// permission granted to this process to use it; implies CED_CPU_AVX512_BF16.
+    CED_CPU_AMX_BF16 = 1 << 3,
 };
+/// Detected once; on Linux the first call also asks the kernel for permission to use the AMX
+/// tile state (arch_prctl ARCH_REQ_XCOMP_PERM), which a process must do before its first
+/// tile instruction.
 int ced_cpu_features(void);
 
 /// One register tile of a GEMM: `C = act(alpha·A·B + beta·C + bias) [+ C]` on an MR×NR tile
@@ -77,6 +85,70 @@ void ced_softmax_rows(float *p, int64_t rows, int64_t cols, int32_t variant);
 /// (two passes, float32 sums). `y` may equal `x`. `variant` as for ced_gelu.
 void ced_layernorm_rows(const float *x, float *y, int64_t rows, int64_t cols,
                         const float *weight, const float *bias, float eps, int32_t variant);
+
+// MARK: bfloat16 matrix products (fp32 accumulation)
+//
+// Shared formats: A is bf16 row-major (row stride `lda` elements) with k padded with zeros to
+// a multiple of 32; B is packed in 32-column panels, each `[k/2][32][2]` bf16 (the two
+// values of a k pair of one column side by side, as `vdpbf16ps` and AMX `tdpbf16ps` read
+// them), k padded with zeros to the same multiple of 32, columns past n zero.
+
+/// fp32 → bf16 (round to nearest even, NaN stays NaN, subnormals become signed zeros as in
+/// the hardware conversion) of a `rows`×`cols` block `x` (row
+/// stride `ldx` floats) into `y` (row stride `ldy` bf16), zero-filling columns
+/// [cols, cols_pad) and rows [rows, rows_pad). `cols_pad` must be a multiple of 32 and at
+/// most `ldy`. `variant`: 1 = AVX-512 BF16 (`vcvtne2ps2bf16`), 0 = portable C.
+void ced_bf16_pack_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
+                        uint16_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, int32_t variant);
+
+/// Packs `op(B)` (`k`×`n`) into bf16 panels (format above) at `out`, `k_pad` (a multiple of
+/// 32, at least k) pair rows per panel: panel p holds columns [32p, 32p + 32) and starts at
+/// `out + p·k_pad·32`. `transposed` nonzero: B is stored `n`×`k` (row j = column j of
+/// op(B), e.g. a PyTorch Linear weight or attention keys), else `k`×`n`; `ldb` is the row
+/// stride of the stored matrix in floats. Portable C, rounding as ced_bf16_pack_rows.
+void ced_bf16_pack_panels(const float *b, int64_t ldb, int32_t transposed, int64_t k, int64_t n,
+                          uint16_t *out, int64_t k_pad);
+
+/// One register tile with `vdpbf16ps` (AVX-512 BF16), MR = 14, NR = 32: the `ced_tile`
+/// contract with `a` = bf16 rows (`lda` in bf16 elements), `b` = a bf16 panel (`ldb` = bf16
+/// elements from one k pair to the next, 64 for a packed panel), `k` = number of k values
+/// (even). Call only when ced_cpu_features() has CED_CPU_AVX512_BF16.
+void ced_tile_bf16_avx512(const ced_tile *tile);
+enum { CED_BF16_AVX512_MR = 14, CED_BF16_AVX512_NR = 32 };
+
+/// A rectangle of C with AMX (`tdpbf16ps`, 32×32 blocks of 2×2 tiles), the whole k at once:
+/// `C[i, j] (=|+=) act(alpha·Σ_k A[i, k]·B[k, j] + bias[j])` for rows [row_begin, row_end)
+/// and columns [col_begin, col_end).
+typedef struct ced_amx_gemm {
+    /// bf16 A (format above): rows up to row_begin + 32·ceil((row_end − row_begin)/32)
+    /// must be readable (the caller pads with zero rows).
+    const uint16_t *a;
+    /// bf16 panels (format above); `col_begin` must be a multiple of 32.
+    const uint16_t *b;
+    float *c;
+    /// NULL or `bias[j]` for column j.
+    const float *bias;
+    /// A multiple of 32 (A and B zero-padded).
+    int64_t k;
+    /// Row stride of A in bf16 elements (a multiple of 32 is fastest).
+    int64_t lda;
+    /// bf16 elements from one panel to the next (`k·32`).
+    int64_t panel_stride;
+    int64_t ldc;
+    float alpha;
+    int32_t row_begin;
+    int32_t row_end;
+    int32_t col_begin;
+    int32_t col_end;
+    /// Nonzero: exact GELU after the bias.
+    int32_t gelu;
+    /// Nonzero: add the old C after the activation.
+    int32_t add_c;
+} ced_amx_gemm;
+/// Call only when ced_cpu_features() has CED_CPU_AMX_BF16 (configures and releases the
+/// tiles itself, so any thread may call it).
+void ced_gemm_bf16_amx(const ced_amx_gemm *g);
+enum { CED_AMX_MR = 32, CED_AMX_NR = 32 };
 
 #ifdef __cplusplus
 }
