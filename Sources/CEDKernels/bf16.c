@@ -32,8 +32,8 @@ static void pack_rows_portable(const float *x, int64_t ldx, int64_t rows, int64_
     }
 }
 
-void ced_bf16_pack_panels(const float *b, int64_t ldb, int32_t transposed, int64_t k, int64_t n,
-                          uint16_t *out, int64_t k_pad) {
+static void pack_panels_portable(const float *b, int64_t ldb, int32_t transposed, int64_t k, int64_t n,
+                                 uint16_t *out, int64_t k_pad) {
     int64_t panels = (n + 31) / 32;
     for (int64_t p = 0; p < panels; p++) {
         uint16_t *dst = out + p * k_pad * 32;
@@ -86,6 +86,67 @@ void ced_bf16_pack_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
                         uint16_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, int32_t variant) {
     if (variant == 1) pack_rows_avx512(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad);
     else pack_rows_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad);
+}
+
+/// Columns [c0, c0 + 16) of rows r0 and r1 (r1 may be NULL: zeros) as 16 bf16 pairs.
+CED_BF16 static inline __m512i pair16(const float *r0, const float *r1, __mmask16 m) {
+    __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r0)));
+    if (!r1) return lo;
+    __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r1)));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+CED_BF16 static void pack_panels_avx512(const float *b, int64_t ldb, int32_t transposed, int64_t k, int64_t n,
+                                        uint16_t *out, int64_t k_pad) {
+    const int64_t panels = (n + 31) / 32, pairs = k_pad / 2;
+    if (!transposed) {
+        // k×n: pair q of a panel interleaves rows 2q and 2q+1, 32 columns = 128 bytes.
+        for (int64_t p = 0; p < panels; p++) {
+            uint32_t *dst = (uint32_t *)(out + p * k_pad * 32);
+            int64_t j0 = p * 32, cols = n - j0 < 32 ? n - j0 : 32;
+            __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1u);
+            __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1u) : 0;
+            for (int64_t q = 0; q < pairs; q++) {
+                __m512i v0 = _mm512_setzero_si512(), v1 = _mm512_setzero_si512();
+                if (2 * q < k) {
+                    const float *r0 = b + 2 * q * ldb + j0;
+                    const float *r1 = 2 * q + 1 < k ? r0 + ldb : 0;
+                    v0 = pair16(r0, r1, m0);
+                    if (m1) v1 = pair16(r0 + 16, r1 ? r1 + 16 : 0, m1);
+                }
+                _mm512_storeu_si512((void *)(dst + q * 32), v0);
+                _mm512_storeu_si512((void *)(dst + q * 32 + 16), v1);
+            }
+        }
+    } else {
+        // n×k: row j holds column j; its k values become pairs (32-bit) that go to
+        // dst32[q·32 + j % 32]. Convert 16 pairs of a row at a time and scatter them.
+        for (int64_t p = 0; p < panels; p++) {
+            uint32_t *dst = (uint32_t *)(out + p * k_pad * 32);
+            int64_t j0 = p * 32, cols = n - j0 < 32 ? n - j0 : 32;
+            if (cols < 32) memset(dst, 0, (size_t)(pairs * 32) * sizeof(uint32_t));
+            for (int64_t jj = 0; jj < cols; jj++) {
+                const float *src = b + (j0 + jj) * ldb;
+                for (int64_t q = 0; q < pairs; q += 16) {
+                    int64_t left = k - 2 * q;   // k values left in this row
+                    __mmask16 m0 = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+                    __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u) : 0;
+                    __m512 lo = _mm512_maskz_loadu_ps(m0, src + 2 * q), hi = _mm512_maskz_loadu_ps(m1, src + 2 * q + 16);
+                    uint32_t v[16] __attribute__((aligned(64)));
+                    _mm512_store_si512((void *)v, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+                    int64_t count = pairs - q < 16 ? pairs - q : 16;
+                    for (int64_t t = 0; t < count; t++) dst[(q + t) * 32 + jj] = v[t];
+                }
+            }
+        }
+    }
+    __asm__ volatile("vzeroupper" ::: "memory");
+}
+
+void ced_bf16_pack_panels(const float *b, int64_t ldb, int32_t transposed, int64_t k, int64_t n,
+                          uint16_t *out, int64_t k_pad, int32_t variant) {
+    if (variant == 1) pack_panels_avx512(b, ldb, transposed, k, n, out, k_pad);
+    else pack_panels_portable(b, ldb, transposed, k, n, out, k_pad);
 }
 
 // MARK: vdpbf16ps tile, 14 × 32
@@ -243,6 +304,11 @@ void ced_bf16_pack_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
                         uint16_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, int32_t variant) {
     (void)variant;
     pack_rows_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad);
+}
+void ced_bf16_pack_panels(const float *b, int64_t ldb, int32_t transposed, int64_t k, int64_t n,
+                          uint16_t *out, int64_t k_pad, int32_t variant) {
+    (void)variant;
+    pack_panels_portable(b, ldb, transposed, k, n, out, k_pad);
 }
 void ced_tile_bf16_avx512(const ced_tile *tile) { (void)tile; __builtin_trap(); }
 void ced_gemm_bf16_amx(const ced_amx_gemm *g) { (void)g; __builtin_trap(); }

@@ -64,6 +64,32 @@ final class BF16Tests: XCTestCase {
         }
     }
 
+    func testPackPanelsLayoutEveryVariant() {
+        // Panel p, pair q, column c, half e holds op(B)[2q + e, 32p + c] rounded (0 past k, n).
+        var rng = Rand(state: 14)
+        for (k, n, transposed) in [(1, 1, true), (3, 5, false), (64, 248, true), (248, 64, false), (33, 40, true),
+                                   (70, 31, false), (100, 33, true), (7, 70, false)] {
+            let ldb = (transposed ? k : n) + 3
+            let b = rng.array((transposed ? n : k) * ldb)
+            let kp = (k + 31) / 32 * 32, panels = (n + 31) / 32
+            for variant in Self.packVariants {
+                var out = [UInt16](repeating: 0xABCD, count: panels * kp * 32 + 7)
+                ced_bf16_pack_panels(b, Int64(ldb), transposed ? 1 : 0, Int64(k), Int64(n), &out, Int64(kp), variant)
+                var bad = 0
+                for p in 0..<panels { for q in 0..<kp / 2 { for c in 0..<32 { for e in 0..<2 {
+                    let row = 2 * q + e, col = 32 * p + c
+                    var want: UInt16 = 0
+                    if row < k && col < n {
+                        want = UInt16(Self.bf16(transposed ? b[col * ldb + row] : b[row * ldb + col]).bitPattern >> 16)
+                    }
+                    if out[((p * kp / 2 + q) * 32 + c) * 2 + e] != want { bad += 1 }
+                } } } }
+                XCTAssertEqual(bad, 0, "variant \(variant) k=\(k) n=\(n) transposed=\(transposed)")
+                XCTAssertEqual(Array(out.suffix(7)), [UInt16](repeating: 0xABCD, count: 7), "wrote past the panels")
+            }
+        }
+    }
+
     func testPackedWeightIsRoundedOrFallsBack() {
         var rng = Rand(state: 12)
         let w = rng.array(37 * 45)

@@ -69,7 +69,7 @@ public final class PackedWeight: @unchecked Sendable {
             let out = raw.bindMemory(to: UInt16.self, capacity: count)
             weight.withUnsafeBufferPointer { w in
                 ced_bf16_pack_panels(w.baseAddress ?? UnsafePointer(bitPattern: 64)!, Int64(inFeatures), 1,
-                                     Int64(inFeatures), Int64(outFeatures), out, Int64(paddedK))
+                                     Int64(inFeatures), Int64(outFeatures), out, Int64(paddedK), 1)
             }
             panels = nil
             bf16Panels = out
@@ -296,57 +296,10 @@ enum GEMMDriver {
     }
 
     /// Packs `op(B)` (`k×n`; `transposed`: B is stored `n×k`) into 32-column panels
-    /// `[k][32]`, zero-filling columns past `n`.
+    /// `[k][32]`, zero-filling columns past `n` (C, see `ced_pack_panels`).
     static func packB(transposed: Bool, b: UnsafePointer<Float>, ldb: Int, k: Int, n: Int,
                       into out: UnsafeMutablePointer<Float>) {
-        let w = packedPanelWidth
-        let panelCount = (n + w - 1) / w
-        for panel in 0..<panelCount {
-            let dst = out + panel * k * w
-            let j0 = panel * w
-            let cols = min(w, n - j0)
-            if transposed {
-                if cols < w {
-                    dst.initialize(repeating: 0, count: k * w)
-                }
-                // Eight, then four source rows at a time: one vector store per k step.
-                var jj = 0
-                while jj + 8 <= cols {
-                    let s0 = b + (j0 + jj) * ldb, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb
-                    let s4 = s3 + ldb, s5 = s4 + ldb, s6 = s5 + ldb, s7 = s6 + ldb
-                    let d = UnsafeMutableRawPointer(dst + jj)
-                    for p in 0..<k {
-                        d.storeBytes(of: SIMD8<Float>(s0[p], s1[p], s2[p], s3[p], s4[p], s5[p], s6[p], s7[p]),
-                                     toByteOffset: p * w * 4, as: SIMD8<Float>.self)
-                    }
-                    jj += 8
-                }
-                while jj + 4 <= cols {
-                    let s0 = b + (j0 + jj) * ldb, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb
-                    let d = UnsafeMutableRawPointer(dst + jj)
-                    for p in 0..<k {
-                        d.storeBytes(of: SIMD4<Float>(s0[p], s1[p], s2[p], s3[p]), toByteOffset: p * w * 4,
-                                     as: SIMD4<Float>.self)
-                    }
-                    jj += 4
-                }
-                while jj < cols {
-                    let src = b + (j0 + jj) * ldb
-                    var d = dst + jj
-                    for p in 0..<k {
-                        d.pointee = src[p]
-                        d += w
-                    }
-                    jj += 1
-                }
-            } else {
-                for p in 0..<k {
-                    let row = dst + p * w
-                    row.update(from: b + p * ldb + j0, count: cols)
-                    if cols < w { (row + cols).update(repeating: 0, count: w - cols) }
-                }
-            }
-        }
+        ced_pack_panels(b, Int64(ldb), transposed ? 1 : 0, Int64(k), Int64(n), out)
     }
 
     /// Gives the microkernels an A they can read MR rows of at a time: in place when

@@ -144,18 +144,21 @@ extension Linear {
 }
 
 /// Multi-head self-attention with a fused `qkv` projection and softmax scaled by
-/// `head_dim^-0.5`.
+/// `head_dim^-0.5` (the products per head in `FusedAttention`).
 struct Attention: Sendable {
     let qkv: Linear
     let proj: Linear
     let heads: Int
     let dim: Int
+    /// Precision of the attention products (`.bf16`: Q·Kᵀ and P·V in bf16 on AMX).
+    let precision: CedPrecision
 
     init(_ r: WeightReader, _ prefix: String, dim: Int, heads: Int, qkvBias: Bool) {
         qkv = Linear(r, "\(prefix).qkv", in: dim, out: 3 * dim, bias: qkvBias)
         proj = Linear(r, "\(prefix).proj", in: dim, out: dim)
         self.heads = heads
         self.dim = dim
+        precision = r.precision.effective
     }
 
     /// Adds `proj(attention(x))` to `residual` for `sequences` sequences of `tokens` tokens
@@ -167,42 +170,13 @@ struct Attention: Sendable {
         let rows = sequences * tokens
         let d = dim / heads
         let scale = Float(1 / Double(d).squareRoot())
-        let ld = 3 * dim
-        let q3 = ws.qkv.reserve(rows * ld)
+        let q3 = ws.qkv.reserve(rows * 3 * dim)
         let ctx = ws.context.reserve(rows * dim)
-        let sc = ws.scores.reserve(heads * tokens * tokens)
         qkv(x, rows: rows, into: q3)
-        for s in 0..<sequences {
-            let base = q3 + s * tokens * ld
-            // scores_h = scale · Q_h K_hᵀ for every head at once.
-            GEMM.sgemmStridedBatched(transA: false, transB: true, m: tokens, n: tokens, k: d, alpha: scale,
-                                     a: base, lda: ld, strideA: d, b: base + dim, ldb: ld, strideB: d,
-                                     c: sc, ldc: tokens, strideC: tokens * tokens, batchCount: heads)
-            softmaxRows(sc, rows: heads * tokens, cols: tokens)
-            if let attentionMaps {
-                (attentionMaps + s * heads * tokens * tokens).update(from: sc, count: heads * tokens * tokens)
-            }
-            // context[:, h·d ..< (h+1)·d] = P_h · V_h
-            GEMM.sgemmStridedBatched(transA: false, transB: false, m: tokens, n: d, k: tokens,
-                                     a: sc, lda: tokens, strideA: tokens * tokens, b: base + 2 * dim, ldb: ld, strideB: d,
-                                     c: ctx + s * tokens * dim, ldc: dim, strideC: d, batchCount: heads)
-        }
+        FusedAttention.run(.init(sequences: sequences, tokens: tokens, heads: heads, headDim: d,
+                                 qkvStride: 3 * dim, contextStride: dim),
+                           qkv: q3, scale: scale, context: ctx, maps: attentionMaps, precision: precision)
         proj(ctx, rows: rows, into: residual, accumulate: true)
-    }
-}
-
-/// Row-wise numerically stable softmax, in place, split across the cores when large.
-func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-    let pool = ComputePool.shared
-    let tasks = rows * cols >= 1 << 15 ? min(rows, 2 * (pool.workerCount + 1)) : 1
-    if tasks <= 1 {
-        RowKernels.softmax(p, rows: rows, cols: cols)
-        return
-    }
-    let per = (rows + tasks - 1) / tasks
-    pool.run(tasks, maxThreads: pool.workerCount + 1) { t in
-        let lo = t * per, hi = min(rows, lo + per)
-        if lo < hi { RowKernels.softmax(p + lo * cols, rows: hi - lo, cols: cols) }
     }
 }
 

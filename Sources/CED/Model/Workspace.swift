@@ -34,8 +34,6 @@ final class EncoderWorkspace {
     var qkv = ScratchBuffer()
     /// `[rows, C]` attention output before `proj`.
     var context = ScratchBuffer()
-    /// `[heads, N, N]` attention weights of one sequence.
-    var scores = ScratchBuffer()
     /// `[rows, mlp]` MLP hidden layer.
     var hidden = ScratchBuffer()
     /// `[chunks, n_mels, frames]` BatchNorm-ed chunk planes.
@@ -44,7 +42,7 @@ final class EncoderWorkspace {
     var columns = ScratchBuffer()
 
     deinit {
-        for b in [x, normed, qkv, context, scores, hidden, planes, columns] { b.free() }
+        for b in [x, normed, qkv, context, hidden, planes, columns] { b.free() }
     }
 }
 

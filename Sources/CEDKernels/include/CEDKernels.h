@@ -72,6 +72,12 @@ enum { CED_AVX2_MR = 6, CED_AVX2_NR = 16 };
 void ced_tile_portable(const ced_tile *tile);
 enum { CED_PORTABLE_MR = 4, CED_PORTABLE_NR = 16 };
 
+/// Packs `op(B)` (`k`×`n`) into fp32 panels of 32 columns, `[k][32]` each (panel p at
+/// `out + p·k·32`, columns past n zero), the B format of the fp32 tile kernels.
+/// `transposed` nonzero: B is stored `n`×`k` (a Linear weight, attention keys), else `k`×`n`;
+/// `ldb` is the row stride of the stored matrix.
+void ced_pack_panels(const float *b, int64_t ldb, int32_t transposed, int64_t k, int64_t n, float *out);
+
 /// Exact GELU over `n` floats (`out` may equal `in`) with the same approximation the
 /// GEMM epilogues use (max error about 2 ulp of the result's scale). `variant`:
 /// 2 = AVX-512, 1 = AVX2, 0 = portable; the caller checks the CPU supports it.
@@ -105,9 +111,9 @@ void ced_bf16_pack_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
 /// 32, at least k) pair rows per panel: panel p holds columns [32p, 32p + 32) and starts at
 /// `out + p·k_pad·32`. `transposed` nonzero: B is stored `n`×`k` (row j = column j of
 /// op(B), e.g. a PyTorch Linear weight or attention keys), else `k`×`n`; `ldb` is the row
-/// stride of the stored matrix in floats. Portable C, rounding as ced_bf16_pack_rows.
+/// stride of the stored matrix in floats. Rounding as ced_bf16_pack_rows; `variant` too.
 void ced_bf16_pack_panels(const float *b, int64_t ldb, int32_t transposed, int64_t k, int64_t n,
-                          uint16_t *out, int64_t k_pad);
+                          uint16_t *out, int64_t k_pad, int32_t variant);
 
 /// One register tile with `vdpbf16ps` (AVX-512 BF16), MR = 14, NR = 32: the `ced_tile`
 /// contract with `a` = bf16 rows (`lda` in bf16 elements), `b` = a bf16 panel (`ldb` = bf16
