@@ -232,7 +232,6 @@ CED_BF16 void ced_gemm_bf16_amx(const ced_amx_gemm *g) {
     float acc[32 * 32] __attribute__((aligned(64)));
     const int64_t sa = g->lda * 2;          // A row stride in bytes
     const int64_t sb = 128;                 // one k pair of a 32-column panel
-    const int64_t sc = 128;                 // acc row stride
     const int64_t steps = g->k / 32;
     ced_tile t;
     memset(&t, 0, sizeof t);
@@ -255,7 +254,15 @@ CED_BF16 void ced_gemm_bf16_amx(const ced_amx_gemm *g) {
             const char *a0 = (const char *)(g->a + (int64_t)r * g->lda), *a1 = a0 + 16 * sa;
             const char *b = (const char *)(g->b + (int64_t)(j / 32) * g->panel_stride);
             int64_t n = steps;
-            float *accp = acc;
+            const int32_t rows = g->row_end - r < 32 ? g->row_end - r : 32;
+            const int32_t cols = g->col_end - j < 32 ? g->col_end - j : 32;
+            const int full = rows == 32 && cols == 32;
+            // A whole block with nothing to add is stored straight from the tiles.
+            const int direct = full && !g->bias && !g->gelu && !g->add_c && g->alpha == 1.0f;
+            float *cblock = g->c + (int64_t)r * g->ldc + j;
+            float *dst = direct ? cblock : acc;
+            const int64_t sd = direct ? g->ldc * 4 : 128;
+            const int64_t half = 16 * sd;
             __asm__ volatile(
                 "tilezero %%tmm0\n\t"
                 "tilezero %%tmm1\n\t"
@@ -279,19 +286,25 @@ CED_BF16 void ced_gemm_bf16_amx(const ced_amx_gemm *g) {
                 "dec %[n]\n\t"
                 "jnz 1b\n"
                 "2:\n\t"
-                "tilestored %%tmm0, (%[acc],%[sc],1)\n\t"
-                "tilestored %%tmm1, 64(%[acc],%[sc],1)\n\t"
-                "tilestored %%tmm2, 2048(%[acc],%[sc],1)\n\t"
-                "tilestored %%tmm3, 2112(%[acc],%[sc],1)\n\t"
-                : [a0] "+r"(a0), [a1] "+r"(a1), [b] "+r"(b), [n] "+r"(n)
-                : [sa] "r"(sa), [sb] "r"(sb), [sc] "r"(sc), [acc] "r"(accp)
+                "tilestored %%tmm0, (%[d],%[sd],1)\n\t"
+                "tilestored %%tmm1, 64(%[d],%[sd],1)\n\t"
+                "add %[half], %[d]\n\t"
+                "tilestored %%tmm2, (%[d],%[sd],1)\n\t"
+                "tilestored %%tmm3, 64(%[d],%[sd],1)\n\t"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [b] "+r"(b), [n] "+r"(n), [d] "+r"(dst)
+                : [sa] "r"(sa), [sb] "r"(sb), [sd] "r"(sd), [half] "r"(half)
                 : "cc", "memory");
-            t.c = g->c + (int64_t)r * g->ldc + j;
+            if (direct) continue;
+            if (full && !g->gelu && g->alpha == 1.0f) {
+                ced_epilogue_rows_avx512(acc, 32, cblock, g->ldc, g->bias ? g->bias + j : 0, g->add_c);
+                continue;
+            }
+            t.c = cblock;
             t.bias = g->bias ? g->bias + j : 0;
             t.row_begin = 0;
-            t.row_end = g->row_end - r < 32 ? g->row_end - r : 32;
+            t.row_end = rows;
             t.col_begin = 0;
-            t.col_end = g->col_end - j < 32 ? g->col_end - j : 32;
+            t.col_end = cols;
             ced_epilogue_avx512(acc, &t);
         }
     }

@@ -10,4 +10,9 @@
 /// masked store into `tile->c`. Needs AVX-512F; ends with vzeroupper.
 void ced_epilogue_avx512(const float *acc, const ced_tile *tile);
 
+/// Whole 32-column rows without scaling or GELU: `C[r] (=|+=) acc[r] + bias` for r < rows
+/// (`bias` may be NULL). Needs AVX-512F; ends with vzeroupper.
+void ced_epilogue_rows_avx512(const float *acc, int32_t rows, float *c, int64_t ldc,
+                              const float *bias, int32_t add_c);
+
 #endif

@@ -152,6 +152,33 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    func testLinearLargeBSplitsByColumns() {
+        // Packed B above the L2 block with many panels: threads take groups of column panels.
+        var rng = Rand(state: 9)
+        let m = 20, n = 300, k = 900
+        let split = GEMMDriver.Split(m: m, n: n, k: k, mr: 14, threads: 2,
+                                     packedBBytes: k * 320 * 4, minChunkFlops: GEMMDriver.minChunkFlops)
+        XCTAssertFalse(split.byRows)
+        XCTAssertGreaterThanOrEqual(split.count, 2)
+        let a = rng.array(m * k), w = rng.array(n * k), bias = rng.array(n)
+        let weight = PackedWeight(weight: w, outFeatures: n, inFeatures: k)
+        let start = rng.array(m * n)
+        for gelu in [false, true] {
+            var ref = Self.reference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
+                                     b: w, ldb: k, beta: 0, c: start, ldc: n, bias: bias, gelu: gelu)
+            for i in 0..<m * n {
+                ref.value[i] += Double(start[i])
+                ref.scale[i] += abs(Double(start[i])) + abs(ref.value[i])
+            }
+            for kernel in GEMMKernel.available {
+                var c = start
+                GEMM.linear(m: m, a: a, lda: k, weight: weight, bias: bias, c: &c, ldc: n,
+                            activation: gelu ? .gelu : .none, accumulate: true, threads: 2, kernel: kernel)
+                assertClose(c, ref.value, scale: ref.scale, k: k, gelu: gelu, "large B \(kernel) gelu=\(gelu)")
+            }
+        }
+    }
+
     func testLinearKZeroGivesActivationOfBias() {
         let weight = PackedWeight(weight: [], outFeatures: 3, inFeatures: 0)
         let bias: [Float] = [-1, 0.5, 2]

@@ -14,8 +14,9 @@ import Foundation
 //   - Edge tiles are shifted back to overlap the previous tile (A rows and packed B
 //     columns stay in bounds) and store only their new rows/columns.
 //   - The epilogue (α, β·C, bias, exact GELU, accumulate) is fused into the last k block.
-//   - Big calls are split by rows (or by columns when there are few rows) across the
-//     cores with ComputePool; small ones (e.g. m = 1) stay on the calling thread.
+//   - Big calls are split by rows (or by columns when there are few rows, or when packed
+//     B is larger than L2) across the cores with ComputePool; small ones (e.g. m = 1)
+//     stay on the calling thread.
 //   - The AVX-512 and AVX2 k loops (and the AVX-512 epilogue with GELU) are inline
 //     assembly, so debug builds, where SwiftPM compiles C at -O0, run them at release
 //     speed; only the Swift loops around them are slower in debug.
@@ -354,10 +355,11 @@ enum GEMMDriver {
     }
 
     /// Cuts C into rectangles that threads claim one by one: row strips when there are
-    /// enough of them, else 32-column panels. Chunks are as small as possible (a thread
-    /// slowed down by other load costs at most one chunk of imbalance) but carry at least
-    /// `minChunkFlops` of work so claiming stays cheap; when packed B does not fit the L2
-    /// block, a chunk groups up to 8 strips so each B block is reused from L2.
+    /// enough of them, else 32-column panels; column panels too when packed B does not fit
+    /// the L2 block (each thread then reads its share of B from memory once). Chunks are
+    /// as small as possible (a thread slowed down by other load costs at most one chunk of
+    /// imbalance) but carry at least `minChunkFlops` of work so claiming stays cheap; with
+    /// a large B, chunks group about 8 strips or panels per thread and round.
     struct Split {
         let m: Int, n: Int, mr: Int
         let byRows: Bool
@@ -377,11 +379,22 @@ enum GEMMDriver {
             self.mr = mr
             let rowTiles = (m + mr - 1) / mr
             let panels = (n + packedPanelWidth - 1) / packedPanelWidth
-            byRows = rowTiles >= 4 * threads || rowTiles >= panels
+            let bigB = packedBBytes > GEMMDriver.l2BlockBytes
+            // A B larger than the L2 block is split by column panels, so that each thread
+            // streams only its part of B from memory once and reuses it for every row
+            // (splitting rows makes every thread stream all of B).
+            if bigB && panels >= 4 * threads {
+                byRows = false
+            } else {
+                byRows = rowTiles >= 4 * threads || rowTiles >= panels
+            }
             units = byRows ? rowTiles : panels
             var chunks = units
-            if byRows && packedBBytes > GEMMDriver.l2BlockBytes {
-                chunks = threads * ((rowTiles + 8 * threads - 1) / (8 * threads))
+            if bigB {
+                // B does not stay in L2: group units so each B block read from memory
+                // serves many strips (rows), or is read once for all rows (columns).
+                let per = byRows ? rowTiles : panels
+                chunks = threads * ((per + 8 * threads - 1) / (8 * threads))
             }
             let unitFlops = 2 * k * (byRows ? mr * n : m * packedPanelWidth)
             let byWork = units * unitFlops / minChunkFlops

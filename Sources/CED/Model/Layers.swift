@@ -154,7 +154,15 @@ struct Attention: Sendable {
     let precision: CedPrecision
 
     init(_ r: WeightReader, _ prefix: String, dim: Int, heads: Int, qkvBias: Bool) {
-        qkv = Linear(r, "\(prefix).qkv", in: dim, out: 3 * dim, bias: qkvBias)
+        // The softmax scale head_dim^-0.5 is folded into the q rows of the qkv projection
+        // (exact for CED's head size 64, a power of two; otherwise a rounding-level change),
+        // so the attention products need no scaling epilogue.
+        let scale = Float(1 / Double(dim / heads).squareRoot())
+        var w = r.tensor("\(prefix).qkv.weight", shape: [3 * dim, dim])
+        var b = qkvBias ? r.tensor("\(prefix).qkv.bias", shape: [3 * dim]) : nil
+        for i in 0..<dim * dim { w[i] *= scale }
+        if b != nil { for i in 0..<dim { b![i] *= scale } }
+        qkv = Linear(weight: PackedWeight(weight: w, outFeatures: 3 * dim, inFeatures: dim, precision: r.precision), bias: b)
         proj = Linear(r, "\(prefix).proj", in: dim, out: dim)
         self.heads = heads
         self.dim = dim
@@ -169,13 +177,12 @@ struct Attention: Sendable {
                         attentionMaps: UnsafeMutablePointer<Float>? = nil) {
         let rows = sequences * tokens
         let d = dim / heads
-        let scale = Float(1 / Double(d).squareRoot())
         let q3 = ws.qkv.reserve(rows * 3 * dim)
         let ctx = ws.context.reserve(rows * dim)
         qkv(x, rows: rows, into: q3)
         FusedAttention.run(.init(sequences: sequences, tokens: tokens, heads: heads, headDim: d,
                                  qkvStride: 3 * dim, contextStride: dim),
-                           qkv: q3, scale: scale, context: ctx, maps: attentionMaps, precision: precision)
+                           qkv: q3, scale: 1, context: ctx, maps: attentionMaps, precision: precision)
         proj(ctx, rows: rows, into: residual, accumulate: true)
     }
 }
