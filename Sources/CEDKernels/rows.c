@@ -78,34 +78,51 @@ AVX512 static inline __m512 exp512(__m512 x) {
 }
 
 AVX512 static void softmax_avx512(float *p, int64_t rows, int64_t cols) {
+    // Four independent accumulators for the max and the sum: a single one makes each pass
+    // a chain of dependent 4-cycle operations (the row lengths here are a few hundred).
+    const int64_t full = cols & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (cols - full)) - 1u);
     for (int64_t i = 0; i < rows; i++) {
         float *row = p + i * cols;
-        __m512 mv = _mm512_set1_ps(-INFINITY);
+        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
         int64_t j = 0;
-        for (; j + 16 <= cols; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
-        if (j < cols) {
-            __mmask16 k = (__mmask16)((1u << (cols - j)) - 1u);
-            mv = _mm512_mask_max_ps(mv, k, mv, _mm512_maskz_loadu_ps(k, row + j));
+        for (; j + 64 <= full; j += 64) {
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(row + j));
+            m1 = _mm512_max_ps(m1, _mm512_loadu_ps(row + j + 16));
+            m2 = _mm512_max_ps(m2, _mm512_loadu_ps(row + j + 32));
+            m3 = _mm512_max_ps(m3, _mm512_loadu_ps(row + j + 48));
         }
-        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
-        __m512 sv = _mm512_setzero_ps();
-        for (j = 0; j + 16 <= cols; j += 16) {
+        for (; j < full; j += 16) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(row + j));
+        if (tail) m1 = _mm512_mask_max_ps(m1, tail, m1, _mm512_maskz_loadu_ps(tail, row + full));
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3))));
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (j = 0; j + 64 <= full; j += 64) {
+            __m512 e0 = exp512(_mm512_sub_ps(_mm512_loadu_ps(row + j), m));
+            __m512 e1 = exp512(_mm512_sub_ps(_mm512_loadu_ps(row + j + 16), m));
+            __m512 e2 = exp512(_mm512_sub_ps(_mm512_loadu_ps(row + j + 32), m));
+            __m512 e3 = exp512(_mm512_sub_ps(_mm512_loadu_ps(row + j + 48), m));
+            _mm512_storeu_ps(row + j, e0);
+            _mm512_storeu_ps(row + j + 16, e1);
+            _mm512_storeu_ps(row + j + 32, e2);
+            _mm512_storeu_ps(row + j + 48, e3);
+            s0 = _mm512_add_ps(s0, e0);
+            s1 = _mm512_add_ps(s1, e1);
+            s2 = _mm512_add_ps(s2, e2);
+            s3 = _mm512_add_ps(s3, e3);
+        }
+        for (; j < full; j += 16) {
             __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(row + j), m));
             _mm512_storeu_ps(row + j, e);
-            sv = _mm512_add_ps(sv, e);
+            s0 = _mm512_add_ps(s0, e);
         }
-        if (j < cols) {
-            __mmask16 k = (__mmask16)((1u << (cols - j)) - 1u);
-            __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), m)));
-            _mm512_mask_storeu_ps(row + j, k, e);
-            sv = _mm512_add_ps(sv, e);
+        if (tail) {
+            __m512 e = _mm512_maskz_mov_ps(tail, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, row + full), m)));
+            _mm512_mask_storeu_ps(row + full, tail, e);
+            s1 = _mm512_add_ps(s1, e);
         }
-        __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sv));
-        for (j = 0; j + 16 <= cols; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
-        if (j < cols) {
-            __mmask16 k = (__mmask16)((1u << (cols - j)) - 1u);
-            _mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), inv));
-        }
+        __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3))));
+        for (j = 0; j < full; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
+        if (tail) _mm512_mask_storeu_ps(row + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + full), inv));
     }
 }
 

@@ -23,7 +23,11 @@ final class ComputePool: @unchecked Sendable {
     // All fields below are guarded by `mutex`.
     private var busy = false
     private var generation = 0
-    private var job: ((Int) -> Void)?
+    /// The current job: `invoke(context, i)` runs task i. The context points at the
+    /// caller's task value (on its stack) for the duration of `run`.
+    private var invoke: (UnsafeRawPointer, Int) -> Void = ComputePool.idle
+    private var context: UnsafeRawPointer?
+    private static let idle: (UnsafeRawPointer, Int) -> Void = { _, _ in }
     private var taskCount = 0
     /// Unclaimed tasks are `nextTask..<lastTask`: the caller takes them from the front,
     /// workers from the back, so with two threads each core gets the same half of the
@@ -81,61 +85,91 @@ final class ComputePool: @unchecked Sendable {
     @inline(__always)
     private func unlock() { pthread_mutex_unlock(mutex) }
 
-    /// Runs `body(0..<count)` on the caller plus up to `maxThreads − 1` workers and
+    /// Runs `task(0..<count)` on the caller plus up to `maxThreads − 1` workers and
     /// returns when every task has finished. Tasks must be independent.
-    func run(_ count: Int, maxThreads: Int, _ body: (Int) -> Void) {
+    ///
+    /// Allocation-free in optimized builds (the model's hot paths use this form): workers
+    /// reach the task through a pointer to the caller's value and a capture-free,
+    /// specialized invoker.
+    func run<Task: ComputeTask>(_ count: Int, maxThreads: Int, _ task: Task) {
         if count <= 0 { return }
         let helpers = min(workerCount, maxThreads - 1, count - 1)
         if helpers <= 0 {
-            for i in 0..<count { body(i) }
+            for i in 0..<count { task(i) }
             return
         }
         lock()
         if busy {
             unlock()
-            for i in 0..<count { body(i) }
+            for i in 0..<count { task(i) }
             return
         }
         busy = true
-        withoutActuallyEscaping(body) { body in
-            job = body
-            taskCount = count
-            nextTask = 0
-            lastTask = count
-            finished = 0
-            allowedWorkers = helpers
-            generation &+= 1
-            if sleepers > 0 { pthread_cond_broadcast(workCond) }
-            while claimAndRun(fromBack: false) {
-                finished += 1
+        withUnsafePointer(to: task) { pointer in
+            runLocked(count, helpers: helpers, context: UnsafeRawPointer(pointer)) { raw, i in
+                raw.assumingMemoryBound(to: Task.self).pointee(i)
             }
-            // The last chunks are running on workers: poll (they are usually microseconds
-            // from done) before sleeping on the condition variable. No sched_yield here:
-            // on a loaded machine it could hand this thread's core away for a whole
-            // time slice.
-            let waitStart = Self.monotonicSeconds()
-            while finished < taskCount {
-                if Self.monotonicSeconds() - waitStart < busyWait {
-                    unlock()
-                    for _ in 0..<32 { _ = pthread_self() }
-                    lock()
-                } else {
-                    waitingCaller = true
-                    pthread_cond_wait(doneCond, mutex)
-                    waitingCaller = false
-                }
-            }
-            job = nil
         }
         busy = false
         unlock()
+    }
+
+    /// `run` for a closure (one small allocation per call, from `withoutActuallyEscaping`:
+    /// use a `ComputeTask` on hot paths).
+    func run(_ count: Int, maxThreads: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            run(count, maxThreads: maxThreads, ClosureTask(body: body))
+        }
+    }
+
+    private struct ClosureTask: ComputeTask {
+        let body: (Int) -> Void
+        func callAsFunction(_ i: Int) { body(i) }
+    }
+
+    /// With `mutex` held and `busy` set: publishes the job, works on it, waits for the
+    /// workers, clears it.
+    @inline(__always)
+    private func runLocked(_ count: Int, helpers: Int, context: UnsafeRawPointer,
+                           invoke: @escaping (UnsafeRawPointer, Int) -> Void) {
+        self.invoke = invoke
+        self.context = context
+        taskCount = count
+        nextTask = 0
+        lastTask = count
+        finished = 0
+        allowedWorkers = helpers
+        generation &+= 1
+        if sleepers > 0 { pthread_cond_broadcast(workCond) }
+        while claimAndRun(fromBack: false) {
+            finished += 1
+        }
+        // The last chunks are running on workers: poll (they are usually microseconds
+        // from done) before sleeping on the condition variable. No sched_yield here:
+        // on a loaded machine it could hand this thread's core away for a whole
+        // time slice.
+        let waitStart = Self.monotonicSeconds()
+        while finished < taskCount {
+            if Self.monotonicSeconds() - waitStart < busyWait {
+                unlock()
+                for _ in 0..<32 { _ = pthread_self() }
+                lock()
+            } else {
+                waitingCaller = true
+                pthread_cond_wait(doneCond, mutex)
+                waitingCaller = false
+            }
+        }
+        self.invoke = ComputePool.idle
+        self.context = nil
     }
 
     /// With `mutex` held: claims one task, runs it unlocked, re-locks. Returns false when
     /// no task is left. The closure reference is dropped before returning.
     @inline(never)
     private func claimAndRun(fromBack: Bool) -> Bool {
-        guard nextTask < lastTask, let body = job else { return false }
+        guard nextTask < lastTask, let context else { return false }
+        let body = invoke
         let i: Int
         if fromBack {
             lastTask -= 1
@@ -145,7 +179,7 @@ final class ComputePool: @unchecked Sendable {
             nextTask += 1
         }
         unlock()
-        body(i)
+        body(context, i)
         lock()
         return true
     }
@@ -181,6 +215,12 @@ final class ComputePool: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Work split into independent tasks `0..<count` for `ComputePool.run` (a value type, so
+/// that handing it to the workers allocates nothing).
+protocol ComputeTask {
+    func callAsFunction(_ i: Int)
 }
 
 /// Reusable 64-byte-aligned scratch buffers (packing panels, padded edge rows), so a

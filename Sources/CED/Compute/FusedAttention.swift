@@ -8,8 +8,8 @@ import CEDKernels
 /// and head), then the strips of every sequence and head.
 ///
 /// `.fp32` uses the fp32 tile kernels; `.bf16` (with a `BF16Kernel`, AMX blocks of 32
-/// rows only) rounds Q, K, P and V to bfloat16 and accumulates in float32. The softmax is
-/// float32 in both.
+/// rows only; the `vdpbf16ps` kernel is not used here) rounds Q, K, P and V to bfloat16
+/// and accumulates in float32. The softmax is float32 in both.
 enum FusedAttention {
     struct Shape {
         var sequences: Int
@@ -31,136 +31,185 @@ enum FusedAttention {
                     kernel: GEMMKernel? = nil, bf16Kernel: BF16Kernel? = nil, threads: Int? = nil) {
         if shape.tokens == 0 || shape.sequences == 0 || shape.heads == 0 { return }
         let bf16 = precision.effective == .bf16 && (bf16Kernel ?? BF16Kernel.best) == .amx
-        if bf16 {
-            runBF16(shape, qkv: qkv, scale: scale, context: context, maps: maps, threads: threads)
-        } else {
-            runFP32(shape, qkv: qkv, scale: scale, context: context, maps: maps, kernel: kernel ?? .best, threads: threads)
-        }
-    }
-
-    static func threadCount(_ shape: Shape, threads: Int?) -> Int {
         let flops = 4 * shape.sequences * shape.heads * shape.tokens * shape.tokens * shape.headDim
-        return GEMMDriver.threadCount(threads, flops: flops)
+        let maxThreads = GEMMDriver.threadCount(threads, flops: flops)
+        if bf16 {
+            runBF16(shape, qkv: qkv, scale: scale, context: context, maps: maps, threads: maxThreads)
+        } else {
+            runFP32(shape, qkv: qkv, scale: scale, context: context, maps: maps, kernel: kernel ?? .best, threads: maxThreads)
+        }
     }
 
     // MARK: fp32
 
-    static func runFP32(_ sh: Shape, qkv: UnsafePointer<Float>, scale: Float, context: UnsafeMutablePointer<Float>,
-                        maps: UnsafeMutablePointer<Float>?, kernel: GEMMKernel, threads: Int?) {
-        let n = sh.tokens, d = sh.headDim, c = sh.channels, w = packedPanelWidth
-        let mr = kernel.mr
-        let keyPanels = (n + w - 1) / w, valuePanels = (d + w - 1) / w
-        let keyFloats = keyPanels * d * w, valueFloats = valuePanels * n * w
-        let items = sh.sequences * sh.heads
-        let maxThreads = threadCount(sh, threads: threads)
-        let strips = (n + mr - 1) / mr
-        ScratchPool.shared.withFloats(items * (keyFloats + valueFloats)) { packed in
-            ComputePool.shared.run(items, maxThreads: maxThreads) { item in
-                let s = item / sh.heads, h = item % sh.heads
-                let base = qkv + s * n * sh.qkvStride
-                GEMMDriver.packB(transposed: true, b: base + c + h * d, ldb: sh.qkvStride, k: d, n: n,
-                                 into: packed + item * keyFloats)
-                GEMMDriver.packB(transposed: false, b: base + 2 * c + h * d, ldb: sh.qkvStride, k: n, n: d,
-                                 into: packed + items * keyFloats + item * valueFloats)
-            }
-            ComputePool.shared.run(items * strips, maxThreads: maxThreads) { task in
-                let item = task / strips, strip = task % strips
-                let s = item / sh.heads, h = item % sh.heads
-                let row0 = strip * mr, rows = min(mr, n - row0)
-                // Per strip: Q copy [mr][d] (zero rows past the end), scores [mr][n].
-                ScratchPool.shared.withFloats(mr * d + mr * n) { buffer in
-                    let q = buffer, scores = buffer + mr * d
-                    let src = qkv + (s * n + row0) * sh.qkvStride + h * d
-                    for r in 0..<rows { (q + r * d).update(from: src + r * sh.qkvStride, count: d) }
-                    if rows < mr { (q + rows * d).update(repeating: 0, count: (mr - rows) * d) }
-                    let kc = GEMMDriver.blockK(d)
-                    let sp = GEMMDriver.Problem(
-                        m: mr, n: n, k: d, a: q, lda: d, aRows: mr,
-                        panels: packed + item * keyFloats, panelStride: d * w,
-                        c: scores, ldc: n, alpha: scale, beta: 0, bias: nil, gelu: false)
-                    GEMMDriver.compute(sp, rows: 0..<mr, cols: 0..<n, kc: kc, kernel: kernel)
-                    RowKernels.softmax(scores, rows: rows, cols: n, kernel: kernel)
-                    if let maps {
-                        (maps + (item * n + row0) * n).update(from: scores, count: rows * n)
-                    }
-                    let pv = GEMMDriver.Problem(
-                        m: rows, n: d, k: n, a: scores, lda: n, aRows: mr,
-                        panels: packed + items * keyFloats + item * valueFloats, panelStride: n * w,
-                        c: context + (s * n + row0) * sh.contextStride + h * d, ldc: sh.contextStride,
-                        alpha: 1, beta: 0, bias: nil, gelu: false)
-                    GEMMDriver.compute(pv, rows: 0..<rows, cols: 0..<d, kc: GEMMDriver.blockK(n), kernel: kernel)
+    /// Packed keys (`[d][32]` panels over the tokens) and values (`[tokens][32]` panels over
+    /// d) of every (sequence, head) item, then the strips.
+    struct FP32Job {
+        let shape: Shape
+        let qkv: UnsafePointer<Float>
+        let scale: Float
+        let context: UnsafeMutablePointer<Float>
+        let maps: UnsafeMutablePointer<Float>?
+        let kernel: GEMMKernel
+        let packed: UnsafeMutablePointer<Float>
+        var keyFloats: Int { (shape.tokens + packedPanelWidth - 1) / packedPanelWidth * shape.headDim * packedPanelWidth }
+        var valueFloats: Int { (shape.headDim + packedPanelWidth - 1) / packedPanelWidth * shape.tokens * packedPanelWidth }
+        var items: Int { shape.sequences * shape.heads }
+        var strips: Int { (shape.tokens + kernel.mr - 1) / kernel.mr }
+
+        func keys(_ item: Int) -> UnsafeMutablePointer<Float> { packed + item * keyFloats }
+        func values(_ item: Int) -> UnsafeMutablePointer<Float> { packed + items * keyFloats + item * valueFloats }
+
+        func pack(_ item: Int) {
+            let sh = shape, n = sh.tokens, d = sh.headDim, c = sh.channels
+            let s = item / sh.heads, h = item % sh.heads
+            let base = qkv + s * n * sh.qkvStride
+            GEMMDriver.packB(transposed: true, b: base + c + h * d, ldb: sh.qkvStride, k: d, n: n, into: keys(item))
+            GEMMDriver.packB(transposed: false, b: base + 2 * c + h * d, ldb: sh.qkvStride, k: n, n: d, into: values(item))
+        }
+
+        func strip(_ task: Int) {
+            let sh = shape, n = sh.tokens, d = sh.headDim, mr = kernel.mr, w = packedPanelWidth
+            let item = task / strips, s = item / sh.heads, h = item % sh.heads
+            let row0 = (task % strips) * mr, rows = min(mr, n - row0)
+            // Q copy [mr][d] (zero rows past the end), scores [mr][n].
+            ScratchPool.shared.withFloats(mr * d + mr * n) { buffer in
+                let q = buffer, scores = buffer + mr * d
+                let src = qkv + (s * n + row0) * sh.qkvStride + h * d
+                for r in 0..<rows { (q + r * d).update(from: src + r * sh.qkvStride, count: d) }
+                if rows < mr { (q + rows * d).update(repeating: 0, count: (mr - rows) * d) }
+                let sp = GEMMDriver.Problem(
+                    m: mr, n: n, k: d, a: q, lda: d, aRows: mr, panels: keys(item), panelStride: d * w,
+                    c: scores, ldc: n, alpha: scale, beta: 0, bias: nil, gelu: false)
+                GEMMDriver.compute(sp, rows: 0..<mr, cols: 0..<n, kc: GEMMDriver.blockK(d), kernel: kernel)
+                RowKernels.softmax(scores, rows: rows, cols: n, kernel: kernel)
+                if let maps {
+                    (maps + (item * n + row0) * n).update(from: scores, count: rows * n)
                 }
+                let pv = GEMMDriver.Problem(
+                    m: rows, n: d, k: n, a: scores, lda: n, aRows: mr, panels: values(item), panelStride: n * w,
+                    c: context + (s * n + row0) * sh.contextStride + h * d, ldc: sh.contextStride,
+                    alpha: 1, beta: 0, bias: nil, gelu: false)
+                GEMMDriver.compute(pv, rows: 0..<rows, cols: 0..<d, kc: GEMMDriver.blockK(n), kernel: kernel)
             }
+        }
+    }
+
+    struct PackTask<Job: AttentionJob>: ComputeTask {
+        let job: Job
+        func callAsFunction(_ i: Int) { job.pack(i) }
+    }
+
+    struct StripTask<Job: AttentionJob>: ComputeTask {
+        let job: Job
+        func callAsFunction(_ i: Int) { job.strip(i) }
+    }
+
+    static func runFP32(_ sh: Shape, qkv: UnsafePointer<Float>, scale: Float, context: UnsafeMutablePointer<Float>,
+                        maps: UnsafeMutablePointer<Float>?, kernel: GEMMKernel, threads: Int) {
+        let n = sh.tokens, d = sh.headDim, w = packedPanelWidth
+        let floats = sh.sequences * sh.heads * ((n + w - 1) / w * d * w + (d + w - 1) / w * n * w)
+        ScratchPool.shared.withFloats(floats) { packed in
+            let job = FP32Job(shape: sh, qkv: qkv, scale: scale, context: context, maps: maps, kernel: kernel, packed: packed)
+            ComputePool.shared.run(job.items, maxThreads: threads, PackTask(job: job))
+            ComputePool.shared.run(job.items * job.strips, maxThreads: threads, StripTask(job: job))
         }
     }
 
     // MARK: bf16 (AMX)
 
-    static func runBF16(_ sh: Shape, qkv: UnsafePointer<Float>, scale: Float, context: UnsafeMutablePointer<Float>,
-                        maps: UnsafeMutablePointer<Float>?, threads: Int?) {
-        let n = sh.tokens, d = sh.headDim, c = sh.channels, w = packedPanelWidth
-        let mr = Int(CED_AMX_MR)
-        let dp = (d + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment
-        let np = (n + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment
-        let keyPanels = (n + w - 1) / w, valuePanels = (d + w - 1) / w
-        // In bf16 elements.
-        let keyElems = keyPanels * dp * w, valueElems = valuePanels * np * w
-        let items = sh.sequences * sh.heads
-        let maxThreads = threadCount(sh, threads: threads)
-        let strips = (n + mr - 1) / mr
-        ScratchPool.shared.withFloats((items * (keyElems + valueElems) + 1) / 2) { raw in
-            let packed = UnsafeMutableRawPointer(raw).bindMemory(to: UInt16.self, capacity: items * (keyElems + valueElems))
-            ComputePool.shared.run(items, maxThreads: maxThreads) { item in
-                let s = item / sh.heads, h = item % sh.heads
-                let base = qkv + s * n * sh.qkvStride
-                ced_bf16_pack_panels(base + c + h * d, Int64(sh.qkvStride), 1, Int64(d), Int64(n),
-                                     packed + item * keyElems, Int64(dp), 1)
-                ced_bf16_pack_panels(base + 2 * c + h * d, Int64(sh.qkvStride), 0, Int64(n), Int64(d),
-                                     packed + items * keyElems + item * valueElems, Int64(np), 1)
-            }
-            ComputePool.shared.run(items * strips, maxThreads: maxThreads) { task in
-                let item = task / strips, strip = task % strips
-                let s = item / sh.heads, h = item % sh.heads
-                let row0 = strip * mr, rows = min(mr, n - row0)
-                // Per strip: Q in bf16 [32][dp], scores fp32 [32][n], P in bf16 [32][np].
-                let floats = mr * n + (mr * dp + mr * np + 1) / 2
-                ScratchPool.shared.withFloats(floats) { buffer in
-                    let scores = buffer
-                    let q = UnsafeMutableRawPointer(buffer + mr * n).bindMemory(to: UInt16.self, capacity: mr * (dp + np))
-                    let p = q + mr * dp
-                    ced_bf16_pack_rows(qkv + (s * n + row0) * sh.qkvStride + h * d, Int64(sh.qkvStride), Int64(rows), Int64(d),
-                                       q, Int64(dp), Int64(mr), Int64(dp), 1)
-                    var g = ced_amx_gemm()
-                    g.a = UnsafePointer(q)
-                    g.lda = Int64(dp)
-                    g.b = UnsafePointer(packed + item * keyElems)
-                    g.panel_stride = Int64(dp * w)
-                    g.k = Int64(dp)
-                    g.c = scores
-                    g.ldc = Int64(n)
-                    g.alpha = scale
-                    g.row_begin = 0
-                    g.row_end = Int32(rows)
-                    g.col_begin = 0
-                    g.col_end = Int32(n)
-                    ced_gemm_bf16_amx(&g)
-                    RowKernels.softmax(scores, rows: rows, cols: n)
-                    if let maps {
-                        (maps + (item * n + row0) * n).update(from: scores, count: rows * n)
-                    }
-                    ced_bf16_pack_rows(scores, Int64(n), Int64(rows), Int64(n), p, Int64(np), Int64(mr), Int64(np), 1)
-                    g.a = UnsafePointer(p)
-                    g.lda = Int64(np)
-                    g.b = UnsafePointer(packed + items * keyElems + item * valueElems)
-                    g.panel_stride = Int64(np * w)
-                    g.k = Int64(np)
-                    g.c = context + (s * n + row0) * sh.contextStride + h * d
-                    g.ldc = Int64(sh.contextStride)
-                    g.alpha = 1
-                    g.col_end = Int32(d)
-                    ced_gemm_bf16_amx(&g)
+    /// bf16 keys and values of every item (k padded to 32: `dp` for keys, `np` for values),
+    /// then strips of 32 query rows.
+    struct BF16Job {
+        let shape: Shape
+        let qkv: UnsafePointer<Float>
+        let scale: Float
+        let context: UnsafeMutablePointer<Float>
+        let maps: UnsafeMutablePointer<Float>?
+        let packed: UnsafeMutablePointer<UInt16>
+        static let mr = Int(CED_AMX_MR)
+        var dp: Int { (shape.headDim + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment }
+        var np: Int { (shape.tokens + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment }
+        var keyElems: Int { (shape.tokens + packedPanelWidth - 1) / packedPanelWidth * dp * packedPanelWidth }
+        var valueElems: Int { (shape.headDim + packedPanelWidth - 1) / packedPanelWidth * np * packedPanelWidth }
+        var items: Int { shape.sequences * shape.heads }
+        var strips: Int { (shape.tokens + Self.mr - 1) / Self.mr }
+
+        func keys(_ item: Int) -> UnsafeMutablePointer<UInt16> { packed + item * keyElems }
+        func values(_ item: Int) -> UnsafeMutablePointer<UInt16> { packed + items * keyElems + item * valueElems }
+
+        func pack(_ item: Int) {
+            let sh = shape, n = sh.tokens, d = sh.headDim, c = sh.channels
+            let s = item / sh.heads, h = item % sh.heads
+            let base = qkv + s * n * sh.qkvStride
+            ced_bf16_pack_panels(base + c + h * d, Int64(sh.qkvStride), 1, Int64(d), Int64(n), keys(item), Int64(dp), 1)
+            ced_bf16_pack_panels(base + 2 * c + h * d, Int64(sh.qkvStride), 0, Int64(n), Int64(d), values(item), Int64(np), 1)
+        }
+
+        func strip(_ task: Int) {
+            let sh = shape, n = sh.tokens, d = sh.headDim, mr = Self.mr, w = packedPanelWidth
+            let dp = self.dp, np = self.np
+            let item = task / strips, s = item / sh.heads, h = item % sh.heads
+            let row0 = (task % strips) * mr, rows = min(mr, n - row0)
+            // Q in bf16 [32][dp], scores fp32 [32][n], P in bf16 [32][np].
+            ScratchPool.shared.withFloats(mr * n + (mr * dp + mr * np + 1) / 2) { buffer in
+                let scores = buffer
+                let q = UnsafeMutableRawPointer(buffer + mr * n).bindMemory(to: UInt16.self, capacity: mr * (dp + np))
+                let p = q + mr * dp
+                ced_bf16_pack_rows(qkv + (s * n + row0) * sh.qkvStride + h * d, Int64(sh.qkvStride), Int64(rows), Int64(d),
+                                   q, Int64(dp), Int64(mr), Int64(dp), 1)
+                var g = ced_amx_gemm()
+                g.a = UnsafePointer(q)
+                g.lda = Int64(dp)
+                g.b = UnsafePointer(keys(item))
+                g.panel_stride = Int64(dp * w)
+                g.k = Int64(dp)
+                g.c = scores
+                g.ldc = Int64(n)
+                g.alpha = scale
+                g.row_begin = 0
+                g.row_end = Int32(rows)
+                g.col_begin = 0
+                g.col_end = Int32(n)
+                ced_gemm_bf16_amx(&g)
+                RowKernels.softmax(scores, rows: rows, cols: n)
+                if let maps {
+                    (maps + (item * n + row0) * n).update(from: scores, count: rows * n)
                 }
+                ced_bf16_pack_rows(scores, Int64(n), Int64(rows), Int64(n), p, Int64(np), Int64(mr), Int64(np), 1)
+                g.a = UnsafePointer(p)
+                g.lda = Int64(np)
+                g.b = UnsafePointer(values(item))
+                g.panel_stride = Int64(np * w)
+                g.k = Int64(np)
+                g.c = context + (s * n + row0) * sh.contextStride + h * d
+                g.ldc = Int64(sh.contextStride)
+                g.alpha = 1
+                g.col_end = Int32(d)
+                ced_gemm_bf16_amx(&g)
             }
         }
     }
+
+    static func runBF16(_ sh: Shape, qkv: UnsafePointer<Float>, scale: Float, context: UnsafeMutablePointer<Float>,
+                        maps: UnsafeMutablePointer<Float>?, threads: Int) {
+        let n = sh.tokens, d = sh.headDim, w = packedPanelWidth, a = bf16KAlignment
+        let dp = (d + a - 1) / a * a, np = (n + a - 1) / a * a
+        let elems = sh.sequences * sh.heads * ((n + w - 1) / w * dp * w + (d + w - 1) / w * np * w)
+        ScratchPool.shared.withFloats((elems + 1) / 2) { raw in
+            let packed = UnsafeMutableRawPointer(raw).bindMemory(to: UInt16.self, capacity: elems)
+            let job = BF16Job(shape: sh, qkv: qkv, scale: scale, context: context, maps: maps, packed: packed)
+            ComputePool.shared.run(job.items, maxThreads: threads, PackTask(job: job))
+            ComputePool.shared.run(job.items * job.strips, maxThreads: threads, StripTask(job: job))
+        }
+    }
 }
+
+/// The two phases of `FusedAttention` (packing per item, then strips).
+protocol AttentionJob {
+    func pack(_ item: Int)
+    func strip(_ task: Int)
+}
+
+extension FusedAttention.FP32Job: AttentionJob {}
+extension FusedAttention.BF16Job: AttentionJob {}

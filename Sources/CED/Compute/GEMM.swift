@@ -348,9 +348,19 @@ enum GEMMDriver {
             return
         }
         let split = Split(p, kernel: kernel, threads: maxThreads)
-        ComputePool.shared.run(split.count, maxThreads: maxThreads) { chunk in
+        ComputePool.shared.run(split.count, maxThreads: maxThreads, Chunks(p: p, split: split, kc: kc, kernel: kernel))
+    }
+
+    /// The chunks of a split product, as a `ComputeTask`.
+    struct Chunks: ComputeTask {
+        let p: Problem
+        let split: Split
+        let kc: Int
+        let kernel: GEMMKernel
+
+        func callAsFunction(_ chunk: Int) {
             let (rows, cols) = split.rectangle(chunk)
-            compute(p, rows: rows, cols: cols, kc: kc, kernel: kernel)
+            GEMMDriver.compute(p, rows: rows, cols: cols, kc: kc, kernel: kernel)
         }
     }
 
@@ -394,7 +404,8 @@ enum GEMMDriver {
                 // B does not stay in L2: group units so each B block read from memory
                 // serves many strips (rows), or is read once for all rows (columns).
                 let per = byRows ? rowTiles : panels
-                chunks = threads * ((per + 8 * threads - 1) / (8 * threads))
+                let g = 8
+                chunks = threads * ((per + g * threads - 1) / (g * threads))
             }
             let unitFlops = 2 * k * (byRows ? mr * n : m * packedPanelWidth)
             let byWork = units * unitFlops / minChunkFlops
@@ -489,17 +500,35 @@ enum BF16Driver {
             let panelCount = (n + packedPanelWidth - 1) / packedPanelWidth
             let split = Split(m: m, n: n, k: k, mr: kernel.mr, threads: maxThreads,
                               packedBBytes: panelCount * kp * packedPanelWidth * 2, minChunkFlops: minChunkFlops(kernel))
-            let abfc = UnsafePointer(abf)
-            func chunk(_ i: Int) {
-                let (rows, cols) = maxThreads == 1 ? (0..<m, 0..<n) : split.rectangle(i)
-                compute(a: abfc, rowsPad: rowsPad, panels: panels, kp: kp, bias: bias, c: c, ldc: ldc,
-                        rows: rows, cols: cols, gelu: gelu, accumulate: accumulate, kernel: kernel)
-            }
+            let task = Chunks(a: UnsafePointer(abf), rowsPad: rowsPad, panels: panels, kp: kp, bias: bias, c: c, ldc: ldc,
+                              split: split, gelu: gelu, accumulate: accumulate, kernel: kernel)
             if maxThreads == 1 {
-                chunk(0)
+                compute(a: task.a, rowsPad: rowsPad, panels: panels, kp: kp, bias: bias, c: c, ldc: ldc,
+                        rows: 0..<m, cols: 0..<n, gelu: gelu, accumulate: accumulate, kernel: kernel)
             } else {
-                ComputePool.shared.run(split.count, maxThreads: maxThreads, chunk)
+                ComputePool.shared.run(split.count, maxThreads: maxThreads, task)
             }
+        }
+    }
+
+    /// The chunks of a split bf16 product, as a `ComputeTask`.
+    struct Chunks: ComputeTask {
+        let a: UnsafePointer<UInt16>
+        let rowsPad: Int
+        let panels: UnsafePointer<UInt16>
+        let kp: Int
+        let bias: UnsafePointer<Float>?
+        let c: UnsafeMutablePointer<Float>
+        let ldc: Int
+        let split: GEMMDriver.Split
+        let gelu: Bool
+        let accumulate: Bool
+        let kernel: BF16Kernel
+
+        func callAsFunction(_ chunk: Int) {
+            let (rows, cols) = split.rectangle(chunk)
+            BF16Driver.compute(a: a, rowsPad: rowsPad, panels: panels, kp: kp, bias: bias, c: c, ldc: ldc,
+                               rows: rows, cols: cols, gelu: gelu, accumulate: accumulate, kernel: kernel)
         }
     }
 
@@ -567,3 +596,4 @@ enum BF16Driver {
         }
     }
 }
+
