@@ -404,8 +404,7 @@ enum GEMMDriver {
                 // B does not stay in L2: group units so each B block read from memory
                 // serves many strips (rows), or is read once for all rows (columns).
                 let per = byRows ? rowTiles : panels
-                let g = 8
-                chunks = threads * ((per + g * threads - 1) / (g * threads))
+                chunks = threads * ((per + 8 * threads - 1) / (8 * threads))
             }
             let unitFlops = 2 * k * (byRows ? mr * n : m * packedPanelWidth)
             let byWork = units * unitFlops / minChunkFlops
@@ -596,4 +595,3 @@ enum BF16Driver {
         }
     }
 }
-
