@@ -27,10 +27,26 @@
 #define G_LN2LO 27
 #define G_TMAX 28
 #define G_SPLIT 29
-#define G_COUNT 30
+// Fast GELU (bf16 precision only): Abramowitz-Stegun 7.1.26 erf (|error| <= 1.5e-7),
+// Φ(−|x|) = 0.5·t·A(t)·exp(−x²/2), t = 1/(1 + p·|x|/√2); coefficients halved.
+#define F_RSQRT2 30
+#define F_P 31
+#define F_A 32       /* A[0..4] = a1/2 .. a5/2 */
+#define F_NLOG2E 37
+#define F_NLN2HI 38
+#define F_NLN2LO 39
+#define F_WMAX 40
+#define F_X 41       /* exp polynomial X[0..5] (Cephes, as the softmax) */
+#define F_AMAX 47
+#define G_COUNT 48
 static const float ced_gelu_table[G_COUNT] __attribute__((aligned(64))) = {
     CED_GELU_P_LIST, CED_GELU_S_LIST, CED_EXP_E_LIST,
     0.5f, 1.0f, 2.0f, -0.5f, CED_LOG2E, CED_LN2_HI, CED_LN2_LO, CED_GELU_TMAX, CED_GELU_SPLIT,
+    0.70710678118654752f, 0.3275911f,
+    0.5f * 0.254829592f, 0.5f * -0.284496736f, 0.5f * 1.421413741f, 0.5f * -1.453152027f, 0.5f * 1.061405429f,
+    -CED_LOG2E, -CED_LN2_HI, -CED_LN2_LO, 80.0f,
+    1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f,
+    20.0f,
 };
 
 #define G_STR2(x) #x
@@ -101,6 +117,50 @@ static const float ced_gelu_table[G_COUNT] __attribute__((aligned(64))) = {
     "vmovaps %%zmm4, %%zmm3%{%%k5%}\n\t"                         /* |x| <= 1: Φ small */ \
     "vmulps %%zmm3, %%zmm" #X ", %%zmm" #X "\n\t"
 
+// Fast GELU of %zmm<X> in place, for the bf16 precision (whose next product rounds the
+// result to bfloat16 anyway): absolute error below 2e-7·max(1, |x|). Temporaries as above.
+#define CED_GELU_FAST_ASM(X) \
+    "vpslld $1, %%zmm" #X ", %%zmm2\n\t" \
+    "vpsrld $1, %%zmm2, %%zmm2\n\t"                             /* a = |x| */ \
+    "vminps " G_B(F_AMAX) ", %%zmm2, %%zmm2\n\t"                 /* (Φ(−20) = 0 in float) */ \
+    "vmulps " G_B(F_RSQRT2) ", %%zmm2, %%zmm3\n\t"              /* z = a/√2 */ \
+    "vbroadcastss " G_L(G_ONE) ", %%zmm4\n\t" \
+    "vfmadd231ps " G_B(F_P) ", %%zmm3, %%zmm4\n\t"              /* d = 1 + p·z */ \
+    "vrcp14ps %%zmm4, %%zmm5\n\t" \
+    "vbroadcastss " G_L(G_TWO) ", %%zmm6\n\t" \
+    "vfnmadd231ps %%zmm5, %%zmm4, %%zmm6\n\t" \
+    "vmulps %%zmm6, %%zmm5, %%zmm5\n\t"                          /* t = 1/d */ \
+    "vbroadcastss " G_L(36) ", %%zmm6\n\t" \
+    "vfmadd213ps " G_B(35) ", %%zmm5, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(34) ", %%zmm5, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(33) ", %%zmm5, %%zmm6\n\t" \
+    "vfmadd213ps " G_B(32) ", %%zmm5, %%zmm6\n\t" \
+    "vmulps %%zmm5, %%zmm6, %%zmm6\n\t"                          /* 0.5·t·A(t) */ \
+    "vmulps %%zmm3, %%zmm3, %%zmm7\n\t" \
+    "vminps " G_B(F_WMAX) ", %%zmm7, %%zmm7\n\t"                 /* w = min(z², 80) */ \
+    "vmulps " G_B(F_NLOG2E) ", %%zmm7, %%zmm8\n\t" \
+    "vrndscaleps $8, %%zmm8, %%zmm8\n\t"                         /* n = round(−w·log2e) */ \
+    "vmulps " G_B(F_NLN2HI) ", %%zmm8, %%zmm9\n\t" \
+    "vsubps %%zmm7, %%zmm9, %%zmm9\n\t" \
+    "vfmadd231ps " G_B(F_NLN2LO) ", %%zmm8, %%zmm9\n\t"         /* r = −w − n·ln2 */ \
+    "vbroadcastss " G_L(41) ", %%zmm4\n\t" \
+    "vfmadd213ps " G_B(42) ", %%zmm9, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(43) ", %%zmm9, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(44) ", %%zmm9, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(45) ", %%zmm9, %%zmm4\n\t" \
+    "vfmadd213ps " G_B(46) ", %%zmm9, %%zmm4\n\t" \
+    "vmulps %%zmm9, %%zmm9, %%zmm7\n\t" \
+    "vaddps " G_B(G_ONE) ", %%zmm9, %%zmm9\n\t" \
+    "vfmadd213ps %%zmm9, %%zmm7, %%zmm4\n\t" \
+    "vscalefps %%zmm8, %%zmm4, %%zmm4\n\t"                       /* exp(−w) */ \
+    "vmulps %%zmm4, %%zmm6, %%zmm6\n\t"                          /* q = Φ(−|x|) */ \
+    "vbroadcastss " G_L(G_ONE) ", %%zmm5\n\t" \
+    "vsubps %%zmm6, %%zmm5, %%zmm5\n\t"                          /* 1 − q */ \
+    "vpxord %%zmm3, %%zmm3, %%zmm3\n\t" \
+    "vcmpps $0x11, %%zmm3, %%zmm" #X ", %%k4\n\t"                /* x < 0 */ \
+    "vmovaps %%zmm6, %%zmm5%{%%k4%}\n\t"                         /* Φ(x) */ \
+    "vmulps %%zmm5, %%zmm" #X ", %%zmm" #X "\n\t"
+
 #define CED_GELU_CLOBBERS "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "k3", "k4", "k5"
 
 CED_AVX512 static inline __mmask16 ced_cols_mask(int32_t lo, int32_t hi, int32_t base) {
@@ -121,7 +181,8 @@ CED_AVX512 void ced_epilogue_avx512(const float *acc, const ced_tile *tile) {
     // Masks go through 32-bit registers with kmovw (AVX-512F; kmovd would need BW).
     const uint32_t mask0 = m0, mask1 = m1;
     const int64_t flags = (tile->alpha != 1.0f ? 1 : 0) | (tile->beta != 0.0f ? 2 : 0) |
-                          (tile->bias ? 4 : 0) | (tile->gelu ? 8 : 0) | (tile->add_c ? 16 : 0);
+                          (tile->bias ? 4 : 0) | (tile->gelu == 1 ? 8 : 0) | (tile->add_c ? 16 : 0) |
+                          (tile->gelu == 2 ? 32 : 0);
     const float *bias = tile->bias ? tile->bias : acc;   // never read when NULL
     const float *alphap = &tile->alpha, *betap = &tile->beta;
     const float *tab = ced_gelu_table;
@@ -154,9 +215,14 @@ CED_AVX512 void ced_epilogue_avx512(const float *acc, const ced_tile *tile) {
             "vaddps %%zmm4, %%zmm1, %%zmm1\n"
             "3:\n\t"
             "test $8, %[flags]\n\t"
-            "jz 4f\n\t"
+            "jz 6f\n\t"
             CED_GELU_ASM(0)
             CED_GELU_ASM(1)
+            "6:\n\t"
+            "test $32, %[flags]\n\t"
+            "jz 4f\n\t"
+            CED_GELU_FAST_ASM(0)
+            CED_GELU_FAST_ASM(1)
             "4:\n\t"
             "test $16, %[flags]\n\t"
             "jz 5f\n\t"
@@ -356,8 +422,26 @@ CED_AVX512 void ced_gelu_avx512(const float *in, float *out, int64_t n) {
     __asm__ volatile("vzeroupper" ::: "memory");  // see ced_tile_avx512
 }
 
+CED_AVX512 void ced_gelu_fast_avx512(const float *in, float *out, int64_t n) {
+    const float *tab = ced_gelu_table;
+    for (int64_t i = 0; i < n; i += 16) {
+        uint32_t mask = n - i >= 16 ? 0xffffu : (uint32_t)((1u << (n - i)) - 1u);
+        __asm__ volatile(
+            "kmovw %[mask], %%k1\n\t"
+            "vmovups (%[in]), %%zmm0%{%%k1%}%{z%}\n\t"
+            CED_GELU_FAST_ASM(0)
+            "vmovups %%zmm0, (%[out])%{%%k1%}\n\t"
+            :
+            : [mask] "r"(mask), [in] "r"(in + i), [out] "r"(out + i), [tab] "r"(tab)
+            : "cc", "memory", "xmm0", CED_GELU_CLOBBERS, "k1");
+    }
+    __asm__ volatile("vzeroupper" ::: "memory");  // see ced_tile_avx512
+}
+
 #else
 void ced_tile_avx512(const ced_tile *tile) { ced_tile_portable(tile); }
 void ced_gelu_avx512(const float *in, float *out, int64_t n);
 void ced_gelu_avx512(const float *in, float *out, int64_t n) { ced_gelu(in, out, n, 0); }
+void ced_gelu_fast_avx512(const float *in, float *out, int64_t n);
+void ced_gelu_fast_avx512(const float *in, float *out, int64_t n) { ced_gelu(in, out, n, 0); }
 #endif

@@ -164,10 +164,30 @@ final class BF16Tests: XCTestCase {
         for kernel in BF16Kernel.available {
             var c = [Float](repeating: .nan, count: 6)
             GEMM.linear(m: 2, a: [0], lda: 0, weight: weight, bias: bias, c: &c, ldc: 3, activation: .gelu, bf16Kernel: kernel)
+            // The bf16 epilogue's GELU: absolute error below 2e-7·max(1, |x|).
             for i in 0..<6 {
-                XCTAssertEqual(Double(c[i]), GEMMTests.geluRef(Double(bias[i % 3])), accuracy: 1e-7, "\(kernel) [\(i)]")
+                let x = Double(bias[i % 3])
+                XCTAssertEqual(Double(c[i]), GEMMTests.geluRef(x), accuracy: 2e-7 * max(1, abs(x)), "\(kernel) [\(i)]")
             }
         }
+    }
+
+    func testFastGELUOfTheBF16Epilogue() throws {
+        if !GEMMKernel.available.contains(.avx512) { throw XCTSkip("the fast GELU is AVX-512 only") }
+        var xs: [Float] = (0...24000).map { Float($0 - 12000) / 1000 }
+        xs += [0, -0.0, 1e-30, -1e-30, 30, -30, 1e30, -1e30, .infinity]
+        var ys = [Float](repeating: 0, count: xs.count)
+        ced_gelu(xs, &ys, Int64(xs.count), 3)
+        var worst = 0.0, at: Float = 0
+        for (x, y) in zip(xs, ys) where x.isFinite {
+            let err = abs(Double(y) - GEMMTests.geluRef(Double(x))) / max(1, abs(Double(x)))
+            if err > worst { worst = err; at = x }
+        }
+        XCTAssertLessThanOrEqual(worst, 2e-7, "fast GELU: error \(worst)·max(1, |x|) at x=\(at)")
+        XCTAssertEqual(ys[xs.count - 1], .infinity)
+        var nan: [Float] = [.nan]
+        ced_gelu(nan, &nan, 1, 3)
+        XCTAssertTrue(nan[0].isNaN)
     }
 
     // MARK: model accuracy

@@ -475,6 +475,8 @@ enum GEMMDriver {
 /// The bfloat16 products behind `GEMM.linear` for bf16 weights: A is rounded to bf16 into
 /// a scratch buffer (zero-padded to 32-row, 32-column multiples), then AMX blocks or
 /// `vdpbf16ps` tiles run over row units × column panels, split across the cores like fp32.
+/// GELU is the fast fp32 approximation (absolute error < 2e-7·max(1, |x|); its output is
+/// rounded to bf16 by the next product anyway).
 enum BF16Driver {
     /// AMX is several times faster than the fp32 kernels, so its calls need more work
     /// before a split pays off.
@@ -556,7 +558,7 @@ enum BF16Driver {
             g.row_end = Int32(rows.upperBound)
             g.col_begin = Int32(cols.lowerBound)
             g.col_end = Int32(cols.upperBound)
-            g.gelu = gelu ? 1 : 0
+            g.gelu = gelu ? 2 : 0
             g.add_c = accumulate ? 1 : 0
             ced_gemm_bf16_amx(&g)
         case .avx512:
@@ -568,7 +570,7 @@ enum BF16Driver {
             tile.k = Int64(kp)
             tile.alpha = 1
             tile.beta = 0
-            tile.gelu = gelu ? 1 : 0
+            tile.gelu = gelu ? 2 : 0
             tile.add_c = accumulate ? 1 : 0
             let aRaw = UnsafeRawPointer(a)
             let bRaw = UnsafeRawPointer(panels)

@@ -11,6 +11,37 @@ enum RowKernels {
         ced_layernorm_rows(x, y, Int64(rows), Int64(cols), weight, bias, eps, kernel.geluVariant)
     }
 
+    /// `layerNorm` split by rows across the cores when there is enough work (the encoder's
+    /// LayerNorms would otherwise leave the other core idle).
+    static func layerNormParallel(_ x: UnsafePointer<Float>, rows: Int, cols: Int, weight: UnsafePointer<Float>,
+                                  bias: UnsafePointer<Float>, eps: Float, into y: UnsafeMutablePointer<Float>) {
+        let pool = ComputePool.shared
+        let tasks = rows * cols >= 1 << 14 ? min(rows, 2 * (pool.workerCount + 1)) : 1
+        if tasks <= 1 {
+            layerNorm(x, rows: rows, cols: cols, weight: weight, bias: bias, eps: eps, into: y)
+            return
+        }
+        pool.run(tasks, maxThreads: pool.workerCount + 1,
+                 LayerNormTask(x: x, y: y, rows: rows, cols: cols, weight: weight, bias: bias, eps: eps, tasks: tasks))
+    }
+
+    struct LayerNormTask: ComputeTask {
+        let x: UnsafePointer<Float>
+        let y: UnsafeMutablePointer<Float>
+        let rows: Int, cols: Int
+        let weight: UnsafePointer<Float>, bias: UnsafePointer<Float>
+        let eps: Float
+        let tasks: Int
+
+        func callAsFunction(_ t: Int) {
+            let lo = t * rows / tasks, hi = (t + 1) * rows / tasks
+            if lo < hi {
+                RowKernels.layerNorm(x + lo * cols, rows: hi - lo, cols: cols, weight: weight, bias: bias, eps: eps,
+                                     into: y + lo * cols)
+            }
+        }
+    }
+
     /// Numerically stable softmax of each row of `cols` floats, in place.
     static func softmax(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, kernel: GEMMKernel = .best) {
         ced_softmax_rows(p, Int64(rows), Int64(cols), kernel.geluVariant)

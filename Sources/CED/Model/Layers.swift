@@ -50,8 +50,8 @@ struct LayerNorm: Sendable {
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         weight.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
-                RowKernels.layerNorm(x, rows: rows, cols: w.count, weight: w.baseAddress!, bias: b.baseAddress!,
-                                     eps: eps, into: y)
+                RowKernels.layerNormParallel(x, rows: rows, cols: w.count, weight: w.baseAddress!, bias: b.baseAddress!,
+                                             eps: eps, into: y)
             }
         }
     }

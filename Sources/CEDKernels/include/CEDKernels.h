@@ -36,7 +36,9 @@ int ced_cpu_features(void);
 /// - `c`: the tile origin (row 0, column 0); only the selected sub-rectangle is touched.
 /// - `beta == 0` means C is not read (NaN/garbage in C is overwritten).
 /// - `bias`: NULL, or the bias of tile column 0 (only selected columns are read).
-/// - `gelu`: nonzero applies exact GELU `x·Φ(x)` after the bias.
+/// - `gelu`: 1 applies exact GELU `x·Φ(x)` after the bias; 2 a faster GELU with absolute
+///   error below 2e-7·max(1, |x|), used by the bf16 precision (AVX-512 epilogue; the other
+///   kernels compute the exact one).
 /// - `add_c`: nonzero adds the old C after the activation (`C += act(alpha·A·B + bias)`,
 ///   a residual connection); use with `beta == 0`.
 typedef struct ced_tile {
@@ -80,7 +82,8 @@ void ced_pack_panels(const float *b, int64_t ldb, int32_t transposed, int64_t k,
 
 /// Exact GELU over `n` floats (`out` may equal `in`) with the same approximation the
 /// GEMM epilogues use (max error about 2 ulp of the result's scale). `variant`:
-/// 2 = AVX-512, 1 = AVX2, 0 = portable; the caller checks the CPU supports it.
+/// 2 = AVX-512, 1 = AVX2, 0 = portable; 3 = the fast AVX-512 GELU of the bf16 epilogue
+/// (`gelu == 2`); the caller checks the CPU supports it.
 void ced_gelu(const float *in, float *out, int64_t n, int32_t variant);
 
 /// Softmax of each of `rows` rows of `cols` floats, in place (max-subtracted; exp accurate
@@ -146,7 +149,7 @@ typedef struct ced_amx_gemm {
     int32_t row_end;
     int32_t col_begin;
     int32_t col_end;
-    /// Nonzero: exact GELU after the bias.
+    /// GELU after the bias: 0 none, 1 exact, 2 fast (see `ced_tile.gelu`).
     int32_t gelu;
     /// Nonzero: add the old C after the activation.
     int32_t add_c;
