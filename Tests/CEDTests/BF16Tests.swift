@@ -139,7 +139,8 @@ final class BF16Tests: XCTestCase {
                     } }
                 }
                 for kernel in BF16Kernel.available {
-                    for threads in [1, 2, nil] as [Int?] {
+                    // Rotate through one thread, two, and automatic.
+                    for threads in [[1, 2, nil][(index + variant) % 3]] as [Int?] {
                         var c = start
                         c.withUnsafeMutableBufferPointer { cp in
                             GEMM.linear(m: m, a: a, lda: lda, weight: weight, bias: useBias ? bias : nil,
