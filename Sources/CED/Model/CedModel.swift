@@ -117,17 +117,18 @@ public final class CedModel: Sendable {
     /// tokens: large enough for efficient matrix products, small enough to bound memory).
     static let chunksPerGroup = 8
 
-    /// A validated, BatchNorm-ed spectrogram and how it splits into chunks.
+    /// A validated spectrogram and how it splits into chunks (BatchNorm is applied as the
+    /// chunks are copied out, so a long recording's mel is not duplicated).
     struct PreparedInput {
-        /// `[n_mels, totalFrames]` after BatchNorm.
-        var normed: [Float]
+        /// `[n_mels, totalFrames]` as given.
+        var mel: [Float]
         var totalFrames: Int
         /// Frames per chunk as fed to the patch embedding (padded when needed).
         var frames: Int
         var chunks: Int
     }
 
-    /// Validates a spectrogram, applies BatchNorm and plans the chunks.
+    /// Validates a spectrogram and plans the chunks.
     func prepare(_ mel: Tensor) throws -> PreparedInput {
         let nMels = config.nMels
         let shape = mel.shape
@@ -148,7 +149,7 @@ public final class CedModel: Sendable {
             length = target
             count = total / target + (total % target != 0 && config.padLast ? 1 : 0)
         }
-        return PreparedInput(normed: initBN(mel.scalars, frames: total), totalFrames: total, frames: length, chunks: count)
+        return PreparedInput(mel: mel.scalars, totalFrames: total, frames: length, chunks: count)
     }
 
     /// Geometry of an encoded group of chunks.
@@ -162,16 +163,18 @@ public final class CedModel: Sendable {
     }
 
     /// Copies chunks `range` of a prepared input into `planes` as `[range.count, n_mels,
-    /// frames]`, the part past the end of the input zero (i.e. padded after BatchNorm).
+    /// frames]`, BatchNorm applied; the part past the end of the input is zero (i.e.
+    /// padded after BatchNorm).
     func fillPlanes(_ input: PreparedInput, chunks range: Range<Int>, into planes: UnsafeMutablePointer<Float>) {
         let nMels = config.nMels, length = input.frames, total = input.totalFrames
         planes.initialize(repeating: 0, count: range.count * nMels * length)
-        input.normed.withUnsafeBufferPointer { src in
+        input.mel.withUnsafeBufferPointer { src in
             for (i, s) in range.enumerated() {
                 let start = s * config.targetLength
                 let n = min(length, total - start)
                 for f in 0..<nMels {
-                    (planes + (i * nMels + f) * length).update(from: src.baseAddress! + f * total + start, count: n)
+                    initBN.normalize(src.baseAddress! + f * total + start, count: n, bin: f,
+                                     into: planes + (i * nMels + f) * length)
                 }
             }
         }

@@ -76,14 +76,10 @@ struct MelBatchNorm: Sendable {
         self.shift = shift
     }
 
-    /// Normalised copy of a row-major `[n_mels, frames]` spectrogram.
-    func callAsFunction(_ mel: [Float], frames: Int) -> [Float] {
-        var out = mel
-        for f in 0..<scale.count {
-            let s = scale[f], b = shift[f]
-            for t in 0..<frames { out[f * frames + t] = mel[f * frames + t] * s + b }
-        }
-        return out
+    /// Normalises `count` frames of mel bin `bin` into `out`.
+    func normalize(_ x: UnsafePointer<Float>, count: Int, bin: Int, into out: UnsafeMutablePointer<Float>) {
+        let s = scale[bin], b = shift[bin]
+        for t in 0..<count { out[t] = x[t] * s + b }
     }
 }
 
