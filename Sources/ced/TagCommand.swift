@@ -115,12 +115,16 @@ struct Tag: ParsableCommand {
         runOrdered(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i -> Result<FileResult, Error> in
             Result {
                 let file = files[i]
-                // Decode and make the mel in a scope of their own, so a long recording's
-                // waveform is released before the model runs (kept only for --window).
+                // Without --window the file is decoded and featurised block by block (a long
+                // recording is never held whole); windows need the waveform to cut from.
                 let (mel, samples, duration, warnings) = try { () throws -> (Tensor, [Float]?, Double, [AudioWarning]) in
+                    if window == nil {
+                        let f = try tagger.features(contentsOf: URL(fileURLWithPath: file.path))
+                        return (f.mel, nil, f.duration, f.warnings)
+                    }
                     let wave = try Waveform(path: file.path, sampleRate: rate)
                     let mel = try tagger.featureExtractor(wave.samples)
-                    return (mel, window != nil ? wave.samples : nil, Double(wave.samples.count) / Double(rate), wave.warnings)
+                    return (mel, wave.samples, Double(wave.samples.count) / Double(rate), wave.warnings)
                 }()
                 let scores = try tagger.model(mel, chunking: chunking)
                 let labels = tagger.config.predictions(from: scores, topK: topK, threshold: threshold)
