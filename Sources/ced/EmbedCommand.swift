@@ -65,7 +65,7 @@ struct Embed: ParsableCommand {
         var failed = missing.count
         for (name, reason) in missing { Terminal.error("\(name): \(reason)") }
         let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)
-        let rate = tagger.samplingRate, pool = self.pool
+        let pool = self.pool
         var names: [String] = []
         var vectors: [Tensor] = []
         let format = resolvedFormat
@@ -80,8 +80,8 @@ struct Embed: ParsableCommand {
         }
         runOrdered(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i -> Result<Tensor, Error> in
             Result {
-                let wave = try Waveform(path: files[i].path, sampleRate: rate)
-                return pool == .mean ? try tagger.embedding(wave.samples) : try tagger.tokens(wave.samples).lastHiddenState
+                let mel = try tagger.features(contentsOf: URL(fileURLWithPath: files[i].path)).mel
+                return pool == .mean ? try tagger.model.encoder.embedding(mel) : try tagger.model.encoder(mel).lastHiddenState
             }
         } consume: { i, result in
             switch result {

@@ -115,11 +115,21 @@ struct Tag: ParsableCommand {
         runOrdered(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i -> Result<FileResult, Error> in
             Result {
                 let file = files[i]
-                let wave = try Waveform(path: file.path, sampleRate: rate)
-                let samples = wave.samples
-                let labels = try tagger.tag(samples, topK: topK, threshold: threshold, chunking: chunking)
+                // Without --window the file is decoded and featurised block by block (a long
+                // recording is never held whole); windows need the waveform to cut from.
+                let (mel, samples, duration, warnings) = try { () throws -> (Tensor, [Float]?, Double, [AudioWarning]) in
+                    if window == nil {
+                        let f = try tagger.features(contentsOf: URL(fileURLWithPath: file.path))
+                        return (f.mel, nil, f.duration, f.warnings)
+                    }
+                    let wave = try Waveform(path: file.path, sampleRate: rate)
+                    let mel = try tagger.featureExtractor(wave.samples)
+                    return (mel, wave.samples, Double(wave.samples.count) / Double(rate), wave.warnings)
+                }()
+                let scores = try tagger.model(mel, chunking: chunking)
+                let labels = tagger.config.predictions(from: scores, topK: topK, threshold: threshold)
                 var segments: [Segment]?
-                if let window, let hop {
+                if let window, let hop, let samples {
                     segments = []
                     let w = max(1, Int((window * Double(rate)).rounded()))
                     let h = max(1, Int((hop * Double(rate)).rounded()))
@@ -133,8 +143,7 @@ struct Tag: ParsableCommand {
                         start += h
                     }
                 }
-                return FileResult(name: file.name, duration: Double(samples.count) / Double(rate),
-                                  labels: labels, segments: segments, warnings: wave.warnings)
+                return FileResult(name: file.name, duration: duration, labels: labels, segments: segments, warnings: warnings)
             }
         } consume: { i, result in
             switch result {

@@ -101,3 +101,33 @@ final class EndToEndGoldenTests: XCTestCase {
         XCTAssertEqual(above.count, scores.scalars.filter { $0 >= 0.5 }.count)
     }
 }
+
+/// End to end from the audio files themselves: decode, downmix, resample, mel, model (1e-4).
+final class FileEndToEndTests: XCTestCase {
+    func check(model name: String) throws {
+        let golden = try Reference.golden(name)
+        let cases = try Reference.cases().filter { $0.model == name }
+        var taggers: [String: CedAudioTagger] = [:]
+        var waves: [String: [Float]] = [:]
+        var worst: Float = 0
+        for c in cases {
+            let tagger = try taggers[c.variant] ?? CedAudioTagger(model: ModelGoldenTests.loadModel(name, variant: c.variant),
+                                                                  featureExtractor: CedFeatureExtractor())
+            taggers[c.variant] = tagger
+            let wave = try waves[c.audio] ?? Waveform(contentsOf: Reference.audio(c.audio)).samples
+            waves[c.audio] = wave
+            for chunking in CedChunking.allCases {
+                let out = try tagger.scores(wave, chunking: chunking)
+                let key = "\(c.audio)/\(c.variant)/output_\(chunking == .hf ? "hf" : "original")"
+                let d = maxAbsDiff(out.scalars, try golden.tensor(key).scalars)
+                XCTAssertLessThanOrEqual(d, 1e-4, "\(name) \(key)")
+                worst = max(worst, d)
+            }
+        }
+        print("\(name): largest file-to-probabilities difference \(worst)")
+    }
+
+    func testMicro() throws { try check(model: "micro") }
+    func testMicroToken() throws { try check(model: "micro-token") }
+    func testTiny() throws { try check(model: "tiny") }
+}

@@ -233,12 +233,23 @@ final class MelEngine: @unchecked Sendable {
     /// Throws the `CedInputError` describing why `x` cannot be featurised, if any.
     func check(_ x: UnsafeBufferPointer<Float>, clip: Int?) throws {
         let prefix = clip.map { "clip \($0) of the batch: " } ?? ""
-        guard !x.isEmpty else {
+        try checkLength(x.count, prefix: prefix)
+        try checkFinite(x, firstIndex: 0, prefix: prefix)
+    }
+
+    /// Throws when a waveform of `count` samples gives no frame.
+    func checkLength(_ count: Int, prefix: String = "") throws {
+        guard count > 0 else {
             throw CedInputError(prefix + "the waveform is empty (need at least 1 sample)")
         }
-        if !center && x.count < nFft {
-            throw CedInputError(prefix + "the waveform has \(x.count) samples, but with center=false at least n_fft = \(nFft) are needed for one frame")
+        if !center && count < nFft {
+            throw CedInputError(prefix + "the waveform has \(count) samples, but with center=false at least n_fft = \(nFft) are needed for one frame")
         }
+    }
+
+    /// Throws for the first NaN or infinite sample of `x`, which starts at sample `firstIndex`.
+    func checkFinite(_ x: UnsafeBufferPointer<Float>, firstIndex: Int, prefix: String = "") throws {
+        guard !x.isEmpty else { return }
         // Fast scan: a float is NaN or ±infinity exactly when its exponent bits are all ones;
         // adding one exponent step to the exponent field then carries into the sign bit.
         let base = x.baseAddress!
@@ -252,7 +263,7 @@ final class MelEngine: @unchecked Sendable {
                 for i in start..<end where !x[i].isFinite {
                     let v = x[i]
                     let what = v.isNaN ? "NaN" : (v > 0 ? "+infinity" : "-infinity")
-                    throw CedInputError(prefix + "sample \(i) of the waveform is \(what)")
+                    throw CedInputError(prefix + "sample \(firstIndex + i) of the waveform is \(what)")
                 }
             }
             start = end
@@ -327,8 +338,14 @@ final class MelEngine: @unchecked Sendable {
     /// Writes frames `range` of `x` into columns of the `[nMels, frameCount]` output at `out`
     /// (dB, before the top_db floor) and returns their largest value. Frames go through the
     /// FFT in pairs, one per lane.
+    ///
+    /// `x` may be a window of a longer signal: it holds samples `origin ..< origin + x.count`
+    /// of a signal of `length` samples (default: `x` is the whole signal), and the frames in
+    /// `range` must only need samples inside the window (after reflection at the signal's
+    /// ends); `out` then has `frameCount` columns and frame `t` goes to column `t − outBase`.
     func computeFrames(_ x: UnsafeBufferPointer<Float>, _ range: Range<Int>, frameCount: Int,
-                       into out: UnsafeMutablePointer<Float>, workspace ws: Workspace) -> Float {
+                       into out: UnsafeMutablePointer<Float>, workspace ws: Workspace,
+                       origin: Int = 0, length: Int? = nil, outBase: Int = 0) -> Float {
         let frame = ws.frame + winOffset
         let re = ws.re, im = ws.im
         var peak = -Float.infinity
@@ -336,7 +353,7 @@ final class MelEngine: @unchecked Sendable {
         while t < range.upperBound {
             let pair = t + 1 < range.upperBound
             // A lone last frame is duplicated into lane 1 and its result ignored.
-            loadFrames(x, t, pair ? t + 1 : t, into: frame)
+            loadFrames(x, t, pair ? t + 1 : t, into: frame, origin: origin, length: length ?? x.count)
             fft.spectrum(ws.frame, outRe: re, outIm: im, workspace: ws.fftWork)
             for k in 0..<nFreqs { re[k] = re[k] * re[k] + im[k] * im[k] }  // power, in place
             for m in 0..<nMels {
@@ -345,7 +362,7 @@ final class MelEngine: @unchecked Sendable {
                 var acc = FFTLanes()
                 for j in 0..<melCount[m] { acc += w[j] * p[j] }
                 let db = Self.decibels(acc)
-                let o = out + m * frameCount + t
+                let o = out + m * frameCount + (t - outBase)
                 o[0] = db.x
                 peak = max(peak, db.x)
                 if pair {
@@ -362,21 +379,22 @@ final class MelEngine: @unchecked Sendable {
     /// the window's first sample inside the `n_fft` buffer).
     @inline(__always)
     private func loadFrames(_ x: UnsafeBufferPointer<Float>, _ a: Int, _ b: Int,
-                            into frame: UnsafeMutablePointer<FFTLanes>) {
+                            into frame: UnsafeMutablePointer<FFTLanes>, origin: Int, length count: Int) {
         let src = x.baseAddress!
-        let count = x.count
         let firstA = a * hop - pad + winOffset
         let firstB = b * hop - pad + winOffset
-        if firstA >= 0 && firstB >= 0 && firstA + winLength <= count && firstB + winLength <= count {
-            let sa = src + firstA, sb = src + firstB
+        if firstA >= origin && firstB >= origin && firstA + winLength <= origin + x.count && firstB + winLength <= origin + x.count
+            && firstA + winLength <= count && firstB + winLength <= count {
+            let sa = src + (firstA - origin), sb = src + (firstB - origin)
             for r in 0..<winLength {
                 frame[r] = window[r] * FFTLanes(Double(sa[r]), Double(sb[r]))
             }
         } else {
             for r in 0..<winLength {
-                let va = src[Self.reflect(firstA + r, count: count)]
-                let vb = src[Self.reflect(firstB + r, count: count)]
-                frame[r] = window[r] * FFTLanes(Double(va), Double(vb))
+                let ia = Self.reflect(firstA + r, count: count) - origin
+                let ib = Self.reflect(firstB + r, count: count) - origin
+                precondition(ia >= 0 && ia < x.count && ib >= 0 && ib < x.count, "frame outside the sample window")
+                frame[r] = window[r] * FFTLanes(Double(src[ia]), Double(src[ib]))
             }
         }
     }

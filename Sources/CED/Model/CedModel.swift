@@ -117,10 +117,10 @@ public final class CedModel: Sendable {
     /// tokens: large enough for efficient matrix products, small enough to bound memory).
     static let chunksPerGroup = 8
 
-    /// A validated spectrogram and how it splits into chunks (BatchNorm is applied when
-    /// chunks are copied into the workspace, so preparing allocates nothing).
+    /// A validated spectrogram and how it splits into chunks (BatchNorm is applied as the
+    /// chunks are copied out, so a long recording's mel is not duplicated).
     struct PreparedInput {
-        /// `[n_mels, totalFrames]` as given (before BatchNorm).
+        /// `[n_mels, totalFrames]` as given.
         var mel: [Float]
         var totalFrames: Int
         /// Frames per chunk as fed to the patch embedding (padded when needed).
@@ -163,7 +163,7 @@ public final class CedModel: Sendable {
     }
 
     /// Copies chunks `range` of a prepared input into `planes` as `[range.count, n_mels,
-    /// frames]` with BatchNorm applied, the part past the end of the input zero (i.e.
+    /// frames]`, BatchNorm applied; the part past the end of the input is zero (i.e.
     /// padded after BatchNorm).
     func fillPlanes(_ input: PreparedInput, chunks range: Range<Int>, into planes: UnsafeMutablePointer<Float>) {
         let nMels = config.nMels, length = input.frames, total = input.totalFrames
@@ -173,7 +173,8 @@ public final class CedModel: Sendable {
                 let start = s * config.targetLength
                 let n = min(length, total - start)
                 for f in 0..<nMels {
-                    initBN.apply(bin: f, src.baseAddress! + f * total + start, count: n, into: planes + (i * nMels + f) * length)
+                    initBN.normalize(src.baseAddress! + f * total + start, count: n, bin: f,
+                                     into: planes + (i * nMels + f) * length)
                 }
             }
         }

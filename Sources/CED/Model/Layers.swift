@@ -78,9 +78,8 @@ struct MelBatchNorm: Sendable {
         self.shift = shift
     }
 
-    /// `count` values of mel bin `bin`, normalised into `out`.
-    @inline(__always)
-    func apply(bin: Int, _ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+    /// Normalises `count` frames of mel bin `bin` into `out`.
+    func normalize(_ x: UnsafePointer<Float>, count: Int, bin: Int, into out: UnsafeMutablePointer<Float>) {
         let s = scale[bin], b = shift[bin]
         for t in 0..<count { out[t] = x[t] * s + b }
     }
