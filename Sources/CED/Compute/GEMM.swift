@@ -20,6 +20,11 @@ import Foundation
 //   - The AVX-512 and AVX2 k loops (and the AVX-512 epilogue with GELU) are inline
 //     assembly, so debug builds, where SwiftPM compiles C at -O0, run them at release
 //     speed; only the Swift loops around them are slower in debug.
+//   - bf16 weights (CedPrecision.bf16) are packed as bf16 k-pair panels; BF16Driver rounds
+//     A to bf16 per call and runs AMX 32×32 blocks or vdpbf16ps 14×32 tiles with the same
+//     fp32 epilogue and thread split.
+//   - Parallel regions hand ComputePool a value type (ComputeTask), so a forward pass
+//     allocates nothing.
 
 /// Activation applied in a GEMM epilogue.
 public enum Activation: Sendable {
