@@ -4,6 +4,7 @@
 
 #include "CEDKernels.h"
 #include <math.h>
+#include <string.h>
 
 // exp(x) for the softmax, x <= 0: x = n·ln2 + r with |r| <= ln2/2, exp(r) by the Cephes
 // degree-6 polynomial, times 2^n. Below -87.3 the result would be subnormal and is 0: it
@@ -155,6 +156,54 @@ AVX512 static void layernorm_avx512(const float *x, float *y, int64_t rows, int6
     }
 }
 
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512bf16,fma")))
+
+static inline __mmask16 mask_below(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1u) : (__mmask16)0;
+}
+
+AVX512BF16 static void softmax_bf16_avx512(const float *s, int64_t rows, int64_t cols, int64_t lds,
+                                           uint16_t *p, int64_t ldp, int64_t rows_pad, int64_t cols_pad,
+                                           float *inv_sum) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *row = s + i * lds;
+        uint16_t *out = p + i * ldp;
+        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+        int64_t j = 0;
+        for (; j + 32 <= cols; j += 32) {
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(row + j));
+            m1 = _mm512_max_ps(m1, _mm512_loadu_ps(row + j + 16));
+        }
+        for (; j < cols; j += 16) {
+            __mmask16 k = mask_below(cols - j);
+            m0 = _mm512_mask_max_ps(m0, k, m0, _mm512_maskz_loadu_ps(k, row + j));
+        }
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_max_ps(m0, m1)));
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+        for (j = 0; j < cols_pad; j += 32) {
+            __mmask16 k0 = mask_below(cols - j), k1 = mask_below(cols - j - 16);
+            __m512 e0 = _mm512_maskz_mov_ps(k0, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k0, row + j), m)));
+            __m512 e1 = _mm512_maskz_mov_ps(k1, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k1, row + j + 16), m)));
+            s0 = _mm512_add_ps(s0, e0);
+            s1 = _mm512_add_ps(s1, e1);
+            _mm512_storeu_si512((void *)(out + j), (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+        }
+        inv_sum[i] = 1.0f / _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    }
+    for (int64_t i = rows; i < rows_pad; i++) memset(p + i * ldp, 0, (size_t)cols_pad * sizeof(uint16_t));
+}
+
+AVX512 static void scale_rows_avx512(float *c, int64_t ldc, int64_t rows, int64_t cols, const float *scale) {
+    for (int64_t i = 0; i < rows; i++) {
+        float *row = c + i * ldc;
+        __m512 f = _mm512_set1_ps(scale[i]);
+        for (int64_t j = 0; j < cols; j += 16) {
+            __mmask16 k = mask_below(cols - j);
+            _mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), f));
+        }
+    }
+}
+
 AVX2 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -244,6 +293,28 @@ void ced_softmax_rows(float *p, int64_t rows, int64_t cols, int32_t variant) {
     if (variant == 1) { softmax_avx2(p, rows, cols); return; }
 #endif
     softmax_portable(p, rows, cols);
+}
+
+void ced_softmax_rows_bf16(const float *s, int64_t rows, int64_t cols, int64_t lds,
+                           uint16_t *p, int64_t ldp, int64_t rows_pad, int64_t cols_pad, float *inv_sum) {
+#if defined(__x86_64__)
+    softmax_bf16_avx512(s, rows, cols, lds, p, ldp, rows_pad, cols_pad, inv_sum);
+    __asm__ volatile("vzeroupper" ::: "memory");
+#else
+    (void)s; (void)rows; (void)cols; (void)lds; (void)p; (void)ldp; (void)rows_pad; (void)cols_pad; (void)inv_sum;
+    __builtin_trap();
+#endif
+}
+
+void ced_scale_rows(float *c, int64_t ldc, int64_t rows, int64_t cols, const float *scale, int32_t variant) {
+#if defined(__x86_64__)
+    if (variant == 2) {
+        scale_rows_avx512(c, ldc, rows, cols, scale);
+        __asm__ volatile("vzeroupper" ::: "memory");
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < rows; i++) for (int64_t j = 0; j < cols; j++) c[i * ldc + j] *= scale[i];
 }
 
 void ced_layernorm_rows(const float *x, float *y, int64_t rows, int64_t cols,

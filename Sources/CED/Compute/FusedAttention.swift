@@ -151,8 +151,8 @@ enum FusedAttention {
             let dp = self.dp, np = self.np
             let item = task / strips, s = item / sh.heads, h = item % sh.heads
             let row0 = (task % strips) * mr, rows = min(mr, n - row0)
-            // Q in bf16 [32][dp], scores fp32 [32][n], P in bf16 [32][np].
-            ScratchPool.shared.withFloats(mr * n + (mr * dp + mr * np + 1) / 2) { buffer in
+            // Q in bf16 [32][dp], scores fp32 [32][n], P in bf16 [32][np], 1/row sums [32].
+            ScratchPool.shared.withFloats(mr * n + (mr * dp + mr * np + 1) / 2 + mr) { buffer in
                 let scores = buffer
                 let q = UnsafeMutableRawPointer(buffer + mr * n).bindMemory(to: UInt16.self, capacity: mr * (dp + np))
                 let p = q + mr * dp
@@ -172,11 +172,16 @@ enum FusedAttention {
                 g.col_begin = 0
                 g.col_end = Int32(n)
                 ced_gemm_bf16_amx(&g)
-                RowKernels.softmax(scores, rows: rows, cols: n)
+                // Without maps to return, P stays unnormalised (exp(s − max) straight to bf16)
+                // and the context rows are divided by the sums afterwards: one pass less.
+                let invSum = buffer + mr * n + (mr * dp + mr * np + 1) / 2
                 if let maps {
+                    RowKernels.softmax(scores, rows: rows, cols: n)
                     (maps + (item * n + row0) * n).update(from: scores, count: rows * n)
+                    ced_bf16_pack_rows(scores, Int64(n), Int64(rows), Int64(n), p, Int64(np), Int64(mr), Int64(np), 1)
+                } else {
+                    ced_softmax_rows_bf16(scores, Int64(rows), Int64(n), Int64(n), p, Int64(np), Int64(mr), Int64(np), invSum)
                 }
-                ced_bf16_pack_rows(scores, Int64(n), Int64(rows), Int64(n), p, Int64(np), Int64(mr), Int64(np), 1)
                 g.a = UnsafePointer(p)
                 g.lda = Int64(np)
                 g.b = UnsafePointer(values(item))
@@ -187,6 +192,9 @@ enum FusedAttention {
                 g.alpha = 1
                 g.col_end = Int32(d)
                 ced_gemm_bf16_amx(&g)
+                if maps == nil {
+                    ced_scale_rows(g.c, Int64(sh.contextStride), Int64(rows), Int64(d), invSum, 2)
+                }
             }
         }
     }

@@ -90,6 +90,18 @@ void ced_gelu(const float *in, float *out, int64_t n, int32_t variant);
 /// to about 1 ulp; arguments below -87.3 give 0). `variant` as for ced_gelu.
 void ced_softmax_rows(float *p, int64_t rows, int64_t cols, int32_t variant);
 
+/// Unnormalised softmax into bf16, for attention on AMX: for each of `rows` rows of `s`
+/// (`cols` floats, row stride `lds`), `p[j] = bf16(exp(s[j] − max))` (row stride `ldp`,
+/// zeros for columns [cols, cols_pad) and rows [rows, rows_pad)) and `inv_sum[i] =
+/// 1/Σ exp(s[j] − max)`; the caller scales the product P·V by it (`ced_scale_rows`).
+/// `cols_pad` a multiple of 32. Call only when ced_cpu_features() has CED_CPU_AVX512_BF16.
+void ced_softmax_rows_bf16(const float *s, int64_t rows, int64_t cols, int64_t lds,
+                           uint16_t *p, int64_t ldp, int64_t rows_pad, int64_t cols_pad, float *inv_sum);
+
+/// `c[i][j] *= scale[i]` for `rows` rows of `cols` floats (row stride `ldc`). `variant` as
+/// for ced_gelu (2 = AVX-512, else portable).
+void ced_scale_rows(float *c, int64_t ldc, int64_t rows, int64_t cols, const float *scale, int32_t variant);
+
 /// LayerNorm of each of `rows` rows of `cols` floats: `(x − mean)/sqrt(var + eps)·w + b`
 /// (two passes, float32 sums). `y` may equal `x`. `variant` as for ced_gelu.
 void ced_layernorm_rows(const float *x, float *y, int64_t rows, int64_t cols,
