@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The CED speed benchmark in one command: Swift (`ced bench`, release build) beside ONNX
+# Runtime (PyPI's onnxruntime in a private venv) on the same clip and thread count, then
+# `ced tag` throughput and peak memory; prints the README's "Speed" table.
+#
+#   scripts/bench.sh            full run (about 10 minutes on 2 cores)
+#   scripts/bench.sh --quick    a smoke run with few repetitions (numbers not meaningful)
+#
+# Environment: CED_SHARED_DIR (default ../shared: the reference tiny model and ONNX files),
+# CED_BENCH_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/ced-bench: venv, generated ONNX models
+# and audio, results), PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=20 WARMUP=3 CLIPS=100 REPEAT=2 HOURS=1
+if [[ "${1:-}" == "--quick" ]]; then RUNS=3 WARMUP=1 CLIPS=10 REPEAT=1 HOURS=0.05; shift; fi
+if [[ $# -gt 0 ]]; then echo "usage: scripts/bench.sh [--quick]" >&2; exit 2; fi
+
+SHARED="${CED_SHARED_DIR:-../shared}"
+CACHE="${CED_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ced-bench}"
+mkdir -p "$CACHE"
+CACHE="$(cd "$CACHE" && pwd)"
+OUT="$CACHE/results/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+
+echo "== building ced (release)" >&2
+swift build -c release --product ced >&2
+CED="$(swift build -c release --show-bin-path)/ced"
+
+echo "== python venv with onnxruntime ($CACHE/venv)" >&2
+VENV="$CACHE/venv"
+if ! "$VENV/bin/python" -c 'import onnxruntime, onnx, numpy' 2>/dev/null; then
+  "${PYTHON:-python3}" -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip >&2
+  "$VENV/bin/pip" install --quiet onnxruntime onnx numpy >&2
+fi
+PY="$VENV/bin/python"
+
+echo "== allocation counter" >&2
+cc -O2 -shared -fPIC -o "$CACHE/alloc_count.so" scripts/alloc_count.c
+
+TINY=()
+REF_ONNX=()
+if [[ -f "$SHARED/reference/models/tiny/config.json" ]]; then
+  TINY=(--tiny "$SHARED/reference/models/tiny")
+  REF_ONNX=(--reference-onnx "$SHARED/reference/onnx")
+else
+  echo "warning: $SHARED/reference not found: tiny uses random weights, no authors' ONNX files" >&2
+fi
+
+echo "== load: $(cat /proc/loadavg)" >&2
+echo "== Swift: ced bench" >&2
+LD_PRELOAD="$CACHE/alloc_count.so" "$CED" bench "${TINY[@]}" --runs "$RUNS" --warmup "$WARMUP" \
+  --export "$CACHE/export" --format json > "$OUT/swift.json"
+
+echo "== ONNX Runtime" >&2
+"$PY" scripts/ort_bench.py --export "$CACHE/export" "${REF_ONNX[@]}" --cache "$CACHE/onnx" \
+  --threads 2 --runs "$RUNS" --warmup "$WARMUP" --swift "$OUT/swift.json" --out "$OUT/ort.json" >&2
+
+echo "== ced tag: throughput and peak memory" >&2
+TINY_MODEL="${TINY[1]:-$CACHE/export/models/ced-tiny}"
+"$PY" scripts/cli_bench.py --ced "$CED" --model "tiny=$TINY_MODEL" --model "base=$CACHE/export/models/ced-base" \
+  --workdir "$CACHE/audio" --clips "$CLIPS" --repeat "$REPEAT" --hours "$HOURS" --out "$OUT/cli.json" >&2
+
+echo "== load after: $(cat /proc/loadavg)" >&2
+"$PY" scripts/bench_report.py "$OUT" | tee "$OUT/report.md"
+echo >&2
+echo "results: $OUT" >&2
