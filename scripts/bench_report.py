@@ -16,6 +16,43 @@ def load(d, name):
     return json.load(open(path)) if os.path.exists(path) else None
 
 
+def rounds(d, prefix):
+    """The JSON files `prefix-N.json` of DIR (one per round), in round order."""
+    names = sorted((f for f in os.listdir(d) if f.startswith(prefix + "-") and f.endswith(".json")),
+                   key=lambda f: int(f[len(prefix) + 1:-5]))
+    return [json.load(open(os.path.join(d, f))) for f in names]
+
+
+def keep_best(figures):
+    """Of one figure's timings from several rounds, the one with the lowest best."""
+    figures = [f for f in figures if f]
+    return min(figures, key=lambda f: f["best_ms"]) if figures else None
+
+
+def merge_swift(runs):
+    merged = json.loads(json.dumps(runs[0]))
+    for r in merged["results"]:
+        same = [x for run in runs for x in run["results"] if (x["model"], x["precision"]) == (r["model"], r["precision"])]
+        for key in ("mel_to_probs", "wav_to_probs"):
+            r[key] = keep_best([x[key] for x in same])
+    for key in merged["front_end"]:
+        merged["front_end"][key] = keep_best([run["front_end"][key] for run in runs])
+    merged["rounds"] = len(runs)
+    merged["machine"]["load_average"] = " / ".join(run["machine"]["load_average"] for run in runs)
+    return merged
+
+
+def merge_ort(runs):
+    if not runs:
+        return None
+    merged = json.loads(json.dumps(runs[0]))
+    for size, entry in merged["models"].items():
+        for key, fig in entry.items():
+            best = keep_best([run["models"].get(size, {}).get(key) for run in runs])
+            fig.update({k: best[k] for k in ("best_ms", "median_ms", "mean_ms", "runs")})
+    return merged
+
+
 def ms(fig):
     if not fig:
         return "–"
@@ -30,16 +67,18 @@ def ratio(a, b):
 
 def main():
     d = sys.argv[1]
-    swift, ortj, cli = load(d, "swift.json"), load(d, "ort.json"), load(d, "cli.json")
+    swift, ortj, cli = merge_swift(rounds(d, "swift")), merge_ort(rounds(d, "ort")), load(d, "cli.json")
     res = {(r["model"], r["precision"]): r for r in swift["results"]}
     ort_models = (ortj or {}).get("models", {})
     m = swift["machine"]
     s = swift["settings"]
     out = []
-    out.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['cpu_flags']}); load average before the run {m['load_average']}; "
-               f"{swift['date'][:10]}.")
+    out.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['cpu_flags']}); {swift['date'][:10]}; "
+               f"load average (1/5/15 min) at the start of each round: {m['load_average']}.")
     ort_line = (f"ONNX Runtime {ortj['onnxruntime']} with {ortj['threads']} intra-op threads (inter-op 1, sequential, all graph "
                 f"optimisations)") if ortj else "ONNX Runtime: not run"
+    if swift["rounds"] > 1:
+        ort_line += f"; Swift and ORT took turns for {swift['rounds']} rounds and each figure is from its best round"
     out.append(f"One {s['clip_seconds']:.2f} s clip ({s['frames']} frames), batch 1; Swift uses both cores ({s['threads']} threads); "
                f"{ort_line}. Each cell: best of {s['runs']} runs after {s['warmup']} warm-up, median in parentheses, ms. "
                "The machine was shared with other work, so best-of is the figure to read.")
