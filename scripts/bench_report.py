@@ -38,7 +38,6 @@ def merge_swift(runs):
     for key in merged["front_end"]:
         merged["front_end"][key] = keep_best([run["front_end"][key] for run in runs])
     merged["rounds"] = len(runs)
-    merged["machine"]["load_average"] = " / ".join(run["machine"]["load_average"] for run in runs)
     return merged
 
 
@@ -73,15 +72,19 @@ def main():
     m = swift["machine"]
     s = swift["settings"]
     out = []
-    out.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['cpu_flags']}); {swift['date'][:10]}; "
-               f"load average (1/5/15 min) at the start of each round: {m['load_average']}.")
+    out.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['cpu_flags']}); {swift['date'][:10]}.")
+    noise_path = os.path.join(d, "noise.jsonl")
+    if os.path.exists(noise_path):
+        phases = [json.loads(line) for line in open(noise_path) if line.strip()]
+        out.append("Other processes on the machine used " + ", ".join(
+            f"{p['other_share'] * 100:.0f} % ({p['phase']})" for p in phases) + " of its CPU time during this run.")
     ort_line = (f"ONNX Runtime {ortj['onnxruntime']} with {ortj['threads']} intra-op threads (inter-op 1, sequential, all graph "
                 f"optimisations)") if ortj else "ONNX Runtime: not run"
     if swift["rounds"] > 1:
         ort_line += f"; Swift and ORT took turns for {swift['rounds']} rounds and each figure is from its best round"
     out.append(f"One {s['clip_seconds']:.2f} s clip ({s['frames']} frames), batch 1; Swift uses both cores ({s['threads']} threads); "
                f"{ort_line}. Each cell: best of {s['runs']} runs after {s['warmup']} warm-up, median in parentheses, ms. "
-               "The machine was shared with other work, so best-of is the figure to read.")
+               "When the machine is shared, the best is the figure to read.")
     out.append("")
     out.append("| model | Swift fp32 mel→probs | Swift bf16 mel→probs | ORT fp32 mel→probs | ORT int8 mel→probs "
                "| fp32 / ORT fp32 | bf16 / ORT fp32 | bf16 / ORT int8 | Swift fp32 WAV→probs | Swift bf16 WAV→probs "

@@ -89,6 +89,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        let loadAtStart = Machine.loadAverage
         let fm = FileManager.default
         let scratch = fm.temporaryDirectory.appendingPathComponent("ced-bench-\(getpid())")
         try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -169,7 +170,7 @@ struct Bench: ParsableCommand {
         let settings = Settings(runs: runs, warmup: warmup, clipSeconds: clip.duration,
                                 frames: frames, wav: wav ?? "generated 16 kHz mono s16", threads: ProcessInfo.processInfo.activeProcessorCount)
         switch format {
-        case .json: print(Self.json(settings: settings, frontEnd: frontEnd, results: results, export: export))
+        case .json: print(Self.json(settings: settings, frontEnd: frontEnd, results: results, export: export, load: loadAtStart))
         case .table: print(Self.table(settings: settings, frontEnd: frontEnd, results: results))
         }
     }
@@ -207,10 +208,10 @@ struct Bench: ParsableCommand {
         }
     }
 
-    static func json(settings s: Settings, frontEnd: [(String, Timing)], results: [BenchResult], export: String?) -> String {
+    static func json(settings s: Settings, frontEnd: [(String, Timing)], results: [BenchResult], export: String?, load: String) -> String {
         var o = "{\n"
         o += "  \"tool\": \"ced bench\", \"version\": \(cedVersion.jsonQuoted), \"date\": \(ISO8601DateFormatter().string(from: Date()).jsonQuoted),\n"
-        o += "  \"machine\": {\"cpu\": \(Machine.cpuModel.jsonQuoted), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"cpu_flags\": \(Machine.vectorFlags.jsonQuoted), \"load_average\": \(Machine.loadAverage.jsonQuoted)},\n"
+        o += "  \"machine\": {\"cpu\": \(Machine.cpuModel.jsonQuoted), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"cpu_flags\": \(Machine.vectorFlags.jsonQuoted), \"load_average_at_start\": \(load.jsonQuoted)},\n"
         o += "  \"settings\": {\"runs\": \(s.runs), \"warmup\": \(s.warmup), \"clip_seconds\": \(jsonNumber(s.clipSeconds)), \"frames\": \(s.frames), \"wav\": \(s.wav.jsonQuoted), \"threads\": \(s.threads), \"allocation_counter\": \(AllocationCounter.available)},\n"
         o += "  \"front_end\": {" + frontEnd.map { "\($0.0.jsonQuoted): \($0.1.json)" }.joined(separator: ", ") + "},\n"
         o += "  \"results\": [\n"
