@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The CED speed benchmark in one command: Swift (`ced bench`, release build) beside ONNX
+# Runtime (PyPI's onnxruntime in a private venv) on the same clip and thread count, then
+# `ced tag` throughput and peak memory; prints the README's "Speed" table.
+#
+#   scripts/bench.sh            full run (about 10 minutes on 2 cores)
+#   scripts/bench.sh --quick    a smoke run with few repetitions (numbers not meaningful)
+#
+# Environment: CED_SHARED_DIR (default ../shared: the reference tiny model and ONNX files),
+# CED_BENCH_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/ced-bench: venv, generated ONNX models
+# and audio, results), PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=20 WARMUP=3 ROUNDS=2 CLIPS=100 REPEAT=2 HOURS=1
+if [[ "${1:-}" == "--quick" ]]; then RUNS=3 WARMUP=1 ROUNDS=1 CLIPS=10 REPEAT=1 HOURS=0.05; shift; fi
+if [[ $# -gt 0 ]]; then echo "usage: scripts/bench.sh [--quick]" >&2; exit 2; fi
+
+SHARED="${CED_SHARED_DIR:-../shared}"
+CACHE="${CED_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ced-bench}"
+mkdir -p "$CACHE"
+CACHE="$(cd "$CACHE" && pwd)"
+OUT="$CACHE/results/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+
+echo "== building ced (release)" >&2
+swift build -c release --product ced >&2
+CED="$(swift build -c release --show-bin-path)/ced"
+
+echo "== python venv with onnxruntime ($CACHE/venv)" >&2
+VENV="$CACHE/venv"
+if ! "$VENV/bin/python" -c 'import onnxruntime, onnx, numpy' 2>/dev/null; then
+  "${PYTHON:-python3}" -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip >&2
+  "$VENV/bin/pip" install --quiet onnxruntime onnx numpy >&2
+fi
+PY="$VENV/bin/python"
+
+echo "== allocation counter" >&2
+cc -O2 -shared -fPIC -o "$CACHE/alloc_count.so" scripts/alloc_count.c
+
+# How much of the machine other processes used during each phase: all busy CPU time
+# (/proc/stat) minus the CPU time of this script's own children (bash `times`).
+HZ=$(getconf CLK_TCK)
+CORES=$(nproc)
+phase_start() {
+  times > "$OUT/.times"
+  P_CPU=$(awk 'NR==2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] } printf "%.2f", t }' "$OUT/.times")
+  P_BUSY=$(awk -v hz="$HZ" '/^cpu /{ printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat)
+  P_WALL=$(date +%s.%N)
+}
+phase_end() {
+  times > "$OUT/.times"
+  local cpu busy wall
+  cpu=$(awk 'NR==2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] } printf "%.2f", t }' "$OUT/.times")
+  busy=$(awk -v hz="$HZ" '/^cpu /{ printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat)
+  wall=$(date +%s.%N)
+  awk -v phase="$1" -v c0="$P_CPU" -v c1="$cpu" -v b0="$P_BUSY" -v b1="$busy" -v w0="$P_WALL" -v w1="$wall" -v n="$CORES" 'BEGIN {
+    other = (b1 - b0) - (c1 - c0); if (other < 0) other = 0; w = w1 - w0
+    printf "{\"phase\": \"%s\", \"wall_s\": %.1f, \"other_cpu_s\": %.1f, \"other_share\": %.3f}\n", phase, w, other, other / (n * w)
+  }' >> "$OUT/noise.jsonl"
+  rm -f "$OUT/.times"
+}
+
+TINY=()
+REF_ONNX=()
+if [[ -f "$SHARED/reference/models/tiny/config.json" ]]; then
+  TINY=(--tiny "$SHARED/reference/models/tiny")
+  REF_ONNX=(--reference-onnx "$SHARED/reference/onnx")
+else
+  echo "warning: $SHARED/reference not found: tiny uses random weights, no authors' ONNX files" >&2
+fi
+
+# Swift and ONNX Runtime take turns for $ROUNDS rounds; the report keeps each figure's best
+# round, so a burst of other work on the machine is unlikely to hit one side only.
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round/$ROUNDS, load: $(cat /proc/loadavg)" >&2
+  phase_start
+  echo "== Swift: ced bench" >&2
+  EXPORT=()
+  if [[ $round == 1 ]]; then EXPORT=(--export "$CACHE/export"); fi
+  LD_PRELOAD="$CACHE/alloc_count.so" "$CED" bench "${TINY[@]}" --runs "$RUNS" --warmup "$WARMUP" \
+    "${EXPORT[@]}" --format json > "$OUT/swift-$round.json"
+
+  echo "== ONNX Runtime" >&2
+  "$PY" scripts/ort_bench.py --export "$CACHE/export" "${REF_ONNX[@]}" --cache "$CACHE/onnx" \
+    --threads 2 --runs "$RUNS" --warmup "$WARMUP" --swift "$OUT/swift-$round.json" --out "$OUT/ort-$round.json" >&2
+  phase_end "round $round"
+done
+
+echo "== ced tag: throughput and peak memory" >&2
+TINY_MODEL="${TINY[1]:-$CACHE/export/models/ced-tiny}"
+phase_start
+"$PY" scripts/cli_bench.py --ced "$CED" --model "tiny=$TINY_MODEL" --model "base=$CACHE/export/models/ced-base" \
+  --workdir "$CACHE/audio" --clips "$CLIPS" --repeat "$REPEAT" --hours "$HOURS" --out "$OUT/cli.json" >&2
+phase_end "ced tag"
+
+cat "$OUT/noise.jsonl" >&2
+"$PY" scripts/bench_report.py "$OUT" | tee "$OUT/report.md"
+echo >&2
+echo "results: $OUT" >&2

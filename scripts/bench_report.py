@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Merges one run of scripts/bench.sh (swift.json, ort.json, cli.json in DIR) into the
+Markdown table of the README's "Speed" section, with the issue's targets checked."""
+import json
+import os
+import sys
+
+# Fixed reference values: PyTorch eager wave -> probs, 10 s clip, batch 1, measured on this
+# machine kind by ../shared/reference/README.md. Not measured by this benchmark.
+PYTORCH_REFERENCE_MS = {"tiny": 46, "mini": 45, "small": 96, "base": 345}
+SIZES = ["tiny", "mini", "small", "base"]
+
+
+def load(d, name):
+    path = os.path.join(d, name)
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def rounds(d, prefix):
+    """The JSON files `prefix-N.json` of DIR (one per round), in round order."""
+    names = sorted((f for f in os.listdir(d) if f.startswith(prefix + "-") and f.endswith(".json")),
+                   key=lambda f: int(f[len(prefix) + 1:-5]))
+    return [json.load(open(os.path.join(d, f))) for f in names]
+
+
+def keep_best(figures):
+    """Of one figure's timings from several rounds, the one with the lowest best."""
+    figures = [f for f in figures if f]
+    return min(figures, key=lambda f: f["best_ms"]) if figures else None
+
+
+def merge_swift(runs):
+    merged = json.loads(json.dumps(runs[0]))
+    for r in merged["results"]:
+        same = [x for run in runs for x in run["results"] if (x["model"], x["precision"]) == (r["model"], r["precision"])]
+        for key in ("mel_to_probs", "wav_to_probs"):
+            r[key] = keep_best([x[key] for x in same])
+    for key in merged["front_end"]:
+        merged["front_end"][key] = keep_best([run["front_end"][key] for run in runs])
+    merged["rounds"] = len(runs)
+    return merged
+
+
+def merge_ort(runs):
+    if not runs:
+        return None
+    merged = json.loads(json.dumps(runs[0]))
+    for size, entry in merged["models"].items():
+        for key, fig in entry.items():
+            best = keep_best([run["models"].get(size, {}).get(key) for run in runs])
+            fig.update({k: best[k] for k in ("best_ms", "median_ms", "mean_ms", "runs")})
+    return merged
+
+
+def ms(fig):
+    if not fig:
+        return "–"
+    b = fig["best_ms"]
+    f = "{:.1f}" if b >= 100 else "{:.2f}" if b < 10 else "{:.1f}"
+    return f"{f.format(b)} ({f.format(fig['median_ms'])})"
+
+
+def ratio(a, b):
+    return f"{a['best_ms'] / b['best_ms']:.2f}×" if a and b else "–"
+
+
+def main():
+    d = sys.argv[1]
+    swift, ortj, cli = merge_swift(rounds(d, "swift")), merge_ort(rounds(d, "ort")), load(d, "cli.json")
+    res = {(r["model"], r["precision"]): r for r in swift["results"]}
+    ort_models = (ortj or {}).get("models", {})
+    m = swift["machine"]
+    s = swift["settings"]
+    out = []
+    out.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['cpu_flags']}); {swift['date'][:10]}.")
+    noise_path = os.path.join(d, "noise.jsonl")
+    if os.path.exists(noise_path):
+        phases = [json.loads(line) for line in open(noise_path) if line.strip()]
+        out.append("Other processes on the machine used " + ", ".join(
+            f"{p['other_share'] * 100:.0f} % ({p['phase']})" for p in phases) + " of its CPU time during this run.")
+    ort_line = (f"ONNX Runtime {ortj['onnxruntime']} with {ortj['threads']} intra-op threads (inter-op 1, sequential, all graph "
+                f"optimisations)") if ortj else "ONNX Runtime: not run"
+    if swift["rounds"] > 1:
+        ort_line += f"; Swift and ORT took turns for {swift['rounds']} rounds and each figure is from its best round"
+    out.append(f"One {s['clip_seconds']:.2f} s clip ({s['frames']} frames), batch 1; Swift uses both cores ({s['threads']} threads); "
+               f"{ort_line}. Each cell: best of {s['runs']} runs after {s['warmup']} warm-up, median in parentheses, ms. "
+               "When the machine is shared, the best is the figure to read.")
+    out.append("")
+    out.append("| model | Swift fp32 mel→probs | Swift bf16 mel→probs | ORT fp32 mel→probs | ORT int8 mel→probs "
+               "| fp32 / ORT fp32 | bf16 / ORT fp32 | bf16 / ORT int8 | Swift fp32 WAV→probs | Swift bf16 WAV→probs "
+               "| PyTorch eager wave→probs * |")
+    out.append("| --- | " + " | ".join(["---:"] * 10) + " |")
+    for size in SIZES:
+        f32, b16 = res.get((size, "fp32")), res.get((size, "bf16"))
+        if not f32 and not b16:
+            continue
+        of, oi = ort_models.get(size, {}).get("fp32"), ort_models.get(size, {}).get("int8")
+        weights = "fixture" if (f32 or b16)["weights"].startswith("fixture") else "random"
+        g = lambda r, k: r[k] if r else None
+        out.append(f"| {size} ({weights}) | {ms(g(f32, 'mel_to_probs'))} | {ms(g(b16, 'mel_to_probs'))} | {ms(of)} | {ms(oi)} "
+                   f"| {ratio(g(f32, 'mel_to_probs'), of)} | {ratio(g(b16, 'mel_to_probs'), of)} | {ratio(g(b16, 'mel_to_probs'), oi)} "
+                   f"| {ms(g(f32, 'wav_to_probs'))} | {ms(g(b16, 'wav_to_probs'))} | {PYTORCH_REFERENCE_MS[size]} |")
+    out.append("")
+    out.append("\\* PyTorch eager: the fixed reference values of `../shared/reference/README.md` (same machine kind), "
+               "**not measured in this run**.")
+    notes = []
+    if ortj:
+        tiny = ort_models.get("tiny", {})
+        if "fp32_our_graph" in tiny:
+            notes.append("ORT tiny = the authors' export (`tiny.onnx`, `tiny.int8.onnx`); our generated graph of the same weights: "
+                         f"fp32 {tiny['fp32_our_graph']['best_ms']:.2f} ms, int8 {tiny['int8_our_graph']['best_ms']:.2f} ms.")
+        gen = [(k, v["fp32"]) for k, v in ort_models.items() if "fp32" in v and "authors'" not in v["fp32"]["what"]]
+        if gen:
+            notes.append("ORT " + "/".join(k for k, _ in gen) + ": ONNX graphs generated by `scripts/ort_bench.py` from the same "
+                         "random weights as the Swift side, checked against Swift's fp32 probabilities before timing (max |Δp| "
+                         + ", ".join(f"{k} {v['max_abs_diff_vs_swift_fp32']:.1g}" for k, v in gen)
+                         + "); int8 = `quantize_dynamic` (QInt8 weights per tensor, as `tiny.int8.onnx`).")
+        errs = [f"{k} {v['int8']['max_abs_prob_error_vs_ort_fp32']:.3f}" for k, v in ort_models.items()
+                if "max_abs_prob_error_vs_ort_fp32" in v.get("int8", {})]
+        if errs:
+            notes.append("ORT int8 max |Δp| vs ORT fp32 on this clip: " + ", ".join(errs) + ".")
+    acc = [f"{r['model']} {r['max_abs_prob_diff_vs_fp32']:.2g} (top-5 {'same' if r['top5_same_as_fp32'] else 'changed'})"
+           for r in swift["results"] if "max_abs_prob_diff_vs_fp32" in r]
+    if acc:
+        notes.append("Swift bf16 max |Δp| vs Swift fp32 on this clip: " + ", ".join(acc) + ".")
+    fe = swift["front_end"]
+    notes.append(f"WAV→probs = decode + mel + model in-process from a 16 kHz mono 16-bit file; the front end alone takes "
+                 f"{fe['wav_16k']['best_ms']:.1f} ms (from a 32 kHz file, with resampling: {fe['wav_32k']['best_ms']:.1f} ms).")
+    allocs = [f"{r['model']} {r['precision']} {r['allocations_per_clip']['mel_to_probs']['count']} "
+              f"({r['allocations_per_clip']['mel_to_probs']['bytes'] / 1024:.0f} KB)"
+              for r in swift["results"] if r["allocations_per_clip"]["mel_to_probs"]]
+    if allocs:
+        notes.append("Steady-state heap allocations per clip, mel→probs (malloc-family calls counted by the "
+                     "`scripts/alloc_count.c` preload, all threads): " + ", ".join(allocs) + ".")
+    if cli:
+        tp = cli["throughput"]
+        parts = []
+        for name in dict.fromkeys(k.split("/")[0] for k in tp):
+            parts.append(f"{name} {tp[name + '/jobs1']['files_per_s']:.1f} files/s with `--jobs 1`, "
+                         f"{tp[name + '/jobs2']['files_per_s']:.1f} with `--jobs 2`")
+        notes.append(f"`ced tag` on a directory of {cli['clips']} × 10 s WAV files (wall clock of the whole command, start-up "
+                     "included): " + "; ".join(parts) + ".")
+        mem = cli["memory"]
+        if mem:
+            notes.append(f"Peak memory tagging a {mem['audio_seconds'] / 3600:g} h WAV (16 kHz mono, {mem['file_mb']:.0f} MB) with "
+                         f"`ced tag --model {mem['model']} --jobs 1`: {mem['max_rss_mb']:.0f} MB max RSS ({mem['seconds']:.0f} s).")
+    out.append("")
+    out += [f"- {n}" for n in notes]
+
+    # The issue's targets, checked against this run.
+    checks = []
+
+    def check(label, ok, detail):
+        if ok is not None:
+            checks.append(f"- {'met' if ok else 'NOT met'}: {label} ({detail})")
+
+    for size in ("tiny", "base"):
+        f32, of = res.get((size, "fp32")), ort_models.get(size, {}).get("fp32")
+        if f32 and of:
+            r = f32["mel_to_probs"]["best_ms"] / of["best_ms"]
+            check(f"fp32 mel→probs ≤ 0.85× ORT fp32 on {size}", r <= 0.85, f"{r:.2f}×")
+    b16, of, oi = res.get(("tiny", "bf16")), ort_models.get("tiny", {}).get("fp32"), ort_models.get("tiny", {}).get("int8")
+    if b16 and of:
+        r = b16["mel_to_probs"]["best_ms"] / of["best_ms"]
+        check("bf16 mel→probs ≤ 0.5× ORT fp32 on tiny", r <= 0.5, f"{r:.2f}×")
+    if b16 and oi:
+        check("bf16 mel→probs faster than ORT int8 on tiny", b16["mel_to_probs"]["best_ms"] < oi["best_ms"],
+              f"{b16['mel_to_probs']['best_ms']:.2f} vs {oi['best_ms']:.2f} ms")
+    f32 = res.get(("tiny", "fp32"))
+    if f32:
+        e = f32["wav_to_probs"]["best_ms"]
+        check("WAV→probs fp32 on tiny ≤ 0.5× PyTorch eager's 46 ms", e <= 23, f"{e:.1f} ms")
+    if cli and cli["memory"]:
+        check("peak memory for one hour with base ≤ 1 GB", cli["memory"]["max_rss_mb"] <= 1024,
+              f"{cli['memory']['max_rss_mb']:.0f} MB")
+    if allocs:
+        zero = all(r["allocations_per_clip"]["mel_to_probs"]["count"] == 0 for r in swift["results"]
+                   if r["allocations_per_clip"]["mel_to_probs"])
+        check("no steady-state allocations per clip in the model path", zero, "see above")
+    if checks:
+        out.append("")
+        out.append("Targets of issue 6 in this run:")
+        out += checks
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
