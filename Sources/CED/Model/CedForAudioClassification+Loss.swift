@@ -111,17 +111,29 @@ extension CedForAudioClassification {
     public func forward(_ mel: Tensor, labels: CedClassificationLabels,
                         lossFunction: CedLossFunction = .bceWithLogits) throws -> CedClassificationLossOutput {
         let targets = try targetVector(labels, lossFunction: lossFunction)
-        let features = try pooledChunkFeatures(mel)
-        let (combined, perChunk) = combine(features, chunking: .hf)
-        let output = CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: features.count, encoder: nil)
-        if config.pooling == .dm {
+        let input = try encoder.prepare(mel)
+        let c = config.embedDim, n = config.outputdim
+        let (output, headLogits) = encoder.workspaces.with { ws -> (CedClassificationOutput, [Float]?) in
+            let pooled = encodePooled(input, workspace: ws)
+            let (combined, perChunk) = headOutputs(pooled, chunking: .hf, workspace: ws)
+            let output = CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: input.chunks, encoder: nil)
+            if config.pooling == .dm { return (output, nil) }
+            // The head before the sigmoid, on the pooled mean over all chunks (as `.hf`).
+            let z = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+                let mean = ws.headVector.reserve(c)
+                meanOfRows(ws.pooled.pointer, rows: pooled.chunks, rowStride: c, count: c, into: mean)
+                applyHead(mean, into: buffer.baseAddress!, sigmoid: false, workspace: ws)
+                initialized = n
+            }
+            return (output, z)
+        }
+        guard let z = headLogits else {
             guard lossFunction == .bceWithLogits else {
                 throw CedInputError("softmax cross-entropy needs logits, but 'dm' pooling averages per-step probabilities; use BCE")
             }
-            let loss = CedLoss.binaryCrossEntropy(probabilities: combined.scalars.map(Double.init), targets: targets)
+            let loss = CedLoss.binaryCrossEntropy(probabilities: output.logits.scalars.map(Double.init), targets: targets)
             return CedClassificationLossOutput(output: output, headLogits: nil, loss: Float(loss))
         }
-        let z = applyHead(average(features.map { $0[0] }), sigmoid: false)
         let zd = z.map(Double.init)
         let loss = lossFunction == .bceWithLogits
             ? CedLoss.bceWithLogits(logits: zd, targets: targets).loss

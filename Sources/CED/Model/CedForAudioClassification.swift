@@ -68,115 +68,183 @@ public final class CedForAudioClassification: Sendable {
     ///
     /// Without those outputs, long inputs are encoded a few chunks at a time and only each
     /// chunk's pooled features are kept, so memory stays bounded for hour-long recordings.
+    /// Pooling and the head work in the model's reusable workspace: in the steady state the
+    /// only heap allocations of a call are the returned tensors.
     public func forward(_ mel: Tensor, chunking: CedChunking = .hf,
                         outputHiddenStates: Bool = false, outputAttentions: Bool = false) throws -> CedClassificationOutput {
         let input = try encoder.prepare(mel)
-        if outputHiddenStates || outputAttentions {
-            let out = encoder.encode(input, chunks: 0 ..< input.chunks,
-                                     outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
-            let (combined, perChunk) = combine(chunkFeatures(out), chunking: chunking)
-            return CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: out.chunks, encoder: out)
-        }
-        var features: [[[Float]]] = []
-        let group = CedModel.chunksPerGroup
-        encoder.workspaces.with { ws in
-            for start in stride(from: 0, to: input.chunks, by: group) {
-                let layout = encoder.run(input, chunks: start ..< min(start + group, input.chunks), workspace: ws)
-                features += chunkFeatures(ws.x.pointer, layout: layout)
+        return encoder.workspaces.with { ws in
+            var encoderOutput: CedModelOutput?
+            let pooled: PooledFeatures
+            if outputHiddenStates || outputAttentions {
+                let out = encoder.encode(input, chunks: 0 ..< input.chunks,
+                                         outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
+                var p = PooledFeatures()
+                out.lastHiddenState.scalars.withUnsafeBufferPointer { x in
+                    appendPooled(x.baseAddress!, layout: .init(chunks: out.chunks, frequencyPatches: out.frequencyPatches,
+                                                               timePatches: out.timePatches, hasClsToken: out.hasClsToken),
+                                 to: &p, workspace: ws)
+                }
+                pooled = p
+                encoderOutput = out
+            } else {
+                pooled = encodePooled(input, workspace: ws)
             }
-        }
-        let (combined, perChunk) = combine(features, chunking: chunking)
-        return CedClassificationOutput(logits: combined, chunkLogits: perChunk, chunks: input.chunks, encoder: nil)
-    }
-
-    /// The vectors the head runs on, per chunk: the mean token (`mean`, `logit`), the cls
-    /// token (`token`), or one frequency-mean per time step (`dm`).
-    func chunkFeatures(_ out: CedModelOutput) -> [[[Float]]] {
-        out.lastHiddenState.scalars.withUnsafeBufferPointer { x in
-            chunkFeatures(x.baseAddress!, layout: .init(chunks: out.chunks, frequencyPatches: out.frequencyPatches,
-                                                        timePatches: out.timePatches, hasClsToken: out.hasClsToken))
+            let (logits, chunkLogits) = headOutputs(pooled, chunking: chunking, workspace: ws)
+            return CedClassificationOutput(logits: logits, chunkLogits: chunkLogits, chunks: input.chunks, encoder: encoderOutput)
         }
     }
 
-    /// `chunkFeatures` of encoder output `x` (`[layout.rows, C]`).
-    func chunkFeatures(_ x: UnsafePointer<Float>, layout: CedModel.Layout) -> [[[Float]]] {
+    /// How many pooled vectors `ws.pooled` holds: `vectorsPerChunk` per chunk (1, or the
+    /// time steps for `dm` pooling), `[count, embed_dim]` row-major.
+    struct PooledFeatures {
+        var chunks = 0
+        var vectorsPerChunk = 1
+        var count: Int { chunks * vectorsPerChunk }
+    }
+
+    /// Encodes every chunk of `input` (`CedModel.chunksPerGroup` at a time) and leaves the
+    /// pooled features of all chunks in `ws.pooled`.
+    func encodePooled(_ input: CedModel.PreparedInput, workspace ws: EncoderWorkspace) -> PooledFeatures {
+        var pooled = PooledFeatures()
+        let group = CedModel.chunksPerGroup
+        for start in stride(from: 0, to: input.chunks, by: group) {
+            let layout = encoder.run(input, chunks: start ..< min(start + group, input.chunks), workspace: ws)
+            appendPooled(ws.x.pointer, layout: layout, to: &pooled, workspace: ws)
+        }
+        return pooled
+    }
+
+    /// Appends the vectors the head runs on for each chunk of encoder output `x`
+    /// (`[layout.rows, C]`) to `ws.pooled`: the mean token (`mean`, `logit`), the cls token
+    /// (`token`), or one frequency mean per time step (`dm`). Means are accumulated in double.
+    func appendPooled(_ x: UnsafePointer<Float>, layout: CedModel.Layout, to pooled: inout PooledFeatures,
+                      workspace ws: EncoderWorkspace) {
         let c = config.embedDim
         let tokens = layout.tokensPerChunk
         let fp = layout.frequencyPatches, tp = layout.timePatches
-        var result: [[[Float]]] = []
+        let perChunk = config.pooling == .dm ? tp : 1
+        precondition(pooled.chunks == 0 || pooled.vectorsPerChunk == perChunk, "chunks of different lengths")
+        let old = pooled.count * c
+        pooled.vectorsPerChunk = perChunk
+        pooled.chunks += layout.chunks
+        var out = ws.pooled.reserve(pooled.count * c, keeping: old) + old
         for s in 0..<layout.chunks {
-            let base = s * tokens * c
+            let chunk = x + s * tokens * c
             switch config.pooling {
             case .token:
-                result.append([Array(UnsafeBufferPointer(start: x + base, count: c))])
+                out.update(from: chunk, count: c)
             case .mean, .logit:
-                var v = [Double](repeating: 0, count: c)
-                for t in 0..<tokens { for ch in 0..<c { v[ch] += Double(x[base + t * c + ch]) } }
-                result.append([v.map { Float($0 / Double(tokens)) }])
+                meanOfRows(chunk, rows: tokens, rowStride: c, count: c, into: out)
             case .dm:
-                var steps: [[Float]] = []
-                for t in 0..<tp {
-                    var v = [Double](repeating: 0, count: c)
-                    for f in 0..<fp { for ch in 0..<c { v[ch] += Double(x[base + (f * tp + t) * c + ch]) } }
-                    steps.append(v.map { Float($0 / Double(fp)) })
-                }
-                result.append(steps)
+                // Time step t of frequency row f is token f·tp + t.
+                for t in 0..<tp { meanOfRows(chunk + t * c, rows: fp, rowStride: tp * c, count: c, into: out + t * c) }
             }
+            out += perChunk * c
         }
-        return result
     }
 
-    /// Applies the head to per-chunk features; returns the combined scores under `chunking`
-    /// and the per-chunk scores.
-    func combine(_ features: [[[Float]]], chunking: CedChunking) -> (Tensor, Tensor) {
-        let n = config.outputdim
+    /// The head on pooled features: `(scores [outputdim], per-chunk scores [chunks, outputdim])`
+    /// under `chunking`. `ws.scores` holds the head output of every pooled vector.
+    func headOutputs(_ pooled: PooledFeatures, chunking: CedChunking, workspace ws: EncoderWorkspace) -> (Tensor, Tensor) {
+        let n = config.outputdim, c = config.embedDim
         let sigmoid = config.pooling != .logit
-        let chunks = features.count
+        let chunks = pooled.chunks, per = pooled.vectorsPerChunk
+        let features = UnsafePointer(ws.pooled.pointer)
+        // Rows 0..<count: per vector; row count: room for one more (the pooled mean).
+        let scores = ws.scores.reserve((pooled.count + 1) * n)
+        for i in 0..<pooled.count { applyHead(features + i * c, into: scores + i * n, sigmoid: sigmoid, workspace: ws) }
 
-        // Per-chunk outputs (original semantics, also reported to callers).
-        var chunkScores = [Float]()
-        chunkScores.reserveCapacity(chunks * n)
-        for vectors in features {
-            chunkScores += average(vectors.map { applyHead($0, sigmoid: sigmoid) })
+        let chunkScores = [Float](unsafeUninitializedCapacity: chunks * n) { buffer, initialized in
+            for s in 0..<chunks {
+                meanOfRows(scores + s * per * n, rows: per, rowStride: n, count: n, into: buffer.baseAddress! + s * n)
+            }
+            initialized = chunks * n
         }
-
-        let combined: [Float]
-        switch (chunking, config.pooling) {
-        case (.original, _):
-            let rows = (0..<chunks).map { Array(chunkScores[$0 * n ..< ($0 + 1) * n]) }
-            combined = config.evalAvg == .mean ? average(rows) : (0..<n).map { j in rows.map { $0[j] }.max()! }
-        case (.hf, .mean), (.hf, .logit), (.hf, .token):
-            // Every chunk has the same token count, so the mean of the chunk means is the
-            // mean over all tokens; for `token` it is the mean of the chunks' cls tokens.
-            combined = applyHead(average(features.map { $0[0] }), sigmoid: sigmoid)
-        case (.hf, .dm):
-            combined = average(features.flatMap { $0 }.map { applyHead($0, sigmoid: true) })
+        let combined = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            let out = buffer.baseAddress!
+            switch (chunking, config.pooling) {
+            case (.original, _):
+                chunkScores.withUnsafeBufferPointer { rows in
+                    let r = rows.baseAddress!
+                    if config.evalAvg == .mean {
+                        meanOfRows(r, rows: chunks, rowStride: n, count: n, into: out)
+                    } else {
+                        for j in 0..<n {
+                            var m = r[j]
+                            for s in 1 ..< chunks where r[s * n + j] > m { m = r[s * n + j] }
+                            out[j] = m
+                        }
+                    }
+                }
+            case (.hf, .mean), (.hf, .logit), (.hf, .token):
+                // Every chunk has the same token count, so the mean of the chunk means is the
+                // mean over all tokens; for `token` it is the mean of the chunks' cls tokens.
+                let mean = ws.headVector.reserve(c)
+                meanOfRows(features, rows: chunks, rowStride: c, count: c, into: mean)
+                applyHead(mean, into: out, sigmoid: sigmoid, workspace: ws)
+            case (.hf, .dm):
+                meanOfRows(scores, rows: pooled.count, rowStride: n, count: n, into: out)
+            }
+            initialized = n
         }
         return (Tensor(shape: [n], scalars: combined), Tensor(shape: [chunks, n], scalars: chunkScores))
     }
 
-    /// `outputlayer(v)`, then sigmoid when asked.
+    /// `outputlayer(v)` for one `[embed_dim]` vector, then sigmoid when asked.
+    func applyHead(_ v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, sigmoid: Bool,
+                   workspace ws: EncoderWorkspace) {
+        let normed = ws.headNormed.reserve(config.embedDim)
+        headNorm(v, rows: 1, into: normed)
+        head(normed, rows: 1, into: out)
+        if sigmoid { for i in 0..<config.outputdim { out[i] = 1 / (1 + expf(-out[i])) } }
+    }
+
+    /// `applyHead` on an array (training, loss and tests).
     func applyHead(_ v: [Float], sigmoid: Bool) -> [Float] {
-        var normed = [Float](repeating: 0, count: v.count)
-        var out = [Float](repeating: 0, count: config.outputdim)
-        v.withUnsafeBufferPointer { vb in
-            normed.withUnsafeMutableBufferPointer { nb in
-                headNorm(vb.baseAddress!, rows: 1, into: nb.baseAddress!)
-                out.withUnsafeMutableBufferPointer { ob in
-                    head(nb.baseAddress!, rows: 1, into: ob.baseAddress!)
-                }
+        precondition(v.count == config.embedDim)
+        return encoder.workspaces.with { ws in
+            [Float](unsafeUninitializedCapacity: config.outputdim) { buffer, initialized in
+                v.withUnsafeBufferPointer { applyHead($0.baseAddress!, into: buffer.baseAddress!, sigmoid: sigmoid, workspace: ws) }
+                initialized = config.outputdim
             }
         }
-        if sigmoid { for i in out.indices { out[i] = 1 / (1 + expf(-out[i])) } }
-        return out
     }
 }
 
-/// Element-wise mean of equally long vectors (accumulated in double).
+/// `out[j] = mean over r < rows of x[r·rowStride + j]` for `j < count`, accumulated in
+/// double in row order; one row is copied unchanged.
+func meanOfRows(_ x: UnsafePointer<Float>, rows: Int, rowStride: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
+    precondition(rows > 0)
+    if rows == 1 { out.update(from: x, count: count); return }
+    let scale = Double(rows)
+    var j = 0
+    while j + 8 <= count {
+        var acc = SIMD8<Double>(repeating: 0)
+        for r in 0..<rows {
+            let p = x + r * rowStride + j
+            acc += SIMD8<Double>(Double(p[0]), Double(p[1]), Double(p[2]), Double(p[3]),
+                                 Double(p[4]), Double(p[5]), Double(p[6]), Double(p[7]))
+        }
+        let m = acc / scale
+        for i in 0..<8 { out[j + i] = Float(m[i]) }
+        j += 8
+    }
+    while j < count {
+        var acc = 0.0
+        for r in 0..<rows { acc += Double(x[r * rowStride + j]) }
+        out[j] = Float(acc / scale)
+        j += 1
+    }
+}
+
+/// Element-wise mean of equally long vectors, as `meanOfRows`.
 func average(_ rows: [[Float]]) -> [Float] {
     guard let first = rows.first else { return [] }
     if rows.count == 1 { return first }
-    var acc = [Double](repeating: 0, count: first.count)
-    for r in rows { for i in r.indices { acc[i] += Double(r[i]) } }
-    return acc.map { Float($0 / Double(rows.count)) }
+    let flat = rows.flatMap { $0 }
+    return [Float](unsafeUninitializedCapacity: first.count) { buffer, initialized in
+        flat.withUnsafeBufferPointer { meanOfRows($0.baseAddress!, rows: rows.count, rowStride: first.count, count: first.count, into: buffer.baseAddress!) }
+        initialized = first.count
+    }
 }

@@ -20,6 +20,18 @@ struct ScratchBuffer {
         return pointer
     }
 
+    /// At least `count` floats, the first `keep` of which are kept across growth.
+    mutating func reserve(_ count: Int, keeping keep: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            let old = pointer
+            capacity = max(count, capacity * 3 / 2)
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity * 4, alignment: 64).bindMemory(to: Float.self, capacity: capacity)
+            pointer.update(from: old, count: keep)
+            UnsafeMutableRawPointer(old).deallocate()
+        }
+        return pointer
+    }
+
     func free() { UnsafeMutableRawPointer(pointer).deallocate() }
 }
 
@@ -40,9 +52,16 @@ final class EncoderWorkspace {
     var planes = ScratchBuffer()
     /// `[patches, patch area]` im2col of one or more planes.
     var columns = ScratchBuffer()
+    /// `[vectors, C]` pooled features of every chunk (the classification head's inputs).
+    var pooled = ScratchBuffer()
+    /// `[vectors + 1, outputdim]` head outputs.
+    var scores = ScratchBuffer()
+    /// `[C]` head LayerNorm output and the pooled mean over chunks.
+    var headNormed = ScratchBuffer()
+    var headVector = ScratchBuffer()
 
     deinit {
-        for b in [x, normed, qkv, context, hidden, planes, columns] { b.free() }
+        for b in [x, normed, qkv, context, hidden, planes, columns, pooled, scores, headNormed, headVector] { b.free() }
     }
 }
 

@@ -2,22 +2,6 @@ import Dispatch
 import Foundation
 
 extension CedForAudioClassification {
-    /// The encoder's pooled features per chunk, exactly as `forward` computes them without
-    /// hidden states (chunk groups of `CedModel.chunksPerGroup`), so a head applied to them
-    /// gives bit-identical results.
-    func pooledChunkFeatures(_ mel: Tensor) throws -> [[[Float]]] {
-        let input = try encoder.prepare(mel)
-        var features: [[[Float]]] = []
-        let group = CedModel.chunksPerGroup
-        encoder.workspaces.with { ws in
-            for start in stride(from: 0, to: input.chunks, by: group) {
-                let layout = encoder.run(input, chunks: start ..< min(start + group, input.chunks), workspace: ws)
-                features += chunkFeatures(ws.x.pointer, layout: layout)
-            }
-        }
-        return features
-    }
-
     /// What `outputlayer` is applied to for a `[n_mels, T]` log-mel spectrogram under the
     /// Hugging Face semantics (`CedChunking.hf`), bit for bit as `forward` computes it:
     ///
@@ -31,13 +15,19 @@ extension CedForAudioClassification {
     /// So `outputlayer(headInput(mel))` (with sigmoid except for `logit`) equals
     /// `self(mel).scalars` exactly for `mean`, `logit` and `token`.
     public func headInput(_ mel: Tensor) throws -> Tensor {
-        let features = try pooledChunkFeatures(mel)
+        let input = try encoder.prepare(mel)
         let c = config.embedDim
-        if config.pooling == .dm {
-            let steps = features.flatMap { $0 }
-            return Tensor(shape: [steps.count, c], scalars: steps.flatMap { $0 })
+        return encoder.workspaces.with { ws in
+            let pooled = encodePooled(input, workspace: ws)
+            if config.pooling == .dm {
+                return Tensor(shape: [pooled.count, c], scalars: Array(UnsafeBufferPointer(start: ws.pooled.pointer, count: pooled.count * c)))
+            }
+            let mean = [Float](unsafeUninitializedCapacity: c) { buffer, initialized in
+                meanOfRows(ws.pooled.pointer, rows: pooled.chunks, rowStride: c, count: c, into: buffer.baseAddress!)
+                initialized = c
+            }
+            return Tensor(shape: [c], scalars: mean)
         }
-        return Tensor(shape: [c], scalars: average(features.map { $0[0] }))
     }
 }
 
