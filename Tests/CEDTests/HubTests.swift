@@ -266,6 +266,28 @@ final class HubTests: XCTestCase {
         XCTAssertTrue(opts(["HF_HUB_OFFLINE": "1"]).offline)
         XCTAssertFalse(opts(["HF_HUB_OFFLINE": "0"]).offline)
         XCTAssertEqual(opts(["HF_TOKEN": "t"]).token, "t")
+        XCTAssertNil(opts(["HOME": "/nonexistent"]).token)
+    }
+
+    /// The token file `huggingface-cli login` writes is used when HF_TOKEN is not set.
+    func testTokenFile() throws {
+        func opts(_ env: [String: String]) -> HubOptions { HubOptions(environment: env) }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ced-token-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let hfHome = root.appendingPathComponent("hf")
+        try FileManager.default.createDirectory(at: hfHome, withIntermediateDirectories: true)
+        try "hf_from_file\n".write(to: hfHome.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(opts(["HOME": "/nonexistent", "HF_HOME": hfHome.path]).token, "hf_from_file")
+        XCTAssertEqual(opts(["HOME": "/nonexistent", "HF_HOME": hfHome.path, "HF_TOKEN": "env"]).token, "env")
+        let xdg = root.appendingPathComponent("xdg/huggingface")
+        try FileManager.default.createDirectory(at: xdg, withIntermediateDirectories: true)
+        try "  hf_xdg  ".write(to: xdg.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(opts(["HOME": "/nonexistent", "XDG_CACHE_HOME": root.appendingPathComponent("xdg").path]).token, "hf_xdg")
+        let custom = root.appendingPathComponent("custom-token")
+        try "hf_custom".write(to: custom, atomically: true, encoding: .utf8)
+        XCTAssertEqual(opts(["HOME": "/nonexistent", "HF_HOME": hfHome.path, "HF_TOKEN_PATH": custom.path]).token, "hf_custom")
+        try "\n".write(to: custom, atomically: true, encoding: .utf8)
+        XCTAssertNil(opts(["HOME": "/nonexistent", "HF_TOKEN_PATH": custom.path]).token)
         XCTAssertEqual(HubCache.folderName(repo: "mispeech/ced-base"), "models--mispeech--ced-base")
     }
 }

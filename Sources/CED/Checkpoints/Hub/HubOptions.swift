@@ -20,8 +20,10 @@ public struct HubOptions: Sendable {
     /// `HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`, else `HF_HOME/hub`, else
     /// `XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
     public var cacheDirectory: URL
-    /// `HF_TOKEN` (or the legacy `HUGGING_FACE_HUB_TOKEN`), sent as a bearer token to
-    /// the endpoint's host only (never to a CDN a file redirects to).
+    /// `HF_TOKEN` (or the legacy `HUGGING_FACE_HUB_TOKEN`), else the token file that
+    /// `huggingface-cli login` writes (`HF_TOKEN_PATH`, else `HF_HOME/token`, else
+    /// `XDG_CACHE_HOME/huggingface/token`, else `~/.cache/huggingface/token`); sent as a
+    /// bearer token to the endpoint's host only (never to a CDN a file redirects to).
     public var token: String?
     /// `HF_HUB_OFFLINE` = 1/ON/YES/TRUE: only the cache is used, nothing is requested.
     public var offline: Bool
@@ -58,8 +60,21 @@ public struct HubOptions: Sendable {
         } else {
             cacheDirectory = home.appendingPathComponent(".cache/huggingface/hub")
         }
-        token = value("HF_TOKEN") ?? value("HUGGING_FACE_HUB_TOKEN")
+        let hfHome = value("HF_HOME").map(expand)
+            ?? value("XDG_CACHE_HOME").map { expand($0).appendingPathComponent("huggingface") }
+            ?? home.appendingPathComponent(".cache/huggingface")
+        let tokenFile = value("HF_TOKEN_PATH").map(expand) ?? hfHome.appendingPathComponent("token")
+        token = value("HF_TOKEN") ?? value("HUGGING_FACE_HUB_TOKEN") ?? Self.readToken(tokenFile)
         offline = ["1", "ON", "YES", "TRUE"].contains((value("HF_HUB_OFFLINE") ?? "").uppercased())
+    }
+
+    /// The first line of a token file, trimmed; nil when missing, unreadable or empty.
+    static func readToken(_ file: URL) -> String? {
+        guard let data = try? Data(contentsOf: file, options: .mappedIfSafe), data.count < 1 << 16,
+              let text = String(data: data, encoding: .utf8) else { return nil }
+        let line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        let token = line.trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
     }
 
     /// A progress reporter that draws one line per file on standard error, e.g.
