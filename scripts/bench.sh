@@ -3,7 +3,7 @@
 # Runtime (PyPI's onnxruntime in a private venv) on the same clip and thread count, then
 # `ced tag` throughput and peak memory; prints the README's "Speed" table.
 #
-#   scripts/bench.sh            full run (about 10 minutes on 2 cores)
+#   scripts/bench.sh            full run (about 12 minutes on 2 cores)
 #   scripts/bench.sh --quick    a smoke run with few repetitions (numbers not meaningful)
 #
 # Environment: CED_SHARED_DIR (default ../shared: the reference tiny model and ONNX files),
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNS=20 WARMUP=3 ROUNDS=2 CLIPS=100 REPEAT=2 HOURS=1
+RUNS=20 WARMUP=3 ROUNDS=3 CLIPS=100 REPEAT=2 HOURS=1
 if [[ "${1:-}" == "--quick" ]]; then RUNS=3 WARMUP=1 ROUNDS=1 CLIPS=10 REPEAT=1 HOURS=0.05; shift; fi
 if [[ $# -gt 0 ]]; then echo "usage: scripts/bench.sh [--quick]" >&2; exit 2; fi
 
@@ -71,20 +71,31 @@ else
   echo "warning: $SHARED/reference not found: tiny uses random weights, no authors' ONNX files" >&2
 fi
 
-# Swift and ONNX Runtime take turns for $ROUNDS rounds; the report keeps each figure's best
-# round, so a burst of other work on the machine is unlikely to hit one side only.
+echo "== exporting the models, the clip and Swift's probabilities for the ORT side" >&2
+"$CED" bench "${TINY[@]}" --runs 1 --warmup 0 --export "$CACHE/export" --format json > "$OUT/export.json"
+
+# Swift and ONNX Runtime take turns model by model for $ROUNDS rounds, and who goes first
+# alternates, so both sides of a ratio are timed within seconds of each other; the report
+# keeps each figure's best round. (Timings on a shared VM drift by tens of percent from one
+# minute to the next.)
+N=0
 for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round/$ROUNDS, load: $(cat /proc/loadavg)" >&2
   phase_start
-  echo "== Swift: ced bench" >&2
-  EXPORT=()
-  if [[ $round == 1 ]]; then EXPORT=(--export "$CACHE/export"); fi
-  LD_PRELOAD="$CACHE/alloc_count.so" "$CED" bench "${TINY[@]}" --runs "$RUNS" --warmup "$WARMUP" \
-    "${EXPORT[@]}" --format json > "$OUT/swift-$round.json"
-
-  echo "== ONNX Runtime" >&2
-  "$PY" scripts/ort_bench.py --export "$CACHE/export" "${REF_ONNX[@]}" --cache "$CACHE/onnx" \
-    --threads 2 --runs "$RUNS" --warmup "$WARMUP" --swift "$OUT/swift-$round.json" --out "$OUT/ort-$round.json" >&2
+  for size in tiny mini small base; do
+    N=$((N + 1))
+    swift_run() {
+      echo "== Swift: ced bench --models $size" >&2
+      LD_PRELOAD="$CACHE/alloc_count.so" "$CED" bench "${TINY[@]}" --models "$size" --runs "$RUNS" --warmup "$WARMUP" \
+        --format json > "$OUT/swift-$N.json"
+    }
+    ort_run() {
+      echo "== ONNX Runtime: $size" >&2
+      "$PY" scripts/ort_bench.py --export "$CACHE/export" "${REF_ONNX[@]}" --cache "$CACHE/onnx" --models "$size" \
+        --threads 2 --runs "$RUNS" --warmup "$WARMUP" --out "$OUT/ort-$N.json" >&2
+    }
+    if (( round % 2 == 1 )); then swift_run; ort_run; else ort_run; swift_run; fi
+  done
   phase_end "round $round"
 done
 

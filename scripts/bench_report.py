@@ -30,21 +30,39 @@ def keep_best(figures):
 
 
 def merge_swift(runs):
+    """One Swift result per (model, precision) from runs that may each hold some of them
+    (bench.sh times one size per run): the run with the lowest best, per figure."""
     merged = json.loads(json.dumps(runs[0]))
-    for r in merged["results"]:
+    order, seen = [], set()
+    for run in runs:
+        for x in run["results"]:
+            key = (x["model"], x["precision"])
+            if key not in seen:
+                seen.add(key)
+                order.append(json.loads(json.dumps(x)))
+    for r in order:
         same = [x for run in runs for x in run["results"] if (x["model"], x["precision"]) == (r["model"], r["precision"])]
         for key in ("mel_to_probs", "wav_to_probs"):
             r[key] = keep_best([x[key] for x in same])
+    merged["results"] = order
     for key in merged["front_end"]:
-        merged["front_end"][key] = keep_best([run["front_end"][key] for run in runs])
-    merged["rounds"] = len(runs)
+        merged["front_end"][key] = keep_best([run["front_end"].get(key) for run in runs])
+    merged["rounds"] = max(sum(1 for run in runs for x in run["results"] if (x["model"], x["precision"]) == k) for k in seen)
     return merged
 
 
 def merge_ort(runs):
+    """Like merge_swift, for the ORT runs (each may hold some of the sizes)."""
     if not runs:
         return None
     merged = json.loads(json.dumps(runs[0]))
+    merged["models"] = {}
+    for run in runs:
+        for size, entry in run["models"].items():
+            m = merged["models"].setdefault(size, {})
+            for key, fig in entry.items():
+                if key not in m:
+                    m[key] = json.loads(json.dumps(fig))
     for size, entry in merged["models"].items():
         for key, fig in entry.items():
             best = keep_best([run["models"].get(size, {}).get(key) for run in runs])
@@ -86,7 +104,8 @@ def main():
     ort_line = (f"ONNX Runtime {ortj['onnxruntime']} with {ortj['threads']} intra-op threads (inter-op 1, sequential, all graph "
                 f"optimisations)") if ortj else "ONNX Runtime: not run"
     if swift["rounds"] > 1:
-        ort_line += f"; Swift and ORT took turns for {swift['rounds']} rounds and each figure is from its best round"
+        ort_line += (f"; Swift and ORT took turns model by model (who goes first alternates) for {swift['rounds']} rounds "
+                     "and each figure is from its best round")
     out.append(f"One {s['clip_seconds']:.2f} s clip ({s['frames']} frames), batch 1; Swift uses both cores ({s['threads']} threads); "
                f"{ort_line}. Each cell: best of {s['runs']} runs after {s['warmup']} warm-up, median in parentheses, ms. "
                "When the machine is shared, the best is the figure to read.")

@@ -188,6 +188,7 @@ def main():
     ap.add_argument("--export", required=True, help="directory written by `ced bench --export`")
     ap.add_argument("--reference-onnx", default=None, help="folder with the authors' tiny.onnx and tiny.int8.onnx")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/ced-bench/onnx"), help="where generated ONNX models are kept")
+    ap.add_argument("--models", default=None, help="comma-separated sizes of the manifest to time (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
@@ -214,7 +215,10 @@ def main():
 
     log(f"ONNX Runtime {ort.__version__}, {args.threads} intra-op threads, mel [1, {mel.shape[0]}, {mel.shape[1]}], "
         f"best/median of {args.runs} runs after {args.warmup} warm-up")
+    wanted = set(args.models.split(",")) if args.models else None
     for size, info in manifest["models"].items():
+        if wanted is not None and size not in wanted:
+            continue
         entry = result["models"].setdefault(size, {})
         weights_path = os.path.join(info["dir"], "model.safetensors")
         config = json.load(open(os.path.join(info["dir"], "config.json")))
