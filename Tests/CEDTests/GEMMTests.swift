@@ -179,6 +179,37 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    func testLinearWithSetAliasedRowsOfA() {
+        // Row strides of 768 and 3072 floats map A's rows onto a few L1 sets, so the driver
+        // copies each strip of A into a scratch block first; results must be the same.
+        XCTAssertTrue(GEMMDriver.rowsShareSets(lda: 768, rows: 14))
+        XCTAssertTrue(GEMMDriver.rowsShareSets(lda: 3072, rows: 14))
+        XCTAssertTrue(GEMMDriver.rowsShareSets(lda: 256, rows: 14))
+        XCTAssertFalse(GEMMDriver.rowsShareSets(lda: 192, rows: 14))   // 12 lines: 16 sets
+        XCTAssertFalse(GEMMDriver.rowsShareSets(lda: 771, rows: 14))   // not whole lines
+        XCTAssertEqual(GEMMDriver.stripStride(384) % 32, 16)          // odd number of lines
+        XCTAssertEqual(GEMMDriver.stripStride(350), 368)
+        var rng = Rand(state: 21)
+        for (m, n, k, lda) in [(31, 45, 700, 768), (29, 70, 1100, 3072), (14, 33, 256, 256)] {
+            let a = rng.array(m * lda), w = rng.array(n * k), bias = rng.array(n)
+            let weight = PackedWeight(weight: w, outFeatures: n, inFeatures: k)
+            for gelu in [false, true] {
+                let ref = Self.reference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: lda,
+                                         b: w, ldb: k, beta: 0, c: [Float](repeating: 0, count: m * n), ldc: n,
+                                         bias: bias, gelu: gelu)
+                for kernel in GEMMKernel.available {
+                    for threads in [1, 2] {
+                        var c = [Float](repeating: .nan, count: m * n)
+                        GEMM.linear(m: m, a: a, lda: lda, weight: weight, bias: bias, c: &c, ldc: n,
+                                    activation: gelu ? .gelu : .none, threads: threads, kernel: kernel)
+                        assertClose(c, ref.value, scale: ref.scale, k: k, gelu: gelu,
+                                    "aliased A \(kernel) m=\(m) k=\(k) lda=\(lda) gelu=\(gelu) threads=\(threads)")
+                    }
+                }
+            }
+        }
+    }
+
     func testLinearKZeroGivesActivationOfBias() {
         let weight = PackedWeight(weight: [], outFeatures: 3, inFeatures: 0)
         let bias: [Float] = [-1, 0.5, 2]
