@@ -179,18 +179,19 @@ final class GEMMTests: XCTestCase {
         }
     }
 
-    func testLinearWithSetAliasedRowsOfA() {
-        // Row strides of 768 and 3072 floats map A's rows onto a few L1 sets, so the driver
-        // copies each strip of A into a scratch block first; results must be the same.
-        XCTAssertTrue(GEMMDriver.rowsShareSets(lda: 768, rows: 14))
-        XCTAssertTrue(GEMMDriver.rowsShareSets(lda: 3072, rows: 14))
-        XCTAssertTrue(GEMMDriver.rowsShareSets(lda: 256, rows: 14))
-        XCTAssertFalse(GEMMDriver.rowsShareSets(lda: 192, rows: 14))   // 12 lines: 16 sets
-        XCTAssertFalse(GEMMDriver.rowsShareSets(lda: 771, rows: 14))   // not whole lines
-        XCTAssertEqual(GEMMDriver.stripStride(384) % 32, 16)          // odd number of lines
-        XCTAssertEqual(GEMMDriver.stripStride(350), 368)
+    func testActivationStridesAvoidSetAliasing() {
+        // Activations with 256, 768, 1024 or 3072 columns get an odd number of cache lines
+        // per row; others keep their width. Products must read either layout alike.
+        XCTAssertEqual(GEMMDriver.activationStride(768), 784)
+        XCTAssertEqual(GEMMDriver.activationStride(3072), 3088)
+        XCTAssertEqual(GEMMDriver.activationStride(256), 272)
+        XCTAssertEqual(GEMMDriver.activationStride(1024), 1040)
+        XCTAssertEqual(GEMMDriver.activationStride(192), 192)   // 12 lines: rows use 16 sets
+        XCTAssertEqual(GEMMDriver.activationStride(64), 64)     // 4 lines: 16 sets
+        XCTAssertEqual(GEMMDriver.activationStride(771), 771)
+        XCTAssertEqual(GEMMDriver.activationStride(48), 48)
         var rng = Rand(state: 21)
-        for (m, n, k, lda) in [(31, 45, 700, 768), (29, 70, 1100, 3072), (14, 33, 256, 256)] {
+        for (m, n, k, lda) in [(31, 45, 768, 784), (29, 70, 1100, 3088), (14, 33, 256, 272), (20, 40, 700, 768)] {
             let a = rng.array(m * lda), w = rng.array(n * k), bias = rng.array(n)
             let weight = PackedWeight(weight: w, outFeatures: n, inFeatures: k)
             for gelu in [false, true] {
@@ -203,7 +204,7 @@ final class GEMMTests: XCTestCase {
                         GEMM.linear(m: m, a: a, lda: lda, weight: weight, bias: bias, c: &c, ldc: n,
                                     activation: gelu ? .gelu : .none, threads: threads, kernel: kernel)
                         assertClose(c, ref.value, scale: ref.scale, k: k, gelu: gelu,
-                                    "aliased A \(kernel) m=\(m) k=\(k) lda=\(lda) gelu=\(gelu) threads=\(threads)")
+                                    "strided A \(kernel) m=\(m) k=\(k) lda=\(lda) gelu=\(gelu) threads=\(threads)")
                     }
                 }
             }

@@ -76,4 +76,33 @@ final class RowKernelTests: XCTestCase {
             }
         }
     }
+
+    /// LayerNorm into a strided output (the encoder pads rows of 256/768/1024/3072 floats):
+    /// the same values as contiguous, the padding untouched, split across threads or not.
+    func testLayerNormParallelStridedOutput() {
+        var rng = Rng(s: 3)
+        for (rows, cols) in [(5, 256), (300, 768), (70, 192)] {
+            let ldy = GEMMDriver.activationStride(cols) + (cols == 192 ? 16 : 0)
+            XCTAssertGreaterThan(ldy, cols)
+            let x = (0..<rows * cols).map { _ in Float(rng.next() * 20 - 7) }
+            let w = (0..<cols).map { _ in Float(rng.next() + 0.5) }
+            let b = (0..<cols).map { _ in Float(rng.next() - 0.5) }
+            var dense = [Float](repeating: 0, count: rows * cols)
+            var strided = [Float](repeating: -9, count: rows * ldy)
+            x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
+                dense.withUnsafeMutableBufferPointer { dp in
+                    RowKernels.layerNorm(xp.baseAddress!, rows: rows, cols: cols, weight: wp.baseAddress!, bias: bp.baseAddress!,
+                                         eps: 1e-6, into: dp.baseAddress!)
+                }
+                strided.withUnsafeMutableBufferPointer { sp in
+                    RowKernels.layerNormParallel(xp.baseAddress!, rows: rows, cols: cols, weight: wp.baseAddress!,
+                                                 bias: bp.baseAddress!, eps: 1e-6, into: sp.baseAddress!, ldy: ldy)
+                }
+            }}}
+            for r in 0..<rows {
+                XCTAssertEqual(Array(strided[r * ldy ..< r * ldy + cols]), Array(dense[r * cols ..< (r + 1) * cols]), "row \(r) of \(cols)")
+                XCTAssertTrue(strided[r * ldy + cols ..< (r + 1) * ldy].allSatisfy { $0 == -9 }, "padding of row \(r)")
+            }
+        }
+    }
 }

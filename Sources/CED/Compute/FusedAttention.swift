@@ -81,7 +81,7 @@ enum FusedAttention {
                 let sp = GEMMDriver.Problem(
                     m: mr, n: n, k: d, a: q, lda: d, aRows: mr, panels: keys(item), panelStride: d * w,
                     c: scores, ldc: n, alpha: scale, beta: 0, bias: nil, gelu: false)
-                GEMMDriver.compute(sp, rows: 0..<mr, cols: 0..<n, kc: GEMMDriver.blockK(d), kernel: kernel, copyA: false)
+                GEMMDriver.compute(sp, rows: 0..<mr, cols: 0..<n, kc: GEMMDriver.blockK(d), kernel: kernel)
                 RowKernels.softmax(scores, rows: rows, cols: n, kernel: kernel)
                 if let maps {
                     (maps + (item * n + row0) * n).update(from: scores, count: rows * n)
@@ -90,7 +90,7 @@ enum FusedAttention {
                     m: rows, n: d, k: n, a: scores, lda: n, aRows: mr, panels: values(item), panelStride: n * w,
                     c: context + (s * n + row0) * sh.contextStride + h * d, ldc: sh.contextStride,
                     alpha: 1, beta: 0, bias: nil, gelu: false)
-                GEMMDriver.compute(pv, rows: 0..<rows, cols: 0..<d, kc: GEMMDriver.blockK(n), kernel: kernel, copyA: false)
+                GEMMDriver.compute(pv, rows: 0..<rows, cols: 0..<d, kc: GEMMDriver.blockK(n), kernel: kernel)
             }
         }
     }

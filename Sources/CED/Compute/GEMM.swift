@@ -345,6 +345,23 @@ enum GEMMDriver {
         if rows > m { (buffer + m * k).update(repeating: 0, count: (rows - m) * k) }
     }
 
+    /// Row stride (floats) for an activation matrix of `cols` columns that a later product
+    /// reads as A. The microkernels broadcast from MR rows of A at once; rows a multiple of
+    /// 1 KB apart (256, 768, 1024, 3072 columns: CED-Mini/Base activations, every fc2 input)
+    /// fall onto 1–4 of the 64 sets of a 48 KB L1 and evict each other every few k steps.
+    /// Such matrices get one or two spare cache lines per row, making the stride an odd
+    /// number of lines. (Measured on CED-Base shapes, interleaved in one process: the
+    /// k = 3072 product 8–17 % faster, the k = 768 ones 3–6 %.)
+    static func activationStride(_ cols: Int) -> Int {
+        guard cols > 0, cols % 16 == 0 else { return cols }
+        var a = cols / 16, b = 64
+        while b != 0 { (a, b) = (b, a % b) }   // gcd(lines, 64)
+        return 64 / a < maxMR ? (cols / 16 | 1) * 16 : cols
+    }
+
+    /// The most rows a microkernel broadcasts from at once.
+    static let maxMR = GEMMKernel.allCases.map(\.mr).max()!
+
     /// Runs a prepared problem, split across up to `threads` threads (nil: all cores).
     static func run(_ p: Problem, kc: Int, kernel: GEMMKernel, threads: Int?) {
         let maxThreads = threadCount(threads, flops: 2 * p.m * p.n * p.k)
@@ -429,59 +446,21 @@ enum GEMMDriver {
     }
 
     /// The blocked loops over one rectangle of C (`cols.lowerBound` on a panel boundary).
-    ///
-    /// When the rows of A would share L1 sets, each MR-row strip of A is copied, one k block
-    /// at a time, into a scratch block whose row stride is an odd number of cache lines: the
-    /// microkernels broadcast from MR rows at once, and rows a multiple of 1 KB apart (A with
-    /// 256, 768, 1024 or 3072 columns) fall onto a few of the 64 sets and evict each other
-    /// every few k steps. Measured on CED-Base shapes, interleaved in one process: the
-    /// k = 3072 product 8–17 % faster, the k = 768 ones 3–6 %; the whole model 0–4 %.
-    /// `copyA: false` is for callers whose A already is a compact scratch block (the fused
-    /// attention's query and score strips).
     @inline(never)
-    static func compute(_ p: Problem, rows: Range<Int>, cols: Range<Int>, kc: Int, kernel: GEMMKernel, copyA: Bool = true) {
-        guard copyA && rowsShareSets(lda: p.lda, rows: kernel.mr) else {
-            compute(p, rows: rows, cols: cols, kc: kc, kernel: kernel, strip: nil, stripStride: 0)
-            return
-        }
-        let stride = stripStride(kc)
-        ScratchPool.shared.withFloats(kernel.mr * stride) { strip in
-            compute(p, rows: rows, cols: cols, kc: kc, kernel: kernel, strip: strip, stripStride: stride)
-        }
-    }
-
-    /// Whether `rows` rows `lda` floats apart map onto fewer than `rows` of the 64 sets of a
-    /// 48 KB, 12-way L1 (only whole-line strides can: other strides shift every row).
-    static func rowsShareSets(lda: Int, rows: Int) -> Bool {
-        guard lda > 0, lda % 16 == 0 else { return false }
-        var a = lda / 16, b = 64
-        while b != 0 { (a, b) = (b, a % b) }   // gcd(lines, 64)
-        return 64 / a < rows
-    }
-
-    /// Row stride (floats) of a copied A strip for k blocks of `kc`: whole cache lines, an
-    /// odd number of them, so the MR rows fall into different L1 sets.
-    static func stripStride(_ kc: Int) -> Int {
-        let lines = max(1, (kc + 15) / 16)
-        return (lines | 1) * 16
-    }
-
-    static func compute(_ p: Problem, rows: Range<Int>, cols: Range<Int>, kc: Int, kernel: GEMMKernel,
-                        strip: UnsafeMutablePointer<Float>?, stripStride: Int) {
+    static func compute(_ p: Problem, rows: Range<Int>, cols: Range<Int>, kc: Int, kernel: GEMMKernel) {
         let mr = kernel.mr, nr = kernel.nr, w = packedPanelWidth
         let function = kernel.tileFunction
         let kBlocks = p.k == 0 ? 1 : (p.k + kc - 1) / kc
         let nc = max(w, l2BlockBytes / (4 * kc) / w * w)
         var tile = ced_tile()
-        tile.lda = Int64(strip == nil ? p.lda : stripStride)
+        tile.lda = Int64(p.lda)
         tile.ldb = Int64(w)
         tile.ldc = Int64(p.ldc)
         tile.alpha = p.alpha
         for kb in 0..<kBlocks {
             let p0 = kb * kc
             let last = kb == kBlocks - 1
-            let kcur = min(kc, p.k - p0)
-            tile.k = Int64(kcur)
+            tile.k = Int64(min(kc, p.k - p0))
             tile.beta = kb == 0 ? p.beta : 1
             tile.gelu = last && p.gelu ? 1 : 0
             tile.add_c = p.addAfter ? 1 : 0
@@ -494,11 +473,7 @@ enum GEMMDriver {
                     let rowEnd = min(rows.upperBound - origin, mr)
                     tile.row_begin = Int32(i - origin)
                     tile.row_end = Int32(rowEnd)
-                    var aStrip = p.a + origin * p.lda + p0
-                    if let strip {
-                        for r in 0..<mr { (strip + r * stripStride).update(from: aStrip + r * p.lda, count: kcur) }
-                        aStrip = UnsafePointer(strip)
-                    }
+                    let aStrip = p.a + origin * p.lda + p0
                     let cRow = p.c + origin * p.ldc
                     var j = j0
                     while j < j1 {

@@ -13,31 +13,40 @@ enum RowKernels {
 
     /// `layerNorm` split by rows across the cores when there is enough work (the encoder's
     /// LayerNorms would otherwise leave the other core idle).
+    /// `y` has row stride `ldy` (default `cols`).
     static func layerNormParallel(_ x: UnsafePointer<Float>, rows: Int, cols: Int, weight: UnsafePointer<Float>,
-                                  bias: UnsafePointer<Float>, eps: Float, into y: UnsafeMutablePointer<Float>) {
+                                  bias: UnsafePointer<Float>, eps: Float, into y: UnsafeMutablePointer<Float>,
+                                  ldy: Int? = nil) {
         let pool = ComputePool.shared
         let tasks = rows * cols >= 1 << 14 ? min(rows, 2 * (pool.workerCount + 1)) : 1
+        let task = LayerNormTask(x: x, y: y, rows: rows, cols: cols, ldy: ldy ?? cols, weight: weight, bias: bias,
+                                 eps: eps, tasks: max(tasks, 1))
         if tasks <= 1 {
-            layerNorm(x, rows: rows, cols: cols, weight: weight, bias: bias, eps: eps, into: y)
+            task(0)
             return
         }
-        pool.run(tasks, maxThreads: pool.workerCount + 1,
-                 LayerNormTask(x: x, y: y, rows: rows, cols: cols, weight: weight, bias: bias, eps: eps, tasks: tasks))
+        pool.run(tasks, maxThreads: pool.workerCount + 1, task)
     }
 
     struct LayerNormTask: ComputeTask {
         let x: UnsafePointer<Float>
         let y: UnsafeMutablePointer<Float>
-        let rows: Int, cols: Int
+        let rows: Int, cols: Int, ldy: Int
         let weight: UnsafePointer<Float>, bias: UnsafePointer<Float>
         let eps: Float
         let tasks: Int
 
         func callAsFunction(_ t: Int) {
             let lo = t * rows / tasks, hi = (t + 1) * rows / tasks
-            if lo < hi {
+            guard lo < hi else { return }
+            if ldy == cols {
                 RowKernels.layerNorm(x + lo * cols, rows: hi - lo, cols: cols, weight: weight, bias: bias, eps: eps,
                                      into: y + lo * cols)
+            } else {
+                for r in lo..<hi {
+                    RowKernels.layerNorm(x + r * cols, rows: 1, cols: cols, weight: weight, bias: bias, eps: eps,
+                                         into: y + r * ldy)
+                }
             }
         }
     }

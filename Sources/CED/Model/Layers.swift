@@ -19,17 +19,19 @@ struct Linear: Sendable {
         bias = hasBias ? r.tensor("\(prefix).bias", shape: [outFeatures]) : nil
     }
 
-    /// `y[rows, out] (=|+=) act(x[rows, in]·Wᵀ + b)`.
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
-                        activation: Activation = .none, accumulate: Bool = false) {
+    /// `y[rows, out] (=|+=) act(x[rows, in]·Wᵀ + b)`; row strides `ldx`, `ldy` (default:
+    /// the feature counts).
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil, into y: UnsafeMutablePointer<Float>,
+                        ldy: Int? = nil, activation: Activation = .none, accumulate: Bool = false) {
+        let lda = ldx ?? inFeatures, ldc = ldy ?? outFeatures
         if let bias {
             bias.withUnsafeBufferPointer { b in
-                GEMM.linear(m: rows, a: x, lda: inFeatures, weight: weight, bias: b.baseAddress,
-                            c: y, ldc: outFeatures, activation: activation, accumulate: accumulate)
+                GEMM.linear(m: rows, a: x, lda: lda, weight: weight, bias: b.baseAddress,
+                            c: y, ldc: ldc, activation: activation, accumulate: accumulate)
             }
         } else {
-            GEMM.linear(m: rows, a: x, lda: inFeatures, weight: weight, bias: nil,
-                        c: y, ldc: outFeatures, activation: activation, accumulate: accumulate)
+            GEMM.linear(m: rows, a: x, lda: lda, weight: weight, bias: nil,
+                        c: y, ldc: ldc, activation: activation, accumulate: accumulate)
         }
     }
 }
@@ -46,12 +48,13 @@ struct LayerNorm: Sendable {
         self.eps = eps
     }
 
-    /// Normalises each of `rows` rows of `x` into `y` (which may alias `x`).
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+    /// Normalises each of `rows` rows of `x` (contiguous) into `y` (row stride `ldy`,
+    /// default the row length; `y` may alias `x` when the strides agree).
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil) {
         weight.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
                 RowKernels.layerNormParallel(x, rows: rows, cols: w.count, weight: w.baseAddress!, bias: b.baseAddress!,
-                                             eps: eps, into: y)
+                                             eps: eps, into: y, ldy: ldy ?? w.count)
             }
         }
     }
@@ -168,18 +171,20 @@ struct Attention: Sendable {
     /// Adds `proj(attention(x))` to `residual` for `sequences` sequences of `tokens` tokens
     /// stored back to back in `x` (`[sequences·tokens, dim]`). When `attentionMaps` is
     /// given, the softmax weights are written there as `[sequences, heads, tokens, tokens]`.
-    func callAsFunction(_ x: UnsafePointer<Float>, sequences: Int, tokens: Int,
+    /// `x` has row stride `ldx` (default `dim`).
+    func callAsFunction(_ x: UnsafePointer<Float>, sequences: Int, tokens: Int, ldx: Int? = nil,
                         addingInto residual: UnsafeMutablePointer<Float>, workspace ws: EncoderWorkspace,
                         attentionMaps: UnsafeMutablePointer<Float>? = nil) {
         let rows = sequences * tokens
         let d = dim / heads
         let q3 = ws.qkv.reserve(rows * 3 * dim)
-        let ctx = ws.context.reserve(rows * dim)
-        qkv(x, rows: rows, into: q3)
+        let ldctx = GEMMDriver.activationStride(dim)
+        let ctx = ws.context.reserve(rows * ldctx)
+        qkv(x, rows: rows, ldx: ldx, into: q3)
         FusedAttention.run(.init(sequences: sequences, tokens: tokens, heads: heads, headDim: d,
-                                 qkvStride: 3 * dim, contextStride: dim),
+                                 qkvStride: 3 * dim, contextStride: ldctx),
                            qkv: q3, scale: 1, context: ctx, maps: attentionMaps, precision: precision)
-        proj(ctx, rows: rows, into: residual, accumulate: true)
+        proj(ctx, rows: rows, ldx: ldctx, into: residual, accumulate: true)
     }
 }
 
@@ -193,12 +198,13 @@ struct MLP: Sendable {
         fc2 = Linear(r, "\(prefix).fc2", in: hidden, out: dim)
     }
 
-    /// Adds `fc2(GELU(fc1(x)))` to `residual`.
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, addingInto residual: UnsafeMutablePointer<Float>,
+    /// Adds `fc2(GELU(fc1(x)))` to `residual`; `x` has row stride `ldx` (default its width).
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil, addingInto residual: UnsafeMutablePointer<Float>,
                         workspace ws: EncoderWorkspace) {
-        let h = ws.hidden.reserve(rows * fc1.outFeatures)
-        fc1(x, rows: rows, into: h, activation: .gelu)
-        fc2(h, rows: rows, into: residual, accumulate: true)
+        let ldh = GEMMDriver.activationStride(fc1.outFeatures)
+        let h = ws.hidden.reserve(rows * ldh)
+        fc1(x, rows: rows, ldx: ldx, into: h, ldy: ldh, activation: .gelu)
+        fc2(h, rows: rows, ldx: ldh, into: residual, accumulate: true)
     }
 }
 
@@ -220,10 +226,12 @@ struct CedBlock: Sendable {
     func callAsFunction(_ x: UnsafeMutablePointer<Float>, sequences: Int, tokens: Int, workspace ws: EncoderWorkspace,
                         attentionMaps: UnsafeMutablePointer<Float>? = nil) {
         let rows = sequences * tokens
-        let n = ws.normed.reserve(rows * attn.dim)
-        norm1(x, rows: rows, into: n)
-        attn(n, sequences: sequences, tokens: tokens, addingInto: x, workspace: ws, attentionMaps: attentionMaps)
-        norm2(x, rows: rows, into: n)
-        mlp(n, rows: rows, addingInto: x, workspace: ws)
+        // The normalised rows are only read by products: strided so they do not share L1 sets.
+        let ldn = GEMMDriver.activationStride(attn.dim)
+        let n = ws.normed.reserve(rows * ldn)
+        norm1(x, rows: rows, into: n, ldy: ldn)
+        attn(n, sequences: sequences, tokens: tokens, ldx: ldn, addingInto: x, workspace: ws, attentionMaps: attentionMaps)
+        norm2(x, rows: rows, into: n, ldy: ldn)
+        mlp(n, rows: rows, ldx: ldn, addingInto: x, workspace: ws)
     }
 }
