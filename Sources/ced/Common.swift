@@ -228,6 +228,7 @@ func runOrdered<T>(count: Int, jobs: Int, lookahead: Int,
     guard count > 0 else { return }
     let state = OrderedState<T>()
     let workers = max(1, min(jobs, count))
+    let threadsPerJob = max(1, ProcessInfo.processInfo.activeProcessorCount / workers)
     let group = DispatchGroup()
     for _ in 0..<workers {
         group.enter()
@@ -240,7 +241,10 @@ func runOrdered<T>(count: Int, jobs: Int, lookahead: Int,
                 let i = state.nextStart
                 state.nextStart += 1
                 state.cond.unlock()
-                let r = produce(i)
+                // Each worker's model calls use its share of the cores: with --jobs 2 on two
+                // cores, two single-threaded encoders instead of two callers competing for
+                // the shared compute pool.
+                let r = CedCompute.withThreadLimit(threadsPerJob) { produce(i) }
                 state.cond.lock()
                 state.results[i] = r
                 state.cond.broadcast()

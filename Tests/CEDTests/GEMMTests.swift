@@ -416,3 +416,36 @@ extension XCTestCase {
         }
     }
 }
+
+final class ThreadLimitTests: XCTestCase {
+    func testThreadLimitIsPerThreadNestsAndRestores() {
+        let all = ComputePool.shared.workerCount + 1
+        XCTAssertEqual(CedCompute.threadLimit, all)
+        CedCompute.withThreadLimit(1) {
+            XCTAssertEqual(CedCompute.threadLimit, 1)
+            XCTAssertEqual(GEMMDriver.threadCount(nil, flops: 1 << 40), 1)
+            XCTAssertEqual(GEMMDriver.threadCount(8, flops: 1 << 40), 1)
+            CedCompute.withThreadLimit(3) { XCTAssertEqual(CedCompute.threadLimit, 3) }
+            XCTAssertEqual(CedCompute.threadLimit, 1)
+            // Another thread is not limited (a real thread: DispatchQueue.sync may run the
+            // block on this one).
+            let done = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var seen = 0
+            Thread.detachNewThread { seen = CedCompute.threadLimit; done.signal() }
+            done.wait()
+            XCTAssertEqual(seen, all)
+        }
+        XCTAssertEqual(CedCompute.threadLimit, all)
+        XCTAssertEqual(GEMMDriver.threadCount(nil, flops: 1 << 40), all)
+    }
+
+    /// A model call limited to its own thread computes exactly what the shared pool does
+    /// (threads only split the work; every value is summed in the same order).
+    func testSingleThreadedModelCallGivesIdenticalScores() throws {
+        let model = try ModelGoldenTests.loadModel("tiny")
+        let mel = try Reference.golden("tiny").tensor("ukulele_speech_32k_mono_s16.wav/mel")
+        let pooled = try model(mel).scalars
+        let alone = try CedCompute.withThreadLimit(1) { try model(mel).scalars }
+        XCTAssertEqual(alone, pooled)
+    }
+}

@@ -93,7 +93,7 @@ final class ComputePool: @unchecked Sendable {
     /// specialized invoker.
     func run<Task: ComputeTask>(_ count: Int, maxThreads: Int, _ task: Task) {
         if count <= 0 { return }
-        let helpers = min(workerCount, maxThreads - 1, count - 1)
+        let helpers = min(workerCount, maxThreads - 1, count - 1, CedCompute.threadLimit - 1)
         if helpers <= 0 {
             for i in 0..<count { task(i) }
             return
@@ -261,5 +261,32 @@ final class ScratchPool: @unchecked Sendable {
             }
         }
         return try body(buffer.pointer.bindMemory(to: Float.self, capacity: bytes / 4))
+    }
+}
+
+/// Compute settings of the calling thread.
+public enum CedCompute {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The most threads a model call made on this thread uses (all cores unless limited
+    /// by `withThreadLimit`).
+    public static var threadLimit: Int {
+        let raw = Int(bitPattern: pthread_getspecific(key))
+        return raw > 0 ? raw : ComputePool.shared.workerCount + 1
+    }
+
+    /// Runs `body` with model calls on this thread using at most `threads` threads (1: the
+    /// calling thread only). For applications that run several models or clips at once
+    /// on their own threads: with one thread each, N concurrent callers on N cores do not
+    /// compete for the shared compute pool. Nests; the previous limit is restored after.
+    public static func withThreadLimit<R>(_ threads: Int, _ body: () throws -> R) rethrows -> R {
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: max(1, threads)))
+        defer { pthread_setspecific(key, previous) }
+        return try body()
     }
 }

@@ -296,7 +296,7 @@ enum GEMMDriver {
     /// Threads to use: an explicit request (capped at the cores), else all cores for
     /// calls of at least `parallelFlops`, else 1.
     static func threadCount(_ requested: Int?, flops: Int) -> Int {
-        let available = ComputePool.shared.workerCount + 1
+        let available = min(ComputePool.shared.workerCount + 1, CedCompute.threadLimit)
         if let requested { return max(1, min(requested, available)) }
         return flops < parallelFlops ? 1 : available
     }

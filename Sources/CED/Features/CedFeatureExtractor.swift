@@ -311,7 +311,7 @@ final class MelEngine: @unchecked Sendable {
     func extract(_ x: UnsafeBufferPointer<Float>, parallel: Bool) -> Tensor {
         let frames = frameCount(x.count)
         let total = nMels * frames
-        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let cores = min(ProcessInfo.processInfo.activeProcessorCount, CedCompute.threadLimit)
         let chunks = parallel && cores > 1 ? min(2 * cores, frames / 64) : 1
         let scalars = [Float](unsafeUninitializedCapacity: total) { buffer, initialized in
             let out = buffer.baseAddress!

@@ -89,7 +89,7 @@ extension CedFeatureExtractor {
             var block = [Float](repeating: 0, count: e.nMels * n)
             buffer.withUnsafeBufferPointer { x in
                 block.withUnsafeMutableBufferPointer { out in
-                    let cores = ProcessInfo.processInfo.activeProcessorCount
+                    let cores = min(ProcessInfo.processInfo.activeProcessorCount, CedCompute.threadLimit)
                     let parts = cores > 1 && n >= 128 ? min(2 * cores, n / 64) : 1
                     if parts == 1 {
                         peak = max(peak, e.computeFrames(x, range, frameCount: n, into: out.baseAddress!,

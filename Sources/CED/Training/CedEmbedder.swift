@@ -152,43 +152,46 @@ public final class CedEmbedder: Sendable {
         let dim = dimension
         let model = modelIdentity
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while true {
-                state.lock.lock()
-                let i = state.next
-                state.next += 1
-                let stop = state.cacheError != nil
-                state.lock.unlock()
-                if i >= files.count || stop { return }
-                let file = files[i]
-                var vector: [Float]?
-                var fromCache = false
-                var failure: String?
-                var notes: [String] = []
-                var storeError: Error?
-                do {
-                    let hash = try Self.contentHash(of: file)
-                    if let hit = cache?.lookup(model: model, fileHash: hash, dimension: dim) {
-                        vector = hit
-                        fromCache = true
-                    } else {
-                        let (v, w) = try embedding(file: file)
-                        vector = v
-                        notes = w.map { "\(file.path): \($0)" }
-                        do { try cache?.store(v, model: model, fileHash: hash) } catch { storeError = error }
+            // One encoder per worker thread: each uses its share of the cores.
+            CedCompute.withThreadLimit(max(1, ProcessInfo.processInfo.activeProcessorCount / workers)) {
+                while true {
+                    state.lock.lock()
+                    let i = state.next
+                    state.next += 1
+                    let stop = state.cacheError != nil
+                    state.lock.unlock()
+                    if i >= files.count || stop { return }
+                    let file = files[i]
+                    var vector: [Float]?
+                    var fromCache = false
+                    var failure: String?
+                    var notes: [String] = []
+                    var storeError: Error?
+                    do {
+                        let hash = try Self.contentHash(of: file)
+                        if let hit = cache?.lookup(model: model, fileHash: hash, dimension: dim) {
+                            vector = hit
+                            fromCache = true
+                        } else {
+                            let (v, w) = try embedding(file: file)
+                            vector = v
+                            notes = w.map { "\(file.path): \($0)" }
+                            do { try cache?.store(v, model: model, fileHash: hash) } catch { storeError = error }
+                        }
+                    } catch {
+                        failure = (error as? LocalizedError)?.errorDescription ?? "\(error)"
                     }
-                } catch {
-                    failure = (error as? LocalizedError)?.errorDescription ?? "\(error)"
+                    state.lock.lock()
+                    state.vectors[i] = vector
+                    if let failure { state.failures[i] = failure }
+                    if !notes.isEmpty { state.warnings[i] = notes }
+                    if fromCache { state.cached += 1 }
+                    if let storeError, state.cacheError == nil { state.cacheError = storeError }
+                    state.done += 1
+                    let report = EmbeddingProgress(done: state.done, total: files.count, file: file, cached: fromCache, failure: failure)
+                    state.lock.unlock()
+                    progress?(report)
                 }
-                state.lock.lock()
-                state.vectors[i] = vector
-                if let failure { state.failures[i] = failure }
-                if !notes.isEmpty { state.warnings[i] = notes }
-                if fromCache { state.cached += 1 }
-                if let storeError, state.cacheError == nil { state.cacheError = storeError }
-                state.done += 1
-                let report = EmbeddingProgress(done: state.done, total: files.count, file: file, cached: fromCache, failure: failure)
-                state.lock.unlock()
-                progress?(report)
             }
         }
         if let e = state.cacheError { throw e }
