@@ -449,3 +449,24 @@ final class ThreadLimitTests: XCTestCase {
         XCTAssertEqual(alone, pooled)
     }
 }
+
+final class BatchScoresTests: XCTestCase {
+    /// `model([mel…])` runs the clips side by side; every result equals `model(mel)`, in order.
+    func testBatchEqualsOneByOne() throws {
+        let model = try ModelGoldenTests.loadModel("tiny")
+        let golden = try Reference.golden("tiny")
+        let mels = try Reference.cases().filter { $0.model == "tiny" }.map { try golden.tensor("\($0.audio)/mel") }
+        XCTAssertGreaterThanOrEqual(mels.count, 3)
+        for chunking in CedChunking.allCases {
+            let batch = try model(mels, chunking: chunking)
+            XCTAssertEqual(batch.count, mels.count)
+            for (b, m) in zip(batch, mels) { XCTAssertEqual(b.scalars, try model(m, chunking: chunking).scalars) }
+        }
+        // The first failing spectrogram's error is thrown.
+        let bad = Tensor(shape: [3, 100], scalars: [Float](repeating: 0, count: 300))
+        XCTAssertThrowsError(try model([mels[0], bad, mels[1]])) { error in
+            XCTAssertTrue("\(error)".contains("[3, 100]"), "\(error)")
+        }
+        XCTAssertEqual(try model([]).count, 0)
+    }
+}

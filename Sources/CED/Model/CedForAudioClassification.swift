@@ -59,9 +59,37 @@ public final class CedForAudioClassification: Sendable {
         try forward(mel, chunking: chunking).logits
     }
 
-    /// Class scores for several spectrograms (any lengths), one `[outputdim]` tensor each.
+    /// Class scores for several spectrograms (any lengths), one `[outputdim]` tensor each,
+    /// in order. With more than one core the clips run side by side, each on its share of
+    /// the cores (more throughput than one clip after another on all cores; each result is
+    /// bit-identical to `self(mel)`). Throws the error of the first failing spectrogram.
     public func callAsFunction(_ mels: [Tensor], chunking: CedChunking = .hf) throws -> [Tensor] {
-        try mels.map { try self($0, chunking: chunking) }
+        let workers = min(mels.count, CedCompute.threadLimit)
+        if workers <= 1 { return try mels.map { try self($0, chunking: chunking) } }
+        let threads = max(1, CedCompute.threadLimit / workers)
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var next = 0
+            var values: [Result<Tensor, Error>?]
+            init(_ n: Int) { values = .init(repeating: nil, count: n) }
+        }
+        let results = Results(mels.count)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            CedCompute.withThreadLimit(threads) {
+                while true {
+                    results.lock.lock()
+                    let i = results.next
+                    results.next += 1
+                    results.lock.unlock()
+                    if i >= mels.count { return }
+                    let r = Result { try self(mels[i], chunking: chunking) }
+                    results.lock.lock()
+                    results.values[i] = r
+                    results.lock.unlock()
+                }
+            }
+        }
+        return try results.values.map { try $0!.get() }
     }
 
     /// The full forward pass, optionally with every layer's hidden states and attention maps.
