@@ -228,7 +228,7 @@ func runOrdered<T>(count: Int, jobs: Int, lookahead: Int,
     guard count > 0 else { return }
     let state = OrderedState<T>()
     let workers = max(1, min(jobs, count))
-    let threadsPerJob = max(1, ProcessInfo.processInfo.activeProcessorCount / workers)
+    let threadsPerJob = CedCompute.threadsPerWorker(workers)
     let group = DispatchGroup()
     for _ in 0..<workers {
         group.enter()

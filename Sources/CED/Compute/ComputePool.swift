@@ -279,6 +279,11 @@ public enum CedCompute {
         return raw > 0 ? raw : ComputePool.shared.workerCount + 1
     }
 
+    /// Each of `workers` concurrent callers' share of this thread's limit (at least 1).
+    public static func threadsPerWorker(_ workers: Int) -> Int {
+        max(1, threadLimit / max(1, workers))
+    }
+
     /// Runs `body` with model calls on this thread using at most `threads` threads (1: the
     /// calling thread only). For applications that run several models or clips at once
     /// on their own threads: with one thread each, N concurrent callers on N cores do not

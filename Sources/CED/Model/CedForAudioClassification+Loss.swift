@@ -112,7 +112,7 @@ extension CedForAudioClassification {
                         lossFunction: CedLossFunction = .bceWithLogits) throws -> CedClassificationLossOutput {
         let targets = try targetVector(labels, lossFunction: lossFunction)
         let input = try encoder.prepare(mel)
-        let c = config.embedDim, n = config.outputdim
+        let n = config.outputdim
         let (output, headLogits) = encoder.workspaces.with { ws -> (CedClassificationOutput, [Float]?) in
             let pooled = encodePooled(input, workspace: ws)
             let (combined, perChunk) = headOutputs(pooled, chunking: .hf, workspace: ws)
@@ -120,9 +120,7 @@ extension CedForAudioClassification {
             if config.pooling == .dm { return (output, nil) }
             // The head before the sigmoid, on the pooled mean over all chunks (as `.hf`).
             let z = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
-                let mean = ws.headVector.reserve(c)
-                meanOfRows(ws.pooled.pointer, rows: pooled.chunks, rowStride: c, count: c, into: mean)
-                applyHead(mean, into: buffer.baseAddress!, sigmoid: false, workspace: ws)
+                applyHead(meanPooled(pooled, workspace: ws), into: buffer.baseAddress!, sigmoid: false, workspace: ws)
                 initialized = n
             }
             return (output, z)

@@ -66,7 +66,7 @@ public final class CedForAudioClassification: Sendable {
     public func callAsFunction(_ mels: [Tensor], chunking: CedChunking = .hf) throws -> [Tensor] {
         let workers = min(mels.count, CedCompute.threadLimit)
         if workers <= 1 { return try mels.map { try self($0, chunking: chunking) } }
-        let threads = max(1, CedCompute.threadLimit / workers)
+        let threads = CedCompute.threadsPerWorker(workers)
         final class Results: @unchecked Sendable {
             let lock = NSLock()
             var next = 0
@@ -208,15 +208,22 @@ public final class CedForAudioClassification: Sendable {
             case (.hf, .mean), (.hf, .logit), (.hf, .token):
                 // Every chunk has the same token count, so the mean of the chunk means is the
                 // mean over all tokens; for `token` it is the mean of the chunks' cls tokens.
-                let mean = ws.headVector.reserve(c)
-                meanOfRows(features, rows: chunks, rowStride: c, count: c, into: mean)
-                applyHead(mean, into: out, sigmoid: sigmoid, workspace: ws)
+                applyHead(meanPooled(pooled, workspace: ws), into: out, sigmoid: sigmoid, workspace: ws)
             case (.hf, .dm):
                 meanOfRows(scores, rows: pooled.count, rowStride: n, count: n, into: out)
             }
             initialized = n
         }
         return (Tensor(shape: [n], scalars: combined), Tensor(shape: [chunks, n], scalars: chunkScores))
+    }
+
+    /// The mean of the chunks' pooled vectors, in `ws.headVector`: what the head runs on
+    /// under `.hf` for `mean`, `logit` and `token` pooling (one pooled vector per chunk).
+    func meanPooled(_ pooled: PooledFeatures, workspace ws: EncoderWorkspace) -> UnsafeMutablePointer<Float> {
+        let c = config.embedDim
+        let mean = ws.headVector.reserve(c)
+        meanOfRows(ws.pooled.pointer, rows: pooled.chunks, rowStride: c, count: c, into: mean)
+        return mean
     }
 
     /// `outputlayer(v)` for one `[embed_dim]` vector, then sigmoid when asked.
@@ -226,17 +233,6 @@ public final class CedForAudioClassification: Sendable {
         headNorm(v, rows: 1, into: normed)
         head(normed, rows: 1, into: out)
         if sigmoid { for i in 0..<config.outputdim { out[i] = 1 / (1 + expf(-out[i])) } }
-    }
-
-    /// `applyHead` on an array (training, loss and tests).
-    func applyHead(_ v: [Float], sigmoid: Bool) -> [Float] {
-        precondition(v.count == config.embedDim)
-        return encoder.workspaces.with { ws in
-            [Float](unsafeUninitializedCapacity: config.outputdim) { buffer, initialized in
-                v.withUnsafeBufferPointer { applyHead($0.baseAddress!, into: buffer.baseAddress!, sigmoid: sigmoid, workspace: ws) }
-                initialized = config.outputdim
-            }
-        }
     }
 }
 
@@ -263,16 +259,5 @@ func meanOfRows(_ x: UnsafePointer<Float>, rows: Int, rowStride: Int, count: Int
         for r in 0..<rows { acc += Double(x[r * rowStride + j]) }
         out[j] = Float(acc / scale)
         j += 1
-    }
-}
-
-/// Element-wise mean of equally long vectors, as `meanOfRows`.
-func average(_ rows: [[Float]]) -> [Float] {
-    guard let first = rows.first else { return [] }
-    if rows.count == 1 { return first }
-    let flat = rows.flatMap { $0 }
-    return [Float](unsafeUninitializedCapacity: first.count) { buffer, initialized in
-        flat.withUnsafeBufferPointer { meanOfRows($0.baseAddress!, rows: rows.count, rowStride: first.count, count: first.count, into: buffer.baseAddress!) }
-        initialized = first.count
     }
 }

@@ -22,11 +22,7 @@ extension CedForAudioClassification {
             if config.pooling == .dm {
                 return Tensor(shape: [pooled.count, c], scalars: Array(UnsafeBufferPointer(start: ws.pooled.pointer, count: pooled.count * c)))
             }
-            let mean = [Float](unsafeUninitializedCapacity: c) { buffer, initialized in
-                meanOfRows(ws.pooled.pointer, rows: pooled.chunks, rowStride: c, count: c, into: buffer.baseAddress!)
-                initialized = c
-            }
-            return Tensor(shape: [c], scalars: mean)
+            return Tensor(shape: [c], scalars: Array(UnsafeBufferPointer(start: meanPooled(pooled, workspace: ws), count: c)))
         }
     }
 }
@@ -151,9 +147,10 @@ public final class CedEmbedder: Sendable {
         let state = State(files.count)
         let dim = dimension
         let model = modelIdentity
+        // One encoder per worker thread: each uses its share of the cores.
+        let threads = CedCompute.threadsPerWorker(workers)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            // One encoder per worker thread: each uses its share of the cores.
-            CedCompute.withThreadLimit(max(1, ProcessInfo.processInfo.activeProcessorCount / workers)) {
+            CedCompute.withThreadLimit(threads) {
                 while true {
                     state.lock.lock()
                     let i = state.next
