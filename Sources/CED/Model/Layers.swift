@@ -151,6 +151,8 @@ struct Attention: Sendable {
     let dim: Int
     /// Precision of the attention products (`.bf16`: Q·Kᵀ and P·V in bf16 on AMX).
     let precision: CedPrecision
+    /// Row stride of the attention output (`GEMMDriver.activationStride`).
+    let contextStride: Int
 
     init(_ r: WeightReader, _ prefix: String, dim: Int, heads: Int, qkvBias: Bool) {
         // The softmax scale head_dim^-0.5 is folded into the q rows of the qkv projection
@@ -166,6 +168,7 @@ struct Attention: Sendable {
         self.heads = heads
         self.dim = dim
         precision = r.precision.effective
+        contextStride = GEMMDriver.activationStride(dim)
     }
 
     /// Adds `proj(attention(x))` to `residual` for `sequences` sequences of `tokens` tokens
@@ -178,13 +181,12 @@ struct Attention: Sendable {
         let rows = sequences * tokens
         let d = dim / heads
         let q3 = ws.qkv.reserve(rows * 3 * dim)
-        let ldctx = GEMMDriver.activationStride(dim)
-        let ctx = ws.context.reserve(rows * ldctx)
+        let ctx = ws.context.reserve(rows * contextStride)
         qkv(x, rows: rows, ldx: ldx, into: q3)
         FusedAttention.run(.init(sequences: sequences, tokens: tokens, heads: heads, headDim: d,
-                                 qkvStride: 3 * dim, contextStride: ldctx),
+                                 qkvStride: 3 * dim, contextStride: contextStride),
                            qkv: q3, scale: 1, context: ctx, maps: attentionMaps, precision: precision)
-        proj(ctx, rows: rows, ldx: ldctx, into: residual, accumulate: true)
+        proj(ctx, rows: rows, ldx: contextStride, into: residual, accumulate: true)
     }
 }
 
@@ -192,19 +194,21 @@ struct Attention: Sendable {
 struct MLP: Sendable {
     let fc1: Linear
     let fc2: Linear
+    /// Row stride of the hidden layer (`GEMMDriver.activationStride`).
+    let hiddenStride: Int
 
     init(_ r: WeightReader, _ prefix: String, dim: Int, hidden: Int) {
         fc1 = Linear(r, "\(prefix).fc1", in: dim, out: hidden)
         fc2 = Linear(r, "\(prefix).fc2", in: hidden, out: dim)
+        hiddenStride = GEMMDriver.activationStride(hidden)
     }
 
     /// Adds `fc2(GELU(fc1(x)))` to `residual`; `x` has row stride `ldx` (default its width).
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil, addingInto residual: UnsafeMutablePointer<Float>,
                         workspace ws: EncoderWorkspace) {
-        let ldh = GEMMDriver.activationStride(fc1.outFeatures)
-        let h = ws.hidden.reserve(rows * ldh)
-        fc1(x, rows: rows, ldx: ldx, into: h, ldy: ldh, activation: .gelu)
-        fc2(h, rows: rows, ldx: ldh, into: residual, accumulate: true)
+        let h = ws.hidden.reserve(rows * hiddenStride)
+        fc1(x, rows: rows, ldx: ldx, into: h, ldy: hiddenStride, activation: .gelu)
+        fc2(h, rows: rows, ldx: hiddenStride, into: residual, accumulate: true)
     }
 }
 
@@ -214,24 +218,25 @@ struct CedBlock: Sendable {
     let attn: Attention
     let norm2: LayerNorm
     let mlp: MLP
+    /// Row stride of the normalised rows, which only products read (`GEMMDriver.activationStride`).
+    let normedStride: Int
 
     init(_ r: WeightReader, _ prefix: String, config: CedConfig) {
         norm1 = LayerNorm(r, "\(prefix).norm1", dim: config.embedDim, eps: 1e-6)
         attn = Attention(r, "\(prefix).attn", dim: config.embedDim, heads: config.numHeads, qkvBias: config.qkvBias)
         norm2 = LayerNorm(r, "\(prefix).norm2", dim: config.embedDim, eps: 1e-6)
         mlp = MLP(r, "\(prefix).mlp", dim: config.embedDim, hidden: config.mlpHiddenDim)
+        normedStride = GEMMDriver.activationStride(config.embedDim)
     }
 
     /// Runs the block in place on `x` (`[sequences·tokens, dim]`).
     func callAsFunction(_ x: UnsafeMutablePointer<Float>, sequences: Int, tokens: Int, workspace ws: EncoderWorkspace,
                         attentionMaps: UnsafeMutablePointer<Float>? = nil) {
         let rows = sequences * tokens
-        // The normalised rows are only read by products: strided so they do not share L1 sets.
-        let ldn = GEMMDriver.activationStride(attn.dim)
-        let n = ws.normed.reserve(rows * ldn)
-        norm1(x, rows: rows, into: n, ldy: ldn)
-        attn(n, sequences: sequences, tokens: tokens, ldx: ldn, addingInto: x, workspace: ws, attentionMaps: attentionMaps)
-        norm2(x, rows: rows, into: n, ldy: ldn)
-        mlp(n, rows: rows, ldx: ldn, addingInto: x, workspace: ws)
+        let n = ws.normed.reserve(rows * normedStride)
+        norm1(x, rows: rows, into: n, ldy: normedStride)
+        attn(n, sequences: sequences, tokens: tokens, ldx: normedStride, addingInto: x, workspace: ws, attentionMaps: attentionMaps)
+        norm2(x, rows: rows, into: n, ldy: normedStride)
+        mlp(n, rows: rows, ldx: normedStride, addingInto: x, workspace: ws)
     }
 }

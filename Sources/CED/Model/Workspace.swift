@@ -12,12 +12,7 @@ struct ScratchBuffer {
 
     /// At least `count` floats (contents undefined after growth).
     mutating func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
-        if count > capacity {
-            UnsafeMutableRawPointer(pointer).deallocate()
-            capacity = max(count, capacity * 3 / 2)
-            pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity * 4, alignment: 64).bindMemory(to: Float.self, capacity: capacity)
-        }
-        return pointer
+        reserve(count, keeping: 0)
     }
 
     /// At least `count` floats, the first `keep` of which are kept across growth.
