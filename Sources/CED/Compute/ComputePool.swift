@@ -294,4 +294,34 @@ public enum CedCompute {
         defer { pthread_setspecific(key, previous) }
         return try body()
     }
+
+    /// Runs `body(i)` for `i` in `0..<count` on `workers` threads (the caller among them),
+    /// items claimed in order, each thread's model calls limited to its share of the cores
+    /// (`threadsPerWorker`). Once `body` returns false, no further items are started.
+    static func forEachConcurrently(_ count: Int, workers: Int, _ body: @Sendable (Int) -> Bool) {
+        final class Claims: @unchecked Sendable {
+            let lock = NSLock()
+            var next = 0
+            var stopped = false
+        }
+        let claims = Claims()
+        let threads = threadsPerWorker(workers)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(workers, count))) { _ in
+            withThreadLimit(threads) {
+                while true {
+                    claims.lock.lock()
+                    let i = claims.next
+                    claims.next += 1
+                    let stop = claims.stopped || i >= count
+                    claims.lock.unlock()
+                    if stop { return }
+                    if !body(i) {
+                        claims.lock.lock()
+                        claims.stopped = true
+                        claims.lock.unlock()
+                    }
+                }
+            }
+        }
+    }
 }

@@ -66,28 +66,18 @@ public final class CedForAudioClassification: Sendable {
     public func callAsFunction(_ mels: [Tensor], chunking: CedChunking = .hf) throws -> [Tensor] {
         let workers = min(mels.count, CedCompute.threadLimit)
         if workers <= 1 { return try mels.map { try self($0, chunking: chunking) } }
-        let threads = CedCompute.threadsPerWorker(workers)
         final class Results: @unchecked Sendable {
             let lock = NSLock()
-            var next = 0
             var values: [Result<Tensor, Error>?]
             init(_ n: Int) { values = .init(repeating: nil, count: n) }
         }
         let results = Results(mels.count)
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            CedCompute.withThreadLimit(threads) {
-                while true {
-                    results.lock.lock()
-                    let i = results.next
-                    results.next += 1
-                    results.lock.unlock()
-                    if i >= mels.count { return }
-                    let r = Result { try self(mels[i], chunking: chunking) }
-                    results.lock.lock()
-                    results.values[i] = r
-                    results.lock.unlock()
-                }
-            }
+        CedCompute.forEachConcurrently(mels.count, workers: workers) { i in
+            let r = Result { try self(mels[i], chunking: chunking) }
+            results.lock.lock()
+            results.values[i] = r
+            results.lock.unlock()
+            return true
         }
         return try results.values.map { try $0!.get() }
     }

@@ -135,7 +135,6 @@ public final class CedEmbedder: Sendable {
         }
         final class State: @unchecked Sendable {
             let lock = NSLock()
-            var next = 0
             var done = 0
             var vectors: [[Float]?]
             var failures: [Int: String] = [:]
@@ -147,49 +146,40 @@ public final class CedEmbedder: Sendable {
         let state = State(files.count)
         let dim = dimension
         let model = modelIdentity
-        // One encoder per worker thread: each uses its share of the cores.
-        let threads = CedCompute.threadsPerWorker(workers)
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            CedCompute.withThreadLimit(threads) {
-                while true {
-                    state.lock.lock()
-                    let i = state.next
-                    state.next += 1
-                    let stop = state.cacheError != nil
-                    state.lock.unlock()
-                    if i >= files.count || stop { return }
-                    let file = files[i]
-                    var vector: [Float]?
-                    var fromCache = false
-                    var failure: String?
-                    var notes: [String] = []
-                    var storeError: Error?
-                    do {
-                        let hash = try Self.contentHash(of: file)
-                        if let hit = cache?.lookup(model: model, fileHash: hash, dimension: dim) {
-                            vector = hit
-                            fromCache = true
-                        } else {
-                            let (v, w) = try embedding(file: file)
-                            vector = v
-                            notes = w.map { "\(file.path): \($0)" }
-                            do { try cache?.store(v, model: model, fileHash: hash) } catch { storeError = error }
-                        }
-                    } catch {
-                        failure = (error as? LocalizedError)?.errorDescription ?? "\(error)"
-                    }
-                    state.lock.lock()
-                    state.vectors[i] = vector
-                    if let failure { state.failures[i] = failure }
-                    if !notes.isEmpty { state.warnings[i] = notes }
-                    if fromCache { state.cached += 1 }
-                    if let storeError, state.cacheError == nil { state.cacheError = storeError }
-                    state.done += 1
-                    let report = EmbeddingProgress(done: state.done, total: files.count, file: file, cached: fromCache, failure: failure)
-                    state.lock.unlock()
-                    progress?(report)
+        // One encoder per worker thread, each on its share of the cores; a cache that
+        // cannot be written stops the run.
+        CedCompute.forEachConcurrently(files.count, workers: workers) { i in
+            let file = files[i]
+            var vector: [Float]?
+            var fromCache = false
+            var failure: String?
+            var notes: [String] = []
+            var storeError: Error?
+            do {
+                let hash = try Self.contentHash(of: file)
+                if let hit = cache?.lookup(model: model, fileHash: hash, dimension: dim) {
+                    vector = hit
+                    fromCache = true
+                } else {
+                    let (v, w) = try embedding(file: file)
+                    vector = v
+                    notes = w.map { "\(file.path): \($0)" }
+                    do { try cache?.store(v, model: model, fileHash: hash) } catch { storeError = error }
                 }
+            } catch {
+                failure = (error as? LocalizedError)?.errorDescription ?? "\(error)"
             }
+            state.lock.lock()
+            state.vectors[i] = vector
+            if let failure { state.failures[i] = failure }
+            if !notes.isEmpty { state.warnings[i] = notes }
+            if fromCache { state.cached += 1 }
+            if let storeError, state.cacheError == nil { state.cacheError = storeError }
+            state.done += 1
+            let report = EmbeddingProgress(done: state.done, total: files.count, file: file, cached: fromCache, failure: failure)
+            state.lock.unlock()
+            progress?(report)
+            return storeError == nil
         }
         if let e = state.cacheError { throw e }
         let failures = state.failures.keys.sorted().map { (file: files[$0], reason: state.failures[$0]!) }
