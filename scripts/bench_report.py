@@ -9,6 +9,11 @@ import sys
 # machine kind by ../shared/reference/README.md. Not measured by this benchmark.
 PYTORCH_REFERENCE_MS = {"tiny": 46, "mini": 45, "small": 96, "base": 345}
 SIZES = ["tiny", "mini", "small", "base"]
+# Issue 6's fp32 floor on this machine kind: the model's FLOPs for a 10 s clip (tiny 3.2, base
+# 44 GFLOP) at the ~116 GFLOP/s per core of an AVX-512 microkernel, on both cores.
+# The issue lets base be compared with this floor instead of an ORT graph built here; the
+# report gives both.
+FP32_FLOOR_MS = {"base": 190}
 
 
 def load(d, name):
@@ -68,6 +73,19 @@ def merge_ort(runs):
             best = keep_best([run["models"].get(size, {}).get(key) for run in runs])
             fig.update({k: best[k] for k in ("best_ms", "median_ms", "mean_ms", "runs")})
     return merged
+
+
+def per_round_ratios(d, size, precision="fp32", ort_key="fp32"):
+    """Swift's best over ORT's best for `size`, round by round: `swift-N.json` and `ort-N.json`
+    with the same N were timed back to back (bench.sh), so each ratio shares the machine's
+    state of that minute."""
+    out = []
+    for s, o in zip(rounds(d, "swift"), rounds(d, "ort")):
+        mine = [x for x in s["results"] if x["model"] == size and x["precision"] == precision]
+        theirs = o.get("models", {}).get(size, {}).get(ort_key)
+        if mine and mine[0]["mel_to_probs"] and theirs:
+            out.append(mine[0]["mel_to_probs"]["best_ms"] / theirs["best_ms"])
+    return out
 
 
 def ms(fig):
@@ -184,7 +202,14 @@ def main():
         f32, of = res.get((size, "fp32")), ort_models.get(size, {}).get("fp32")
         if f32 and of:
             r = f32["mel_to_probs"]["best_ms"] / of["best_ms"]
-            check(f"fp32 mel→probs ≤ 0.85× ORT fp32 on {size}", r <= 0.85, f"{r:.2f}×")
+            each = per_round_ratios(d, size)
+            detail = f"{r:.2f}×" + (f"; per round {', '.join(f'{x:.2f}' for x in each)}" if len(each) > 1 else "")
+            check(f"fp32 mel→probs ≤ 0.85× ORT fp32 on {size}", r <= 0.85, detail)
+        if f32 and size in FP32_FLOOR_MS:
+            floor = FP32_FLOOR_MS[size]
+            r = f32["mel_to_probs"]["best_ms"] / floor
+            check(f"fp32 mel→probs ≤ 0.85× the issue's fp32 FLOP floor on {size} ({floor} ms)", r <= 0.85,
+                  f"{f32['mel_to_probs']['best_ms']:.1f} ms = {r:.2f}× the floor")
     b16, of, oi = res.get(("tiny", "bf16")), ort_models.get("tiny", {}).get("fp32"), ort_models.get("tiny", {}).get("int8")
     if b16 and of:
         r = b16["mel_to_probs"]["best_ms"] / of["best_ms"]
