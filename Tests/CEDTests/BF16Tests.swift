@@ -129,15 +129,9 @@ final class BF16Tests: XCTestCase {
                 let sentinel: Float = 1234.5
                 var start = [Float](repeating: sentinel, count: m * ldc)
                 for i in 0..<m { for j in 0..<n { start[i * ldc + j] = rng.next() } }
-                var ref = GEMMTests.reference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: aRounded, lda: lda,
-                                              b: wRounded, ldb: k, beta: 0, c: start, ldc: ldc,
-                                              bias: useBias ? bias : nil, gelu: gelu)
-                if accumulate {
-                    for i in 0..<m { for j in 0..<n {
-                        ref.value[i * n + j] += Double(start[i * ldc + j])
-                        ref.scale[i * n + j] += abs(Double(start[i * ldc + j])) + abs(ref.value[i * n + j])
-                    } }
-                }
+                let ref = GEMMTests.linearReference(m: m, n: n, k: k, a: aRounded, lda: lda, w: wRounded,
+                                                    bias: useBias ? bias : nil, gelu: gelu, start: start, ldc: ldc,
+                                                    accumulate: accumulate)
                 for kernel in BF16Kernel.available {
                     // Rotate through one thread, two, and automatic.
                     for threads in [[1, 2, nil][(index + variant) % 3]] as [Int?] {

@@ -21,6 +21,22 @@ final class GEMMTests: XCTestCase {
 
     static func geluRef(_ x: Double) -> Double { 0.5 * x * erfc(-x / 2.0.squareRoot()) }
 
+    /// float64 `GEMM.linear` result and scale: `act(A·Wᵀ + bias)` on the logical `m×n` block of
+    /// `start` (row stride `ldc`); with `accumulate`, `start` is added and the scale also covers
+    /// the old C and the sum.
+    static func linearReference(m: Int, n: Int, k: Int, a: [Float], lda: Int, w: [Float], bias: [Float]?, gelu: Bool,
+                                start: [Float], ldc: Int, accumulate: Bool) -> (value: [Double], scale: [Double]) {
+        var ref = reference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: lda,
+                            b: w, ldb: k, beta: 0, c: start, ldc: ldc, bias: bias, gelu: gelu)
+        if accumulate {
+            for i in 0..<m { for j in 0..<n {
+                ref.value[i * n + j] += Double(start[i * ldc + j])
+                ref.scale[i * n + j] += abs(Double(start[i * ldc + j])) + abs(ref.value[i * n + j])
+            } }
+        }
+        return ref
+    }
+
     /// float64 `act(α·op(A)·op(B) + β·C + bias)` and its magnitude scale, on the logical
     /// `m×n` block of a strided `C`.
     static func reference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
@@ -79,15 +95,8 @@ final class GEMMTests: XCTestCase {
                 var start = [Float](repeating: sentinel, count: m * ldc)
                 for i in 0..<m { for j in 0..<n { start[i * ldc + j] = rng.next() } }
                 // accumulate: C_old + act(x·Wᵀ + b)
-                var ref = Self.reference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: lda,
-                                         b: w, ldb: k, beta: 0, c: start, ldc: ldc,
-                                         bias: useBias ? bias : nil, gelu: gelu)
-                if accumulate {
-                    for i in 0..<m { for j in 0..<n {
-                        ref.value[i * n + j] += Double(start[i * ldc + j])
-                        ref.scale[i * n + j] += abs(Double(start[i * ldc + j])) + abs(ref.value[i * n + j])
-                    } }
-                }
+                let ref = Self.linearReference(m: m, n: n, k: k, a: a, lda: lda, w: w, bias: useBias ? bias : nil,
+                                               gelu: gelu, start: start, ldc: ldc, accumulate: accumulate)
                 for kernel in GEMMKernel.available {
                     var c = start
                     c.withUnsafeMutableBufferPointer { cp in
@@ -164,12 +173,8 @@ final class GEMMTests: XCTestCase {
         let weight = PackedWeight(weight: w, outFeatures: n, inFeatures: k)
         let start = rng.array(m * n)
         for gelu in [false, true] {
-            var ref = Self.reference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
-                                     b: w, ldb: k, beta: 0, c: start, ldc: n, bias: bias, gelu: gelu)
-            for i in 0..<m * n {
-                ref.value[i] += Double(start[i])
-                ref.scale[i] += abs(Double(start[i])) + abs(ref.value[i])
-            }
+            let ref = Self.linearReference(m: m, n: n, k: k, a: a, lda: k, w: w, bias: bias, gelu: gelu,
+                                           start: start, ldc: n, accumulate: true)
             for kernel in GEMMKernel.available {
                 var c = start
                 GEMM.linear(m: m, a: a, lda: k, weight: weight, bias: bias, c: &c, ldc: n,
