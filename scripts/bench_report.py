@@ -75,12 +75,12 @@ def merge_ort(runs):
     return merged
 
 
-def per_round_ratios(d, size, precision="fp32", ort_key="fp32"):
+def per_round_ratios(swift_rounds, ort_rounds, size, precision="fp32", ort_key="fp32"):
     """Swift's best over ORT's best for `size`, round by round: `swift-N.json` and `ort-N.json`
     with the same N were timed back to back (bench.sh), so each ratio shares the machine's
     state of that minute."""
     out = []
-    for s, o in zip(rounds(d, "swift"), rounds(d, "ort")):
+    for s, o in zip(swift_rounds, ort_rounds):
         mine = [x for x in s["results"] if x["model"] == size and x["precision"] == precision]
         theirs = o.get("models", {}).get(size, {}).get(ort_key)
         if mine and mine[0]["mel_to_probs"] and theirs:
@@ -107,7 +107,8 @@ RESULT_ALLOCATIONS = 4
 
 def main():
     d = sys.argv[1]
-    swift, ortj, cli = merge_swift(rounds(d, "swift")), merge_ort(rounds(d, "ort")), load(d, "cli.json")
+    swift_rounds, ort_rounds = rounds(d, "swift"), rounds(d, "ort")
+    swift, ortj, cli = merge_swift(swift_rounds), merge_ort(ort_rounds), load(d, "cli.json")
     res = {(r["model"], r["precision"]): r for r in swift["results"]}
     ort_models = (ortj or {}).get("models", {})
     m = swift["machine"]
@@ -202,7 +203,7 @@ def main():
         f32, of = res.get((size, "fp32")), ort_models.get(size, {}).get("fp32")
         if f32 and of:
             r = f32["mel_to_probs"]["best_ms"] / of["best_ms"]
-            each = per_round_ratios(d, size)
+            each = per_round_ratios(swift_rounds, ort_rounds, size)
             detail = f"{r:.2f}×" + (f"; per round {', '.join(f'{x:.2f}' for x in each)}" if len(each) > 1 else "")
             check(f"fp32 mel→probs ≤ 0.85× ORT fp32 on {size}", r <= 0.85, detail)
         if f32 and size in FP32_FLOOR_MS:
