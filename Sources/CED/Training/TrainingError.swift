@@ -23,6 +23,10 @@ public struct TrainingError: Error, Equatable, CustomStringConvertible, Localize
         case output
         /// The embedding cache cannot be written.
         case cache
+        /// The loss became NaN or infinite.
+        case nonFiniteLoss
+        /// A saved training state does not belong to this run, or cannot be read.
+        case checkpoint
     }
 
     public var kind: Kind

@@ -171,6 +171,13 @@ typedef struct ced_amx_gemm {
 void ced_gemm_bf16_amx(const ced_amx_gemm *g);
 enum { CED_AMX_MR = 32, CED_AMX_NR = 32 };
 
+// MARK: training
+
+/// `dx[i] = dy[i]·GELU'(h[i])` for the exact GELU (`GELU'(x) = Φ(x) + x·φ(x)`, with the Φ
+/// approximation of the forward kernels), `n` floats; `dx` may equal `dy`. `variant`:
+/// 2 = AVX-512 (the caller checks the CPU), anything else portable C.
+void ced_gelu_backward(const float *h, const float *dy, float *dx, int64_t n, int32_t variant);
+
 #ifdef __cplusplus
 }
 #endif

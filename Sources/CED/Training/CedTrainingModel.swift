@@ -1,0 +1,831 @@
+import Foundation
+
+/// Whether a training-model pass behaves as in `model.train()` or `model.eval()`.
+public enum CedTrainingMode: String, Sendable {
+    /// BatchNorm normalises with the batch's statistics and updates its running statistics;
+    /// dropout and drop path are active.
+    case train
+    /// BatchNorm uses its running statistics; no dropout.
+    case eval
+}
+
+/// What one `lossAndGradients` call returns.
+public struct CedTrainingStep: Sendable {
+    /// The loss (mean over the batch and, for BCE, the classes).
+    public var loss: Double
+    /// `[B, outputdim]`: the head's output, probabilities for `mean`/`token`/`dm`, logits for `logit`.
+    public var outputs: Tensor
+}
+
+/// The loss, the outputs and every parameter's gradient, keyed by Hugging Face tensor
+/// name: PyTorch's `loss.backward()` followed by `{name: p.grad}`.
+public struct CedGradients: Sendable {
+    public var loss: Double
+    /// `[B, outputdim]`, as `CedTrainingStep.outputs`.
+    public var outputs: Tensor
+    /// Every trainable parameter's gradient, shaped like the parameter.
+    public var gradients: [String: Tensor]
+    /// The BatchNorm running statistics after the pass (`encoder.init_bn.running_mean`,
+    /// `…running_var`), which a train-mode forward updates.
+    public var runningStatistics: [String: Tensor]
+}
+
+/// CED as a trainable network: every parameter of `CedForAudioClassification` as raw
+/// float32 values (none of inference's folding), a forward pass that saves what its
+/// backward pass needs, and the backward pass, layer by layer, computing what PyTorch's
+/// autograd computes for upstream's `AudioTransformer`.
+///
+/// ```swift
+/// let model = try CedTrainingModel(try PretrainedCheckpoint.load("mispeech/ced-tiny"))
+/// let g = try model.gradients(mels: batch, targets: targets)      // [B, 64, T], [B, 527]
+/// print(g.loss, g.gradients["encoder.blocks.0.attn.qkv.weight"]!.shape)
+/// ```
+///
+/// - Inputs are `[B, n_mels, T]` log-mels with `T ≤ target_length` (longer recordings are
+///   cut into segments by the data pipeline); frames after the last whole patch only enter
+///   the BatchNorm statistics, as in upstream's strided convolution. Fewer than one patch
+///   of frames are zero-padded after BatchNorm, as inference does.
+/// - Train mode: BatchNorm over mel bins with the batch's statistics (biased variance over
+///   batch × time) and running statistics updated with momentum 0.01 and the unbiased
+///   variance; dropout after the positional embeddings, in attention, after each
+///   projection and in the MLP from `drop_rate`/`attn_drop_rate`; drop path rising
+///   linearly over the blocks from 0 to `drop_path_rate`. Their masks come from
+///   `noiseSeed` and `noiseStep` (counter-based), so a step is reproducible.
+/// - Poolings `mean`, `token`, `logit` and `dm` are all trainable.
+///
+/// Not thread-safe (it owns mutable buffers); use one per training loop. Export with
+/// `stateDict()` and pack for inference with `inferenceModel()`.
+public final class CedTrainingModel {
+    public let config: CedConfig
+    public let table: CedParameterTable
+    let layout: ParameterLayout
+    /// Number of trainable values.
+    public let parameterCount: Int
+    /// Trainable parameters, flat, in table order.
+    let parameters: UnsafeMutablePointer<Float>
+    /// Their gradients, same layout.
+    let gradients: UnsafeMutablePointer<Float>
+    /// BatchNorm buffers.
+    public internal(set) var runningMean: [Float]
+    public internal(set) var runningVariance: [Float]
+    public internal(set) var batchesTracked: Int
+    /// Seeds dropout and drop path.
+    public var noiseSeed: UInt64 = 0
+    /// Selects the step's dropout masks (the training loop sets it to the step number).
+    public var noiseStep: Int = 0
+
+    var plan: TrainingPlan?
+    var arena: UnsafeMutablePointer<Float>?
+    var arenaFloats = 0
+    /// What the last forward pass computed (needed by `backward`).
+    var forwardMode: CedTrainingMode = .eval
+    var forwardKey: UInt64 = 0
+    var hasForward = false
+
+    static let bnMomentum = 0.01
+    static let bnEps = 1e-5
+
+    /// A model with the given weights (Hugging Face names, checked against the table; the
+    /// BatchNorm running statistics default to 0 and 1 when absent).
+    public init(config: CedConfig, weights: StateDict) throws {
+        try config.validate()
+        let table = CedParameterTable(config: config)
+        try table.check(weights)
+        self.config = config
+        self.table = table
+        layout = ParameterLayout(table: table)
+        parameterCount = layout.total
+        parameters = .allocate(capacity: max(1, parameterCount))
+        gradients = .allocate(capacity: max(1, parameterCount))
+        gradients.initialize(repeating: 0, count: max(1, parameterCount))
+        for p in table.parameters {
+            let t = weights[p.name]!
+            (parameters + layout.offsets[p.name]!).initialize(from: t.scalars, count: p.count)
+        }
+        runningMean = weights["encoder.init_bn.running_mean"]?.scalars ?? [Float](repeating: 0, count: config.nMels)
+        runningVariance = weights["encoder.init_bn.running_var"]?.scalars ?? [Float](repeating: 1, count: config.nMels)
+        batchesTracked = Int(weights["encoder.init_bn.num_batches_tracked"]?.scalars.first ?? 0)
+    }
+
+    /// A model with every tensor initialised as upstream initialises a new one, from `seed`.
+    public convenience init(config: CedConfig, seed: UInt64) throws {
+        var rng = TrainingRandom(seed: seed)
+        try self.init(config: config, weights: CedParameterTable(config: config).initialized(rng: &rng))
+    }
+
+    /// A model from a loaded checkpoint (its configuration and weights).
+    public convenience init(_ checkpoint: PretrainedCheckpoint) throws {
+        try self.init(config: checkpoint.config, weights: checkpoint.weights)
+    }
+
+    deinit {
+        parameters.deallocate()
+        gradients.deallocate()
+        arena?.deallocate()
+    }
+
+    // MARK: Parameters
+
+    /// The values of a parameter (a copy).
+    public func parameter(_ name: String) -> Tensor? {
+        guard let p = table[name], p.isTrainable, let o = layout.offsets[name] else { return nil }
+        return Tensor(shape: p.shape, scalars: Array(UnsafeBufferPointer(start: parameters + o, count: p.count)))
+    }
+
+    /// Replaces a parameter's values.
+    public func setParameter(_ name: String, _ value: Tensor) throws {
+        guard let p = table[name], p.isTrainable, let o = layout.offsets[name] else {
+            throw CedInputError("'\(name)' is not a trainable parameter of this model")
+        }
+        guard value.shape == p.shape else {
+            throw CedInputError("'\(name)' has shape \(p.shape), got \(value.shape)")
+        }
+        (parameters + o).update(from: value.scalars, count: p.count)
+    }
+
+    /// Every parameter and buffer under its Hugging Face name (`num_batches_tracked` as a
+    /// float; the writer stores it as int64), ready for `HeadCheckpointWriter`-style saving
+    /// or `CedForAudioClassification(config:weights:)`.
+    public func stateDict() -> StateDict {
+        var tensors: [String: Tensor] = [:]
+        for p in table.entries {
+            switch p.role {
+            case .runningMean: tensors[p.name] = Tensor(shape: p.shape, scalars: runningMean)
+            case .runningVariance: tensors[p.name] = Tensor(shape: p.shape, scalars: runningVariance)
+            case .batchCounter: tensors[p.name] = Tensor(shape: [], scalars: [Float(batchesTracked)])
+            default: tensors[p.name] = parameter(p.name)
+            }
+        }
+        return StateDict(tensors: tensors, source: "trained model")
+    }
+
+    /// The current weights packed for inference (eval mode, any precision).
+    public func inferenceModel(precision: CedPrecision = .fp32) throws -> CedForAudioClassification {
+        try CedForAudioClassification(config: config, weights: stateDict(), precision: precision)
+    }
+
+    /// Every gradient from the last backward pass, by name.
+    public func gradientDict() -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for p in table.parameters {
+            let o = layout.offsets[p.name]!
+            out[p.name] = Tensor(shape: p.shape, scalars: Array(UnsafeBufferPointer(start: gradients + o, count: p.count)))
+        }
+        return out
+    }
+
+    @inline(__always) func w(_ offset: Int) -> UnsafeMutablePointer<Float> { parameters + offset }
+    @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> { gradients + offset }
+
+    // MARK: The public step
+
+    /// PyTorch's `loss.backward()` then `{name: p.grad}` for a batch: train-mode forward (so
+    /// the BatchNorm running statistics are updated), the loss, and every gradient.
+    /// `mels` is `[B, n_mels, T]`, `targets` `[B, outputdim]` in [0, 1] (rows summing to 1
+    /// for softmax cross-entropy). `loss` nil: `bce_with_logits` for `logit` pooling,
+    /// BCE on the probabilities otherwise.
+    public func gradients(mels: Tensor, targets: Tensor, loss: CedTrainingLoss? = nil,
+                          mode: CedTrainingMode = .train) throws -> CedGradients {
+        let step = try lossAndGradients(mels: mels, targets: targets, loss: loss, mode: mode)
+        return CedGradients(loss: step.loss, outputs: step.outputs, gradients: gradientDict(), runningStatistics: [
+            "encoder.init_bn.running_mean": Tensor(shape: [config.nMels], scalars: runningMean),
+            "encoder.init_bn.running_var": Tensor(shape: [config.nMels], scalars: runningVariance),
+        ])
+    }
+
+    /// Forward, loss and backward for a batch, leaving the gradients in the model (read
+    /// them with `gradientDict()` or let `CedAdamW` apply them). With `accumulate`, the
+    /// gradients are added to those already held (several batches per optimiser step).
+    @discardableResult
+    public func lossAndGradients(mels: Tensor, targets: Tensor, loss: CedTrainingLoss? = nil,
+                                 mode: CedTrainingMode = .train, accumulate: Bool = false) throws -> CedTrainingStep {
+        let lossFunction = loss ?? .automatic(for: config.pooling)
+        try checkTargets(targets, batch: mels.shape.first ?? 0, loss: lossFunction)
+        let out = try forward(mels: mels, mode: mode)
+        let value = targets.scalars.withUnsafeBufferPointer { t in
+            computeLossGradient(targets: t.baseAddress!, loss: lossFunction)
+        }
+        guard value.isFinite else {
+            throw TrainingError(.nonFiniteLoss, reason: "the loss is \(value) (the model's outputs or the targets overflow)")
+        }
+        backward(accumulate: accumulate)
+        return CedTrainingStep(loss: value, outputs: out)
+    }
+
+    func checkTargets(_ targets: Tensor, batch: Int, loss: CedTrainingLoss) throws {
+        let c = config.outputdim
+        guard targets.shape == [batch, c] else {
+            throw CedInputError("targets have shape \(targets.shape), expected [\(batch), \(c)] (one row of \(c) class targets per clip)")
+        }
+        if let bad = targets.scalars.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
+            throw CedInputError("target [\(bad / c), \(bad % c)] is \(targets.scalars[bad]), outside [0, 1]")
+        }
+        switch loss {
+        case .bce:
+            if config.pooling == .logit {
+                throw CedInputError("BCE on probabilities needs a sigmoid head, but 'logit' pooling outputs raw logits; use bce_with_logits")
+            }
+        case .bceWithLogits:
+            if config.pooling == .dm {
+                throw CedInputError("'dm' pooling averages per-step probabilities, so it has no clip logits; use BCE")
+            }
+        case .softmaxCrossEntropy:
+            if config.pooling == .dm {
+                throw CedInputError("softmax cross-entropy needs logits, but 'dm' pooling averages per-step probabilities; use BCE")
+            }
+            for b in 0..<batch {
+                var s = 0.0
+                for j in 0..<c { s += Double(targets.scalars[b * c + j]) }
+                if abs(s - 1) > 1e-4 {
+                    throw CedInputError("softmax cross-entropy targets must sum to 1 per clip, clip \(b)'s sum to \(s)")
+                }
+            }
+        }
+    }
+
+    // MARK: Forward
+
+    /// The head's outputs `[B, outputdim]` for a batch of `[B, n_mels, T]` log-mels (T ≤
+    /// `target_length`), saving what `backward` needs. Train mode updates the BatchNorm
+    /// running statistics.
+    @discardableResult
+    public func forward(mels: Tensor, mode: CedTrainingMode) throws -> Tensor {
+        let shape = mels.shape
+        guard shape.count == 3, shape[1] == config.nMels, shape[0] > 0, shape[2] > 0 else {
+            throw CedInputError("expected a batch of log-mels [B, \(config.nMels), frames], got shape \(shape)")
+        }
+        guard shape[2] <= config.targetLength else {
+            throw CedInputError("training inputs are at most target_length = \(config.targetLength) frames, got \(shape[2]) (cut longer recordings into segments)")
+        }
+        if mode == .train && shape[0] * shape[2] < 2 {
+            throw CedInputError("train-mode BatchNorm needs more than one value per mel bin (batch × frames = \(shape[0] * shape[2]))")
+        }
+        if let bad = mels.scalars.firstIndex(where: { !$0.isFinite }) {
+            throw CedInputError("log-mel value \(mels.scalars[bad]) at index \(bad) is not finite")
+        }
+        let pl = prepare(batch: shape[0], frames: shape[2])
+        let a = arena!
+        mels.scalars.withUnsafeBufferPointer { (a + pl.input).update(from: $0.baseAddress!, count: $0.count) }
+        forwardMode = mode
+        forwardKey = TrainingNoise.key(noiseSeed, UInt64(truncatingIfNeeded: noiseStep))
+        runForward(pl, mode: mode)
+        hasForward = true
+        return Tensor(shape: [pl.batch, pl.classes], scalars: Array(UnsafeBufferPointer(start: a + pl.outputs, count: pl.batch * pl.classes)))
+    }
+
+    /// Plans (and when needed grows) the activation arena for a batch shape.
+    func prepare(batch: Int, frames: Int) -> TrainingPlan {
+        if let plan, plan.batch == batch, plan.frames == frames { return plan }
+        let pl = TrainingPlan(config: config, batch: batch, frames: frames)
+        if pl.totalFloats > arenaFloats {
+            arena?.deallocate()
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: pl.totalFloats * 4, alignment: 64)
+            arena = raw.bindMemory(to: Float.self, capacity: pl.totalFloats)
+            arena!.initialize(repeating: 0, count: pl.totalFloats)
+            arenaFloats = pl.totalFloats
+        }
+        plan = pl
+        return pl
+    }
+
+    /// Bytes of activation memory a batch shape needs (the arena `forward` allocates).
+    public func activationBytes(batch: Int, frames: Int) -> Int {
+        TrainingPlan(config: config, batch: batch, frames: frames).bytes
+    }
+
+    /// Dropout rates of this configuration (train mode only).
+    var dropRate: Float { Float(config.dropRate) }
+    var attnDropRate: Float { Float(config.attnDropRate) }
+    /// Drop path of block `l`: `linspace(0, drop_path_rate, depth)[l]`.
+    func dropPath(_ l: Int) -> Float {
+        let d = config.depth
+        return d <= 1 ? 0 : Float(config.dropPathRate * Double(l) / Double(d - 1))
+    }
+
+    /// Noise streams of the current step.
+    enum Site: UInt64 { case pos = 1, attn, proj, mlp1, mlp2, pathAttn, pathMLP }
+    func noiseKey(_ site: Site, block: Int = 0) -> UInt64 {
+        TrainingNoise.key(forwardKey, UInt64(block) << 8 | site.rawValue)
+    }
+
+    func runForward(_ pl: TrainingPlan, mode: CedTrainingMode) {
+        let a = arena!, L = layout, train = mode == .train
+        let rows = pl.rows, e = pl.embed
+        batchNormForward(pl, train: train)
+        im2col(pl)
+        // Patch embedding into the token rows of residual 0 (after the cls row when present).
+        let x0 = a + pl.residual(0)
+        if pl.hasCls {
+            for b in 0..<pl.batch {
+                TrainingGEMM.forward(x: a + pl.cols + b * pl.patches * pl.area, ldx: pl.area, rows: pl.patches,
+                                     weight: w(L.patchWeight), out: e, in: pl.area, bias: w(L.patchBias),
+                                     y: x0 + (b * pl.tokens + 1) * pl.ldE, ldy: pl.ldE)
+            }
+        } else {
+            TrainingGEMM.forward(x: a + pl.cols, ldx: pl.area, rows: pl.batch * pl.patches, weight: w(L.patchWeight),
+                                 out: e, in: pl.area, bias: w(L.patchBias), y: x0, ldy: pl.ldE)
+        }
+        addPositions(pl, x0)
+        if train && dropRate > 0 { applyDropout(x0, ld: pl.ldE, rows: rows, cols: e, key: noiseKey(.pos), p: dropRate) }
+        for l in 0..<pl.depth { blockForward(pl, l, train: train) }
+        // Final norm, pooling, head.
+        let xf = a + pl.residual(pl.depth), normed = a + pl.normed
+        TrainingKernels.layerNormForward(xf, ldx: pl.ldE, rows: rows, cols: e, weight: w(L.normWeight), bias: w(L.normBias),
+                                         eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.finalMean, rstd: a + pl.finalRstd)
+        pool(pl, normed)
+        TrainingKernels.layerNormForward(a + pl.pooled, ldx: e, rows: pl.headVectors, cols: e, weight: w(L.headNormWeight),
+                                         bias: w(L.headNormBias), eps: 1e-5, y: a + pl.headNormed, ldy: e,
+                                         mean: a + pl.headMean, rstd: a + pl.headRstd)
+        TrainingGEMM.forward(x: a + pl.headNormed, ldx: e, rows: pl.headVectors, weight: w(L.headWeight), out: pl.classes,
+                             in: e, bias: w(L.headBias), y: a + pl.logits, ldy: pl.classes)
+        headOutputs(pl)
+    }
+
+    func batchNormForward(_ pl: TrainingPlan, train: Bool) {
+        let a = arena!, L = layout
+        let f = pl.nMels, t = pl.frames, tp = pl.paddedFrames, b = pl.batch
+        let input = a + pl.input, planes = a + pl.planes
+        let gamma = w(L.bnWeight), beta = w(L.bnBias)
+        let n = Double(b * t)
+        for bin in 0..<f {
+            var mean: Double, variance: Double
+            if train {
+                var s = 0.0
+                for i in 0..<b { let row = input + (i * f + bin) * t; for j in 0..<t { s += Double(row[j]) } }
+                mean = s / n
+                var q = 0.0
+                for i in 0..<b { let row = input + (i * f + bin) * t; for j in 0..<t { let d = Double(row[j]) - mean; q += d * d } }
+                variance = q / n
+                let m = Self.bnMomentum
+                runningMean[bin] = Float((1 - m) * Double(runningMean[bin]) + m * mean)
+                runningVariance[bin] = Float((1 - m) * Double(runningVariance[bin]) + m * variance * n / max(n - 1, 1))
+            } else {
+                mean = Double(runningMean[bin])
+                variance = Double(runningVariance[bin])
+            }
+            let rstd = Float(1 / (variance + Self.bnEps).squareRoot())
+            let m = Float(mean)
+            a[pl.bnMean + bin] = m
+            a[pl.bnRstd + bin] = rstd
+            let scale = rstd * gamma[bin], shift = beta[bin]
+            for i in 0..<b {
+                let src = input + (i * f + bin) * t, dst = planes + (i * f + bin) * tp
+                for j in 0..<t { dst[j] = (src[j] - m) * scale + shift }
+                for j in t..<tp { dst[j] = 0 }
+            }
+        }
+        if train { batchesTracked += 1 }
+    }
+
+    /// `[B·P, ph·pw]` patch columns of the BatchNorm-ed planes.
+    func im2col(_ pl: TrainingPlan) {
+        let a = arena!, c = config
+        let ph = c.patchSize.frequency, pw = c.patchSize.time, sf = c.patchStride.frequency, st = c.patchStride.time
+        let fp = pl.frequencyPatches, tpN = pl.timePatches, frames = pl.paddedFrames
+        for b in 0..<pl.batch {
+            let plane = a + pl.planes + b * pl.nMels * frames
+            for fi in 0..<fp {
+                for ti in 0..<tpN {
+                    let row = a + pl.cols + ((b * fp + fi) * tpN + ti) * pl.area
+                    for kh in 0..<ph {
+                        (row + kh * pw).update(from: plane + (fi * sf + kh) * frames + ti * st, count: pw)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the time and frequency positional embeddings to the patch tokens and writes
+    /// the cls rows (cls token + its positional embedding).
+    func addPositions(_ pl: TrainingPlan, _ x0: UnsafeMutablePointer<Float>) {
+        let L = layout, e = pl.embed, fp = pl.frequencyPatches, tpN = pl.timePatches
+        let tmax = config.maxTimePatches
+        let tpos = w(L.timePos), fpos = w(L.freqPos)
+        let off = pl.hasCls ? 1 : 0
+        for b in 0..<pl.batch {
+            if pl.hasCls {
+                let row = x0 + b * pl.tokens * pl.ldE, cls = w(L.clsToken!), tok = w(L.tokenPos!)
+                for ch in 0..<e { row[ch] = cls[ch] + tok[ch] }
+            }
+            for fi in 0..<fp {
+                for ti in 0..<tpN {
+                    let row = x0 + (b * pl.tokens + off + fi * tpN + ti) * pl.ldE
+                    for ch in 0..<e { row[ch] += tpos[ch * tmax + ti] + fpos[ch * fp + fi] }
+                }
+            }
+        }
+    }
+
+    /// `x ⊙ mask / (1 − p)` in place.
+    func applyDropout(_ x: UnsafeMutablePointer<Float>, ld: Int, rows: Int, cols: Int, key: UInt64, p: Float) {
+        let scale = 1 / (1 - p)
+        for r in 0..<rows {
+            let row = x + r * ld
+            for j in 0..<cols { row[j] *= TrainingNoise.dropoutScale(key, r * cols + j, p: p, scale: scale) }
+        }
+    }
+
+    /// Drop path's per-clip multiplier for a branch of block `l` (0 or 1/(1 − p)).
+    func pathScale(_ site: Site, block l: Int, clip b: Int) -> Float {
+        let p = dropPath(l)
+        if forwardMode != .train || p <= 0 { return 1 }
+        return TrainingNoise.dropoutScale(noiseKey(site, block: l), b, p: p, scale: 1 / (1 - p))
+    }
+
+    /// `dst = src + mask ⊙ branch` (dropout `p` on the branch, then the drop-path
+    /// multiplier of each clip), rows of `[rows, cols]`.
+    func addBranch(_ pl: TrainingPlan, src: UnsafePointer<Float>, branch: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>,
+                   dropKey: UInt64, p: Float, path: Site, block l: Int) {
+        let e = pl.embed, scale = p > 0 ? 1 / (1 - p) : 1
+        for r in 0..<pl.rows {
+            let s = pathScale(path, block: l, clip: r / pl.tokens)
+            let br = branch + r * pl.ldE, sr = src + r * pl.ldE, dr = dst + r * pl.ldE
+            if p > 0 {
+                for j in 0..<e { br[j] *= TrainingNoise.dropoutScale(dropKey, r * e + j, p: p, scale: scale) * s }
+            } else if s != 1 {
+                for j in 0..<e { br[j] *= s }
+            }
+            for j in 0..<e { dr[j] = sr[j] + br[j] }
+        }
+    }
+
+    /// Whether a residual branch of block `l` is the plain `x + f(x)` (no dropout, no drop path).
+    func branchIsPlain(_ l: Int) -> Bool {
+        forwardMode != .train || (dropRate == 0 && dropPath(l) == 0)
+    }
+
+    func blockForward(_ pl: TrainingPlan, _ l: Int, train: Bool) {
+        let a = arena!, B = layout.blocks[l]
+        let rows = pl.rows, e = pl.embed
+        let xin = a + pl.residual(l), xmid = a + pl.xmid(l), xout = a + pl.residual(l + 1)
+        let normed = a + pl.normed, qkv = a + pl.qkv(l), ctx = a + pl.context(l), hidden = a + pl.mlpHidden(l)
+        TrainingKernels.layerNormForward(xin, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm1Weight), bias: w(B.norm1Bias),
+                                         eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l))
+        TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.qkvWeight), out: 3 * e, in: e,
+                             bias: B.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3)
+        TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
+                                  dropout: train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
+        if branchIsPlain(l) {
+            copyRows(xin, into: xmid, pl)
+            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
+                                 y: xmid, ldy: pl.ldE, accumulate: true)
+        } else {
+            let t = a + pl.tmp
+            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
+                                 y: t, ldy: pl.ldE)
+            addBranch(pl, src: xin, branch: t, into: xmid, dropKey: noiseKey(.proj, block: l), p: dropRate, path: .pathAttn, block: l)
+        }
+        TrainingKernels.layerNormForward(xmid, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm2Weight), bias: w(B.norm2Bias),
+                                         eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l))
+        TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.fc1Weight), out: pl.hidden, in: e,
+                             bias: w(B.fc1Bias), y: hidden, ldy: pl.ldH)
+        let gelu = a + pl.geluOut
+        geluOutput(pl, l, hidden: hidden, into: gelu)
+        if branchIsPlain(l) {
+            copyRows(xmid, into: xout, pl)
+            TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2Weight), out: e, in: pl.hidden,
+                                 bias: w(B.fc2Bias), y: xout, ldy: pl.ldE, accumulate: true)
+        } else {
+            let t = a + pl.tmp
+            TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2Weight), out: e, in: pl.hidden,
+                                 bias: w(B.fc2Bias), y: t, ldy: pl.ldE)
+            addBranch(pl, src: xmid, branch: t, into: xout, dropKey: noiseKey(.mlp2, block: l), p: dropRate, path: .pathMLP, block: l)
+        }
+    }
+
+    /// `GELU(hidden)` with the MLP's dropout (train mode) into `out` (`[rows, H]`, stride ldH).
+    func geluOutput(_ pl: TrainingPlan, _ l: Int, hidden: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        TrainingKernels.gelu(hidden, into: out, count: pl.rows * pl.ldH)
+        if forwardMode == .train && dropRate > 0 {
+            applyDropout(out, ld: pl.ldH, rows: pl.rows, cols: pl.hidden, key: noiseKey(.mlp1, block: l), p: dropRate)
+        }
+    }
+
+    func copyRows(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ pl: TrainingPlan) {
+        dst.update(from: src, count: pl.rows * pl.ldE)
+    }
+
+    /// Pools the final-norm tokens into the head's input vectors.
+    func pool(_ pl: TrainingPlan, _ normed: UnsafePointer<Float>) {
+        let a = arena!, e = pl.embed, n = pl.tokens
+        let out = a + pl.pooled
+        for b in 0..<pl.batch {
+            let seq = normed + b * n * pl.ldE
+            switch config.pooling {
+            case .token:
+                (out + b * e).update(from: seq, count: e)
+            case .mean, .logit:
+                meanOfRows(seq, rows: n, rowStride: pl.ldE, count: e, into: out + b * e)
+            case .dm:
+                let tpN = pl.timePatches
+                for t in 0..<tpN {
+                    meanOfRows(seq + t * pl.ldE, rows: pl.frequencyPatches, rowStride: tpN * pl.ldE, count: e,
+                               into: out + (b * tpN + t) * e)
+                }
+            }
+        }
+    }
+
+    /// Outputs from the head's logits: sigmoid, raw logits, or the mean over time of the
+    /// per-step sigmoids.
+    func headOutputs(_ pl: TrainingPlan) {
+        let a = arena!, c = pl.classes
+        let z = a + pl.logits, out = a + pl.outputs
+        switch config.pooling {
+        case .logit:
+            out.update(from: z, count: pl.batch * c)
+        case .mean, .token:
+            for i in 0..<pl.batch * c { out[i] = 1 / (1 + expf(-z[i])) }
+        case .dm:
+            let tpN = pl.timePatches
+            for b in 0..<pl.batch {
+                for j in 0..<c {
+                    var s = 0.0
+                    for t in 0..<tpN { s += Double(1 / (1 + expf(-z[(b * tpN + t) * c + j]))) }
+                    out[b * c + j] = Float(s / Double(tpN))
+                }
+            }
+        }
+    }
+
+    // MARK: Loss
+
+    /// The loss of the last forward pass and its gradient with respect to the head's
+    /// logits, into `dlogits`.
+    func computeLossGradient(targets: UnsafePointer<Float>, loss: CedTrainingLoss) -> Double {
+        let pl = plan!, a = arena!, c = pl.classes, n = pl.batch * c
+        let dz = a + pl.dlogits, z = a + pl.logits, out = a + pl.outputs
+        switch loss {
+        case .bceWithLogits:
+            return TrainingLossMath.bceWithLogits(logits: z, targets: targets, count: n, grad: dz)
+        case .softmaxCrossEntropy:
+            return TrainingLossMath.softmaxCrossEntropy(logits: z, targets: targets, rows: pl.batch, classes: c, grad: dz)
+        case .bce:
+            // dL/dp, then through the sigmoid(s): torch's sigmoid backward, grad·(1 − s)·s.
+            if config.pooling == .dm {
+                return ScratchPool.shared.withFloats(n) { dp in
+                    let value = TrainingLossMath.bce(probabilities: out, targets: targets, count: n, grad: dp)
+                    let tpN = pl.timePatches
+                    for b in 0..<pl.batch {
+                        for t in 0..<tpN {
+                            for j in 0..<c {
+                                let i = (b * tpN + t) * c + j
+                                let s = 1 / (1 + expf(-z[i]))
+                                dz[i] = dp[b * c + j] / Float(tpN) * (1 - s) * s
+                            }
+                        }
+                    }
+                    return value
+                }
+            }
+            let value = TrainingLossMath.bce(probabilities: out, targets: targets, count: n, grad: dz)
+            for i in 0..<n { dz[i] *= (1 - out[i]) * out[i] }
+            return value
+        }
+    }
+
+    // MARK: Backward
+
+    /// Backpropagates `dlogits` (set by the loss) through the last forward pass, writing
+    /// (or with `accumulate` adding) every parameter's gradient.
+    func backward(accumulate: Bool) {
+        precondition(hasForward, "backward without a forward pass")
+        let pl = plan!, a = arena!, L = layout
+        let rows = pl.rows, e = pl.embed
+        if !accumulate { gradients.update(repeating: 0, count: parameterCount) }
+        // Head: z = LN(v)·Whᵀ + bh.
+        let dz = a + pl.dlogits
+        TrainingGEMM.backwardWeight(dy: dz, lddy: pl.classes, x: a + pl.headNormed, ldx: e, rows: pl.headVectors,
+                                    out: pl.classes, in: e, dw: g(L.headWeight), accumulate: true)
+        TrainingKernels.columnSums(dz, lddy: pl.classes, rows: pl.headVectors, cols: pl.classes, into: g(L.headBias), accumulate: true)
+        TrainingGEMM.backwardInput(dy: dz, lddy: pl.classes, rows: pl.headVectors, weight: w(L.headWeight), out: pl.classes,
+                                   in: e, dx: a + pl.dheadNormed, lddx: e, accumulate: false)
+        TrainingKernels.layerNormBackward(dy: a + pl.dheadNormed, lddy: e, x: a + pl.pooled, ldx: e, mean: a + pl.headMean,
+                                          rstd: a + pl.headRstd, weight: w(L.headNormWeight), rows: pl.headVectors, cols: e,
+                                          dx: a + pl.dpooled, lddx: e, accumulate: false,
+                                          dweight: g(L.headNormWeight), dbias: g(L.headNormBias))
+        // Pooling → gradient of the final-norm tokens (into dln).
+        let dnormed = a + pl.dln
+        unpool(pl, dpooled: a + pl.dpooled, into: dnormed)
+        // Final norm → residual gradient D.
+        let D = a + pl.dres
+        TrainingKernels.layerNormBackward(dy: dnormed, lddy: pl.ldE, x: a + pl.residual(pl.depth), ldx: pl.ldE,
+                                          mean: a + pl.finalMean, rstd: a + pl.finalRstd, weight: w(L.normWeight),
+                                          rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: false,
+                                          dweight: g(L.normWeight), dbias: g(L.normBias))
+        for l in stride(from: pl.depth - 1, through: 0, by: -1) { blockBackward(pl, l, D) }
+        if forwardMode == .train && dropRate > 0 { applyDropout(D, ld: pl.ldE, rows: rows, cols: e, key: noiseKey(.pos), p: dropRate) }
+        embeddingBackward(pl, D)
+        hasForward = false
+    }
+
+    /// Spreads the pooled vectors' gradient back over the tokens they averaged.
+    func unpool(_ pl: TrainingPlan, dpooled: UnsafePointer<Float>, into d: UnsafeMutablePointer<Float>) {
+        let e = pl.embed, n = pl.tokens
+        d.update(repeating: 0, count: pl.rows * pl.ldE)
+        for b in 0..<pl.batch {
+            let seq = d + b * n * pl.ldE
+            switch config.pooling {
+            case .token:
+                seq.update(from: dpooled + b * e, count: e)
+            case .mean, .logit:
+                let v = dpooled + b * e, s = 1 / Float(n)
+                for r in 0..<n { let row = seq + r * pl.ldE; for j in 0..<e { row[j] = v[j] * s } }
+            case .dm:
+                let tpN = pl.timePatches, s = 1 / Float(pl.frequencyPatches)
+                for fi in 0..<pl.frequencyPatches {
+                    for t in 0..<tpN {
+                        let v = dpooled + (b * tpN + t) * e, row = seq + (fi * tpN + t) * pl.ldE
+                        for j in 0..<e { row[j] = v[j] * s }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One block backward: `D` holds the gradient of the block's output on entry and of
+    /// its input on return.
+    func blockBackward(_ pl: TrainingPlan, _ l: Int, _ D: UnsafeMutablePointer<Float>) {
+        let a = arena!, B = layout.blocks[l]
+        let rows = pl.rows, e = pl.embed, hdim = pl.hidden
+        let xin = a + pl.residual(l), xmid = a + pl.xmid(l)
+        let normed = a + pl.normed, qkv = a + pl.qkv(l), ctx = a + pl.context(l), hidden = a + pl.mlpHidden(l)
+        let gelu = a + pl.geluOut, dh = a + pl.dhidden, dln = a + pl.dln
+        let plain = branchIsPlain(l)
+
+        // MLP branch: xout = xmid + drop(fc2(drop(GELU(fc1(norm2(xmid)))))).
+        let dout: UnsafeMutablePointer<Float> = plain ? D : a + pl.dtmp
+        if !plain { maskBranchGradient(pl, D, into: dout, dropKey: noiseKey(.mlp2, block: l), path: .pathMLP, block: l) }
+        geluOutput(pl, l, hidden: hidden, into: gelu)
+        TrainingGEMM.backwardWeight(dy: dout, lddy: pl.ldE, x: gelu, ldx: pl.ldH, rows: rows, out: e, in: hdim,
+                                    dw: g(B.fc2Weight), accumulate: true)
+        TrainingKernels.columnSums(dout, lddy: pl.ldE, rows: rows, cols: e, into: g(B.fc2Bias), accumulate: true)
+        TrainingGEMM.backwardInput(dy: dout, lddy: pl.ldE, rows: rows, weight: w(B.fc2Weight), out: e, in: hdim,
+                                   dx: dh, lddx: pl.ldH, accumulate: false)
+        if forwardMode == .train && dropRate > 0 {
+            applyDropout(dh, ld: pl.ldH, rows: rows, cols: hdim, key: noiseKey(.mlp1, block: l), p: dropRate)
+        }
+        TrainingKernels.geluBackward(hidden, dh, into: dh, count: rows * pl.ldH)
+        TrainingKernels.layerNormApply(xmid, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
+                                       weight: w(B.norm2Weight), bias: w(B.norm2Bias), y: normed, ldy: pl.ldE)
+        TrainingGEMM.backwardWeight(dy: dh, lddy: pl.ldH, x: normed, ldx: pl.ldE, rows: rows, out: hdim, in: e,
+                                    dw: g(B.fc1Weight), accumulate: true)
+        TrainingKernels.columnSums(dh, lddy: pl.ldH, rows: rows, cols: hdim, into: g(B.fc1Bias), accumulate: true)
+        TrainingGEMM.backwardInput(dy: dh, lddy: pl.ldH, rows: rows, weight: w(B.fc1Weight), out: hdim, in: e,
+                                   dx: dln, lddx: pl.ldE, accumulate: false)
+        TrainingKernels.layerNormBackward(dy: dln, lddy: pl.ldE, x: xmid, ldx: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
+                                          weight: w(B.norm2Weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
+                                          dweight: g(B.norm2Weight), dbias: g(B.norm2Bias))
+        // D is now the gradient of xmid. Attention branch: xmid = xin + drop(proj(attn(norm1(xin)))).
+        let da: UnsafeMutablePointer<Float> = plain ? D : a + pl.dtmp
+        if !plain { maskBranchGradient(pl, D, into: da, dropKey: noiseKey(.proj, block: l), path: .pathAttn, block: l) }
+        TrainingGEMM.backwardWeight(dy: da, lddy: pl.ldE, x: ctx, ldx: pl.ldE, rows: rows, out: e, in: e,
+                                    dw: g(B.projWeight), accumulate: true)
+        TrainingKernels.columnSums(da, lddy: pl.ldE, rows: rows, cols: e, into: g(B.projBias), accumulate: true)
+        let dctx = a + pl.dctx, dqkv = a + pl.dqkv
+        TrainingGEMM.backwardInput(dy: da, lddy: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e,
+                                   dx: dctx, lddx: pl.ldE, accumulate: false)
+        TrainingAttention.backward(pl, qkv: qkv, probs: a + pl.probs(l), dContext: dctx, dqkv: dqkv,
+                                   dropout: forwardMode == .train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
+        TrainingKernels.layerNormApply(xin, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
+                                       weight: w(B.norm1Weight), bias: w(B.norm1Bias), y: normed, ldy: pl.ldE)
+        TrainingGEMM.backwardWeight(dy: dqkv, lddy: pl.ld3, x: normed, ldx: pl.ldE, rows: rows, out: 3 * e, in: e,
+                                    dw: g(B.qkvWeight), accumulate: true)
+        if let qb = B.qkvBias {
+            TrainingKernels.columnSums(dqkv, lddy: pl.ld3, rows: rows, cols: e, into: g(qb), accumulate: true)
+            // The key bias adds q·b_k to every score of a query row, which the softmax
+            // cancels: its gradient is exactly zero (computed, it would be rounding noise
+            // of order 1e-9, which Adam's normalisation turns into steps of order lr).
+            TrainingKernels.columnSums(dqkv + 2 * e, lddy: pl.ld3, rows: rows, cols: e, into: g(qb + 2 * e), accumulate: true)
+        }
+        TrainingGEMM.backwardInput(dy: dqkv, lddy: pl.ld3, rows: rows, weight: w(B.qkvWeight), out: 3 * e, in: e,
+                                   dx: dln, lddx: pl.ldE, accumulate: false)
+        TrainingKernels.layerNormBackward(dy: dln, lddy: pl.ldE, x: xin, ldx: pl.ldE, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
+                                          weight: w(B.norm1Weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
+                                          dweight: g(B.norm1Weight), dbias: g(B.norm1Bias))
+    }
+
+    /// The gradient of a residual branch's output from the gradient of the sum: the same
+    /// dropout mask and drop-path multiplier as the forward pass.
+    func maskBranchGradient(_ pl: TrainingPlan, _ D: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                            dropKey: UInt64, path: Site, block l: Int) {
+        let e = pl.embed, p = dropRate, scale = p > 0 ? 1 / (1 - p) : 1
+        for r in 0..<pl.rows {
+            let s = pathScale(path, block: l, clip: r / pl.tokens)
+            let src = D + r * pl.ldE, dst = out + r * pl.ldE
+            if p > 0 {
+                for j in 0..<e { dst[j] = src[j] * TrainingNoise.dropoutScale(dropKey, r * e + j, p: p, scale: scale) * s }
+            } else {
+                for j in 0..<e { dst[j] = src[j] * s }
+            }
+        }
+    }
+
+    /// Positional embeddings, cls token, patch embedding and BatchNorm from the gradient of
+    /// the embedding output `D`.
+    func embeddingBackward(_ pl: TrainingPlan, _ D: UnsafeMutablePointer<Float>) {
+        let a = arena!, L = layout, e = pl.embed, fp = pl.frequencyPatches, tpN = pl.timePatches
+        let tmax = config.maxTimePatches, off = pl.hasCls ? 1 : 0
+        let dtpos = g(L.timePos), dfpos = g(L.freqPos)
+        let dpatch = a + pl.dpatch
+        for b in 0..<pl.batch {
+            if pl.hasCls {
+                let row = D + b * pl.tokens * pl.ldE, dcls = g(L.clsToken!), dtok = g(L.tokenPos!)
+                for ch in 0..<e { dcls[ch] += row[ch]; dtok[ch] += row[ch] }
+            }
+            for fi in 0..<fp {
+                for ti in 0..<tpN {
+                    let p = fi * tpN + ti
+                    let row = D + (b * pl.tokens + off + p) * pl.ldE
+                    for ch in 0..<e {
+                        dtpos[ch * tmax + ti] += row[ch]
+                        dfpos[ch * fp + fi] += row[ch]
+                    }
+                    (dpatch + (b * pl.patches + p) * e).update(from: row, count: e)
+                }
+            }
+        }
+        let patchRows = pl.batch * pl.patches
+        TrainingGEMM.backwardWeight(dy: dpatch, lddy: e, x: a + pl.cols, ldx: pl.area, rows: patchRows, out: e, in: pl.area,
+                                    dw: g(L.patchWeight), accumulate: true)
+        TrainingKernels.columnSums(dpatch, lddy: e, rows: patchRows, cols: e, into: g(L.patchBias), accumulate: true)
+        let dcols = a + pl.dcols
+        TrainingGEMM.backwardInput(dy: dpatch, lddy: e, rows: patchRows, weight: w(L.patchWeight), out: e, in: pl.area,
+                                   dx: dcols, lddx: pl.area, accumulate: false)
+        // col2im, then BatchNorm's γ and β (the input mel needs no gradient).
+        let c = config
+        let ph = c.patchSize.frequency, pw = c.patchSize.time, sf = c.patchStride.frequency, st = c.patchStride.time
+        let frames = pl.paddedFrames, dplanes = a + pl.dplanes
+        dplanes.update(repeating: 0, count: pl.batch * pl.nMels * frames)
+        for b in 0..<pl.batch {
+            let plane = dplanes + b * pl.nMels * frames
+            for fi in 0..<fp {
+                for ti in 0..<tpN {
+                    let row = dcols + ((b * fp + fi) * tpN + ti) * pl.area
+                    for kh in 0..<ph {
+                        let dst = plane + (fi * sf + kh) * frames + ti * st, src = row + kh * pw
+                        for kw in 0..<pw { dst[kw] += src[kw] }
+                    }
+                }
+            }
+        }
+        let dgamma = g(L.bnWeight), dbeta = g(L.bnBias)
+        let f = pl.nMels, t = pl.frames
+        for bin in 0..<f {
+            let m = a[pl.bnMean + bin], rstd = a[pl.bnRstd + bin]
+            var sg = 0.0, sb = 0.0
+            for b in 0..<pl.batch {
+                let x = a + pl.input + (b * f + bin) * t, dy = dplanes + (b * f + bin) * frames
+                for j in 0..<t {
+                    sg += Double(dy[j]) * Double((x[j] - m) * rstd)
+                    sb += Double(dy[j])
+                }
+            }
+            dgamma[bin] += Float(sg)
+            dbeta[bin] += Float(sb)
+        }
+    }
+}
+
+/// Offsets of every trainable parameter in the flat buffer.
+struct ParameterLayout {
+    struct Block {
+        var norm1Weight: Int, norm1Bias: Int, qkvWeight: Int, qkvBias: Int?, projWeight: Int, projBias: Int
+        var norm2Weight: Int, norm2Bias: Int, fc1Weight: Int, fc1Bias: Int, fc2Weight: Int, fc2Bias: Int
+    }
+    var offsets: [String: Int] = [:]
+    /// Parameter index ranges in table order: (name, offset, count, decays).
+    var ranges: [(name: String, offset: Int, count: Int, decays: Bool)] = []
+    var total = 0
+    var bnWeight = 0, bnBias = 0, patchWeight = 0, patchBias = 0, timePos = 0, freqPos = 0
+    var clsToken: Int?, tokenPos: Int?
+    var blocks: [Block] = []
+    var normWeight = 0, normBias = 0, headNormWeight = 0, headNormBias = 0, headWeight = 0, headBias = 0
+
+    init(table: CedParameterTable) {
+        var o = 0
+        for p in table.parameters {
+            offsets[p.name] = o
+            ranges.append((p.name, o, p.count, p.decays))
+            o += p.count
+        }
+        total = o
+        func at(_ n: String) -> Int { offsets[n]! }
+        bnWeight = at("encoder.init_bn.weight"); bnBias = at("encoder.init_bn.bias")
+        patchWeight = at("encoder.patch_embed.proj.weight"); patchBias = at("encoder.patch_embed.proj.bias")
+        timePos = at("encoder.time_pos_embed"); freqPos = at("encoder.freq_pos_embed")
+        clsToken = offsets["encoder.cls_token"]; tokenPos = offsets["encoder.token_pos_embed"]
+        for i in 0..<table.config.depth {
+            let b = "encoder.blocks.\(i)"
+            blocks.append(Block(norm1Weight: at("\(b).norm1.weight"), norm1Bias: at("\(b).norm1.bias"),
+                                qkvWeight: at("\(b).attn.qkv.weight"), qkvBias: offsets["\(b).attn.qkv.bias"],
+                                projWeight: at("\(b).attn.proj.weight"), projBias: at("\(b).attn.proj.bias"),
+                                norm2Weight: at("\(b).norm2.weight"), norm2Bias: at("\(b).norm2.bias"),
+                                fc1Weight: at("\(b).mlp.fc1.weight"), fc1Bias: at("\(b).mlp.fc1.bias"),
+                                fc2Weight: at("\(b).mlp.fc2.weight"), fc2Bias: at("\(b).mlp.fc2.bias")))
+        }
+        normWeight = at("encoder.norm.weight"); normBias = at("encoder.norm.bias")
+        headNormWeight = at("outputlayer.0.weight"); headNormBias = at("outputlayer.0.bias")
+        headWeight = at("outputlayer.1.weight"); headBias = at("outputlayer.1.bias")
+    }
+}

@@ -1,0 +1,88 @@
+import CEDKernels
+import Foundation
+
+/// The three matrix products of a `Linear` layer in training, on the inference GEMM's
+/// microkernels and thread split (`GEMMDriver`), for weights that change every step:
+///
+/// - forward  `Y (+)= X·Wᵀ + b`
+/// - backward `dX (+)= dY·W`
+/// - backward `dW (+)= dYᵀ·X`
+///
+/// W is row-major `[out, in]` as PyTorch stores it. The B operand of each product (Wᵀ, W,
+/// or X) is packed into the kernels' 32-column panels per call, split across the cores,
+/// into reused scratch memory; dYᵀ is transposed the same way. A is read in place.
+enum TrainingGEMM {
+    /// `y[rows, out] (=|+=) x[rows, in]·Wᵀ + bias`.
+    static func forward(x: UnsafePointer<Float>, ldx: Int, rows: Int, weight: UnsafePointer<Float>, out: Int, in inFeatures: Int,
+                        bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false) {
+        // op(B) = Wᵀ: k = in, n = out, stored transposed.
+        product(a: x, lda: ldx, m: rows, b: weight, ldb: inFeatures, transB: true, k: inFeatures, n: out,
+                c: y, ldc: ldy, beta: accumulate ? 1 : 0, bias: bias)
+    }
+
+    /// `dx[rows, in] (=|+=) dy[rows, out]·W`.
+    static func backwardInput(dy: UnsafePointer<Float>, lddy: Int, rows: Int, weight: UnsafePointer<Float>, out: Int,
+                              in inFeatures: Int, dx: UnsafeMutablePointer<Float>, lddx: Int, accumulate: Bool) {
+        // op(B) = W: k = out, n = in, stored as is.
+        product(a: dy, lda: lddy, m: rows, b: weight, ldb: inFeatures, transB: false, k: out, n: inFeatures,
+                c: dx, ldc: lddx, beta: accumulate ? 1 : 0, bias: nil)
+    }
+
+    /// `dW[out, in] (=|+=) dy[rows, out]ᵀ·x[rows, in]`.
+    static func backwardWeight(dy: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, rows: Int,
+                               out: Int, in inFeatures: Int, dw: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        if rows == 0 {
+            if !accumulate { dw.update(repeating: 0, count: out * inFeatures) }
+            return
+        }
+        ScratchPool.shared.withFloats(out * rows) { dyT in
+            TrainingKernels.transpose(dy, rows: rows, cols: out, lds: lddy, into: dyT, ldd: rows)
+            // A = dyᵀ [out, rows]; op(B) = x: k = rows, n = in, stored as is.
+            product(a: dyT, lda: rows, m: out, b: x, ldb: ldx, transB: false, k: rows, n: inFeatures,
+                    c: dw, ldc: inFeatures, beta: accumulate ? 1 : 0, bias: nil)
+        }
+    }
+
+    /// `C[m, n] = A[m, k]·op(B) + bias (+ beta·C)` with op(B) `k×n` (`transB`: B stored `n×k`).
+    static func product(a: UnsafePointer<Float>, lda: Int, m: Int, b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+                        k: Int, n: Int, c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float, bias: UnsafePointer<Float>?) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            for i in 0..<m {
+                let row = c + i * ldc
+                for j in 0..<n { row[j] = (beta == 0 ? 0 : beta * row[j]) + (bias?[j] ?? 0) }
+            }
+            return
+        }
+        let w = packedPanelWidth
+        let panels = (n + w - 1) / w
+        let kernel = GEMMKernel.best
+        ScratchPool.shared.withFloats(panels * k * w) { packed in
+            let pack = PackPanels(b: b, ldb: ldb, transposed: transB, k: k, n: n, out: packed, panels: panels,
+                                  tasks: TrainingKernels.taskCount(rows: panels, work: k * n) > 1 ? min(panels, 8) : 1)
+            TrainingKernels.run(pack.tasks, pack)
+            let problem = GEMMDriver.Problem(
+                m: m, n: n, k: k, a: a, lda: lda, aRows: m,
+                panels: UnsafePointer(packed), panelStride: k * w,
+                c: c, ldc: ldc, alpha: 1, beta: beta, bias: bias, gelu: false)
+            GEMMDriver.withPaddedA(problem, kernel: kernel) { p in
+                GEMMDriver.run(p, kc: GEMMDriver.blockK(k), kernel: kernel, threads: nil)
+            }
+        }
+    }
+
+    /// Packs panels `[tasks' share]` of op(B) (see `ced_pack_panels`).
+    struct PackPanels: ComputeTask {
+        let b: UnsafePointer<Float>, ldb: Int, transposed: Bool, k: Int, n: Int
+        let out: UnsafeMutablePointer<Float>, panels: Int, tasks: Int
+
+        func callAsFunction(_ t: Int) {
+            let w = packedPanelWidth
+            let p0 = t * panels / tasks, p1 = (t + 1) * panels / tasks
+            guard p0 < p1 else { return }
+            let j0 = p0 * w, cols = min(n, p1 * w) - j0
+            let src = transposed ? b + j0 * ldb : b + j0
+            ced_pack_panels(src, Int64(ldb), transposed ? 1 : 0, Int64(k), Int64(cols), out + p0 * k * w)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+// Elementwise kernels of training that need a vectorised erf/exp: the GELU derivative.
+// (The matrix products of training run on the same microkernels as inference.)
+//
+// GELU(x) = x·Φ(x), so GELU'(x) = Φ(x) + x·φ(x) with φ(x) = exp(−x²/2)/√(2π).
+// Φ uses the approximation of gelu.h (scripts/fit_gelu.py); exp the same range reduction.
+
+#include "CEDKernels.h"
+#include "gelu.h"
+
+#define CED_INV_SQRT_2PI 0.3989422804014327f
+
+/// exp(y) for y ≤ 0 as in gelu.h (y = n·ln2 + r), 0 below -87.
+static inline float exp_neg_scalar(double y) {
+    if (y < -87.0) return 0.0f;
+    double n = (double)(int32_t)(y * 1.4426950408889634 - 0.5);
+    float r = (float)(y - n * 0.6931471805599453);
+    float e = ced_exp_e[4];
+    for (int i = 3; i >= 0; i--) e = e * r + ced_exp_e[i];
+    float ex = 1.0f + r + r * r * e;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return ex * scale;
+}
+
+static inline float gelu_grad_scalar(float x) {
+    float t = x < 0 ? -x : x;
+    if (!(t <= CED_GELU_TMAX)) {
+        if (x != x) return x;        // NaN stays NaN
+        return x < 0 ? 0.0f : 1.0f;  // Φ is 0 or 1, x·φ(x) underflows
+    }
+    float g = exp_neg_scalar(-0.5 * (double)t * (double)t);   // exp(−x²/2)
+    float phi;
+    if (t <= CED_GELU_SPLIT) {
+        float x2 = x * x;
+        float p = ced_gelu_p[6];
+        for (int i = 5; i >= 0; i--) p = p * x2 + ced_gelu_p[i];
+        phi = 0.5f + x * p;
+    } else {
+        float w = 1.0f / (1.0f + 0.5f * t);
+        float s = ced_gelu_s[8];
+        for (int i = 7; i >= 0; i--) s = s * w + ced_gelu_s[i];
+        float lower = g * s;   // Φ(−t)
+        phi = x < 0 ? lower : 1.0f - lower;
+    }
+    return phi + x * g * CED_INV_SQRT_2PI;
+}
+
+static void gelu_backward_portable(const float *h, const float *dy, float *dx, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * gelu_grad_scalar(h[i]);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+/// exp(y) for 16 values y ≤ 0 (same reduction as the scalar version, in float with a
+/// two-part ln 2).
+AVX512 static inline __m512 exp_neg_avx512(__m512 y) {
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(CED_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(CED_LN2_HI), y);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(CED_LN2_LO), r);
+    __m512 e = _mm512_set1_ps(ced_exp_e[4]);
+    for (int i = 3; i >= 0; i--) e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(ced_exp_e[i]));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 ex = _mm512_fmadd_ps(r2, e, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512 out = _mm512_scalef_ps(ex, n);
+    __mmask16 tiny = _mm512_cmp_ps_mask(y, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(tiny, out, _mm512_setzero_ps());
+}
+
+AVX512 static void gelu_backward_avx512(const float *h, const float *dy, float *dx, int64_t n) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512 split = _mm512_set1_ps(CED_GELU_SPLIT), tmax = _mm512_set1_ps(CED_GELU_TMAX);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(m, h + i);
+        __m512 d = _mm512_maskz_loadu_ps(m, dy + i);
+        __m512 t = _mm512_abs_ps(x);
+        __m512 tc = _mm512_min_ps(t, tmax);
+        __m512 g = exp_neg_avx512(_mm512_mul_ps(_mm512_mul_ps(tc, tc), _mm512_set1_ps(-0.5f)));
+        // |x| <= 1: Φ = 0.5 + x·P(x²)
+        __m512 x2 = _mm512_mul_ps(x, x);
+        __m512 p = _mm512_set1_ps(ced_gelu_p[6]);
+        for (int k = 5; k >= 0; k--) p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(ced_gelu_p[k]));
+        __m512 inner = _mm512_fmadd_ps(x, p, half);
+        // |x| > 1: Φ(−t) = exp(−t²/2)·S(1/(1 + t/2))
+        __m512 w = _mm512_div_ps(one, _mm512_fmadd_ps(half, tc, one));
+        __m512 s = _mm512_set1_ps(ced_gelu_s[8]);
+        for (int k = 7; k >= 0; k--) s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ced_gelu_s[k]));
+        __m512 lower = _mm512_mul_ps(g, s);
+        __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+        __m512 outer = _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, lower), lower);
+        __mmask16 small = _mm512_cmp_ps_mask(t, split, _CMP_LE_OQ);
+        __m512 phi = _mm512_mask_blend_ps(small, outer, inner);
+        __m512 grad = _mm512_fmadd_ps(_mm512_mul_ps(x, g), _mm512_set1_ps(CED_INV_SQRT_2PI), phi);
+        // Past 12.5 the derivative is 0 or 1 (NaN passes through the product with d).
+        __mmask16 big = _mm512_cmp_ps_mask(t, tmax, _CMP_GT_OQ);
+        grad = _mm512_mask_blend_ps(big, grad, _mm512_mask_blend_ps(neg, one, _mm512_setzero_ps()));
+        __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        grad = _mm512_mask_blend_ps(nan, grad, x);
+        _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(d, grad));
+    }
+}
+#endif
+
+void ced_gelu_backward(const float *h, const float *dy, float *dx, int64_t n, int32_t variant) {
+#if defined(__x86_64__)
+    if (variant >= 2) {
+        gelu_backward_avx512(h, dy, dx, n);
+        return;
+    }
+#endif
+    gelu_backward_portable(h, dy, dx, n);
+}
