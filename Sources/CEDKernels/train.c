@@ -113,3 +113,68 @@ void ced_gelu_backward(const float *h, const float *dy, float *dx, int64_t n, in
 #endif
     gelu_backward_portable(h, dy, dx, n);
 }
+
+// MARK: transpose
+
+static void transpose_portable(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd, int add) {
+    for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+        int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
+        for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+            int64_t j1 = j0 + 16 < cols ? j0 + 16 : cols;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0; j < j1; j++) dst[j * ldd + i] = (add ? dst[j * ldd + i] : 0.0f) + src[i * lds + j];
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#define AVX2T __attribute__((target("avx2,fma")))
+
+/// 8×8 block: rows of `s` (stride lds) → columns of `d` (stride ldd).
+#define STORE8(p, v) _mm256_storeu_ps((p), add ? _mm256_add_ps(_mm256_loadu_ps(p), (v)) : (v))
+AVX2T static inline void transpose8x8(const float *s, int64_t lds, float *d, int64_t ldd, int add) {
+    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds), r2 = _mm256_loadu_ps(s + 2 * lds),
+           r3 = _mm256_loadu_ps(s + 3 * lds), r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
+           r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+           t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE), u2 = _mm256_shuffle_ps(t1, t3, 0x44),
+           u3 = _mm256_shuffle_ps(t1, t3, 0xEE), u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    STORE8(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+    STORE8(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    STORE8(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    STORE8(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    STORE8(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    STORE8(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    STORE8(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    STORE8(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+AVX2T static void transpose_avx2(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd, int add) {
+    int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+    // 32×32 cache blocks of 8×8 register blocks.
+    for (int64_t i0 = 0; i0 < r8; i0 += 32) {
+        int64_t i1 = i0 + 32 < r8 ? i0 + 32 : r8;
+        for (int64_t j0 = 0; j0 < c8; j0 += 32) {
+            int64_t j1 = j0 + 32 < c8 ? j0 + 32 : c8;
+            for (int64_t i = i0; i < i1; i += 8)
+                for (int64_t j = j0; j < j1; j += 8) transpose8x8(src + i * lds + j, lds, dst + j * ldd + i, ldd, add);
+        }
+    }
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = (i < r8 ? c8 : 0); j < cols; j++) dst[j * ldd + i] = (add ? dst[j * ldd + i] : 0.0f) + src[i * lds + j];
+}
+#endif
+
+void ced_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd, int32_t add,
+                   int32_t variant) {
+#if defined(__x86_64__)
+    if (variant >= 1) {
+        transpose_avx2(src, lds, rows, cols, dst, ldd, add);
+        return;
+    }
+#endif
+    transpose_portable(src, lds, rows, cols, dst, ldd, add);
+}

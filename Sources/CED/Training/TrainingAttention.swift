@@ -126,16 +126,6 @@ enum TrainingAttention {
 
     /// `[n, n]` transpose on the calling thread.
     static func transposeSerial(_ src: UnsafePointer<Float>, n: Int, into dst: UnsafeMutablePointer<Float>) {
-        var i0 = 0
-        while i0 < n {
-            let i1 = min(n, i0 + 16)
-            var j0 = 0
-            while j0 < n {
-                let j1 = min(n, j0 + 16)
-                for i in i0..<i1 { for j in j0..<j1 { dst[j * n + i] = src[i * n + j] } }
-                j0 = j1
-            }
-            i0 = i1
-        }
+        ced_transpose(src, Int64(n), Int64(n), Int64(n), dst, Int64(n), 0, TrainingKernels.transposeVariant)
     }
 }

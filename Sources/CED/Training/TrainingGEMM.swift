@@ -28,11 +28,24 @@ enum TrainingGEMM {
                 c: dx, ldc: lddx, beta: accumulate ? 1 : 0, bias: nil)
     }
 
-    /// `dW[out, in] (=|+=) dy[rows, out]ᵀ·x[rows, in]`.
+    /// `dW[out, in] (=|+=) dy[rows, out]ᵀ·x[rows, in]`. One operand must be transposed
+    /// for the kernels (they read A by rows): the narrower one. With `in < out` (qkv, fc1)
+    /// that is x, and the product gives dWᵀ, transposed (and added) into dW.
     static func backwardWeight(dy: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, rows: Int,
                                out: Int, in inFeatures: Int, dw: UnsafeMutablePointer<Float>, accumulate: Bool) {
         if rows == 0 {
             if !accumulate { dw.update(repeating: 0, count: out * inFeatures) }
+            return
+        }
+        if inFeatures < out {
+            ScratchPool.shared.withFloats(inFeatures * rows + inFeatures * out) { scratch in
+                let xT = scratch, dwT = scratch + inFeatures * rows
+                TrainingKernels.transpose(x, rows: rows, cols: inFeatures, lds: ldx, into: xT, ldd: rows)
+                // A = xᵀ [in, rows]; op(B) = dy: k = rows, n = out.
+                product(a: xT, lda: rows, m: inFeatures, b: dy, ldb: lddy, transB: false, k: rows, n: out,
+                        c: dwT, ldc: out, beta: 0, bias: nil)
+                TrainingKernels.transpose(dwT, rows: inFeatures, cols: out, lds: out, into: dw, ldd: inFeatures, add: accumulate)
+            }
             return
         }
         ScratchPool.shared.withFloats(out * rows) { dyT in

@@ -255,35 +255,30 @@ enum TrainingKernels {
 
     // MARK: Transpose
 
-    /// `dst[j, i] = src[i, j]` for a `rows`×`cols` block (row strides `lds`, `ldd`), in
-    /// 16×16 tiles, split across the cores by column tiles when large.
+    /// `dst[j, i] (=|+=) src[i, j]` for a `rows`×`cols` block (row strides `lds`, `ldd`),
+    /// split across the cores by 32-row bands when large.
     static func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, lds: Int,
-                          into dst: UnsafeMutablePointer<Float>, ldd: Int) {
-        let tiles = (cols + 15) / 16
-        let task = Transpose(src: src, rows: rows, cols: cols, lds: lds, dst: dst, ldd: ldd, tiles: tiles,
-                             tasks: min(tiles, taskCount(rows: tiles, work: rows * cols)))
+                          into dst: UnsafeMutablePointer<Float>, ldd: Int, add: Bool = false) {
+        let bands = (rows + 31) / 32
+        let task = Transpose(src: src, rows: rows, cols: cols, lds: lds, dst: dst, ldd: ldd, add: add, bands: bands,
+                             tasks: min(bands, taskCount(rows: bands, work: rows * cols)))
         run(task.tasks, task)
     }
 
+    /// The transpose kernel variant for this CPU.
+    static var transposeVariant: Int32 { GEMMKernel.best == .portable ? 0 : 1 }
+
     struct Transpose: ComputeTask {
         let src: UnsafePointer<Float>, rows: Int, cols: Int, lds: Int
-        let dst: UnsafeMutablePointer<Float>, ldd: Int
-        let tiles: Int, tasks: Int
+        let dst: UnsafeMutablePointer<Float>, ldd: Int, add: Bool
+        let bands: Int, tasks: Int
 
         func callAsFunction(_ t: Int) {
-            for tile in (t * tiles / tasks) ..< ((t + 1) * tiles / tasks) {
-                let j0 = tile * 16, j1 = min(cols, j0 + 16)
-                var i0 = 0
-                while i0 < rows {
-                    let i1 = min(rows, i0 + 16)
-                    for j in j0..<j1 {
-                        let d = dst + j * ldd
-                        var s = src + i0 * lds + j
-                        for i in i0..<i1 { d[i] = s.pointee; s += lds }
-                    }
-                    i0 = i1
-                }
-            }
+            let b0 = t * bands / tasks, b1 = (t + 1) * bands / tasks
+            let i0 = b0 * 32, i1 = min(rows, b1 * 32)
+            guard i0 < i1 else { return }
+            ced_transpose(src + i0 * lds, Int64(lds), Int64(i1 - i0), Int64(cols), dst + i0, Int64(ldd), add ? 1 : 0,
+                          TrainingKernels.transposeVariant)
         }
     }
 

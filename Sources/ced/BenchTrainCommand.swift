@@ -1,0 +1,160 @@
+import ArgumentParser
+import CED
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `ced bench-train`: the training side of `ced bench`. One optimiser step = train-mode
+/// forward + BCE-with-logits + backward + AdamW on a batch of 10 s log-mels (1001 frames),
+/// `logit` pooling, as the reference README's PyTorch figures; `scripts/bench.sh --train`
+/// runs it beside the PyTorch peer (`scripts/ced_torch.py bench`).
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-train",
+        abstract: "Time CED training steps in-process: forward + loss + backward + AdamW, per size.",
+        discussion: """
+            Each size (the published architectures, 527 classes, `logit` pooling, upstream's \
+            random initialisation: speed does not depend on the values) trains on a fixed \
+            batch of random 10 s log-mels. Figures are the best and the median of --runs \
+            steps after --warmup untimed ones; the peak RSS is the process's (run one size \
+            per process to read it per size, as scripts/bench.sh does). The activation \
+            memory the step planned is printed too.
+
+            Examples:
+              ced bench-train --models tiny
+              ced bench-train --models base --batch 4 --format json
+            """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case table, json }
+
+    @Option(help: ArgumentHelp("Model sizes, comma-separated.", valueName: "tiny,mini,small,base"))
+    var models: String = "tiny"
+
+    @Option(help: ArgumentHelp("Clips per step (default: 8, and 4 for base as the reference's PyTorch figures).", valueName: "n"))
+    var batch: Int?
+
+    @Option(help: ArgumentHelp("Frames per clip (1001 = 10 s).", valueName: "n"))
+    var frames: Int = 1001
+
+    @Option(help: ArgumentHelp("Timed steps.", valueName: "n"))
+    var runs: Int = 5
+
+    @Option(help: ArgumentHelp("Untimed steps first.", valueName: "n"))
+    var warmup: Int = 1
+
+    @Option(help: ArgumentHelp("Output: table (default) or json.", valueName: "format"))
+    var format: Format = .table
+
+    @Flag(help: .hidden)
+    var products = false
+
+    var modelList: [String] { models.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() } }
+
+    func validate() throws {
+        for m in modelList where !Bench.sizes.contains(m) {
+            throw ValidationError("unknown model size '\(m)' in --models (expected \(Bench.sizes.joined(separator: ", ")))")
+        }
+        if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if frames < 16 { throw ValidationError("--frames must be at least 16") }
+        if runs < 1 || warmup < 0 { throw ValidationError("--runs must be at least 1 and --warmup at least 0") }
+    }
+
+    struct Row: Codable {
+        var model: String
+        var batch: Int
+        var frames: Int
+        var parameters: Int
+        var bestMsPerStep: Double
+        var medianMsPerStep: Double
+        var bestMsPerClip: Double
+        var medianMsPerClip: Double
+        /// Median CPU time (user + system, all threads) of a step: the work, whatever else runs.
+        var cpuMsPerStep: Double
+        var activationMB: Double
+        var peakRssMB: Double
+        var threads: Int
+        enum CodingKeys: String, CodingKey {
+            case model, batch, frames, parameters, threads
+            case bestMsPerStep = "best_ms_per_step", medianMsPerStep = "median_ms_per_step"
+            case bestMsPerClip = "best_ms_per_clip", medianMsPerClip = "median_ms_per_clip"
+            case cpuMsPerStep = "cpu_ms_per_step"
+            case activationMB = "activation_mb", peakRssMB = "peak_rss_mb"
+        }
+    }
+
+    func run() throws {
+        if products { try CedTrainingModel.benchmarkProducts(); return }
+        var rows: [Row] = []
+        for size in modelList {
+            var config = CedConfig(name: "ced-\(size)")
+            config.depth = 12
+            config.outputdim = 527
+            config.pooling = .logit
+            let model = try CedTrainingModel(config: config, seed: 1)
+            let b = batch ?? (size == "base" ? 4 : 8)
+            var rng = TrainingRandom(seed: 2)
+            let mels = Tensor(shape: [b, config.nMels, frames],
+                              scalars: (0..<(b * config.nMels * frames)).map { _ in Float(-45 + 15 * rng.nextGaussian()) })
+            let targets = Tensor(shape: [b, 527], scalars: (0..<(b * 527)).map { _ in rng.nextDouble() < 0.02 ? 1 : 0 })
+            let adam = CedAdamW(model: model, options: .init(learningRate: 1e-4, weightDecay: 0.05))
+            var times: [Double] = [], cpu: [Double] = []
+            for i in 0..<(warmup + runs) {
+                let t0 = DispatchTime.now().uptimeNanoseconds, c0 = Self.cpuSeconds()
+                try model.lossAndGradients(mels: mels, targets: targets, loss: .bceWithLogits)
+                adam.update(model)
+                let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+                if i >= warmup { times.append(dt); cpu.append(1000 * (Self.cpuSeconds() - c0)) }
+            }
+            cpu.sort()
+            times.sort()
+            let best = times[0], median = times[times.count / 2]
+            rows.append(Row(model: size, batch: b, frames: frames, parameters: model.parameterCount,
+                            bestMsPerStep: best, medianMsPerStep: median, bestMsPerClip: best / Double(b),
+                            medianMsPerClip: median / Double(b),
+                            cpuMsPerStep: cpu[cpu.count / 2],
+                            activationMB: Double(model.activationBytes(batch: b, frames: frames)) / 1e6,
+                            peakRssMB: Self.peakRSSMegabytes(), threads: CedCompute.threadLimit))
+        }
+        if format == .json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: try enc.encode(rows), as: UTF8.self))
+            return
+        }
+        print("ced bench-train: fp32, \(rows.first?.threads ?? 0) threads, \(frames) frames per clip, logit pooling, BCE-with-logits + AdamW")
+        print("model  batch  params   ms/step best  median   ms/clip best  median  CPU ms/step  activations  peak RSS")
+        for r in rows {
+            print(String(format: "%-5@  %5d  %5.1f M  %12.1f  %6.1f  %12.2f  %6.2f  %11.0f  %8.0f MB  %5.0f MB",
+                         r.model as NSString, r.batch, Double(r.parameters) / 1e6, r.bestMsPerStep, r.medianMsPerStep,
+                         r.bestMsPerClip, r.medianMsPerClip, r.cpuMsPerStep, r.activationMB, r.peakRssMB))
+        }
+    }
+
+    /// CPU time of the process so far (user + system, every thread).
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF_VALUE, &usage)
+        func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
+        return s(usage.ru_utime) + s(usage.ru_stime)
+    }
+
+    /// The process's peak resident set (ru_maxrss: kilobytes on Linux, bytes on macOS).
+    static func peakRSSMegabytes() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF_VALUE, &usage)
+        #if os(Linux)
+        return Double(usage.ru_maxrss) / 1024
+        #else
+        return Double(usage.ru_maxrss) / (1024 * 1024)
+        #endif
+    }
+}
+
+#if os(Linux)
+private let RUSAGE_SELF_VALUE = __rusage_who_t(RUSAGE_SELF.rawValue)
+#else
+private let RUSAGE_SELF_VALUE = RUSAGE_SELF
+#endif
