@@ -45,7 +45,7 @@ final class Output {
 
 /// A one-line progress bar on stderr: files done, rate, time left.
 final class Progress {
-    nonisolated(unsafe) private static var shown = false
+    nonisolated(unsafe) static var shown = false
     private let total: Int
     private let start = Date()
     private var done = 0

@@ -53,14 +53,27 @@ public enum HeadCheckpointWriter {
             }
             tensors[name] = t
         }
+        try writeModel(config: config, featureExtractorConfig: base.featureExtractorConfig, weights: tensors,
+                       baseConfig: baseFile("config.json", of: base), basePreprocessorConfig: baseFile("preprocessor_config.json", of: base),
+                       to: output, overwrite: overwrite, extraFiles: extraFiles)
+    }
+
+    /// Writes a whole model (every tensor given) as a Hugging Face folder, atomically: the
+    /// configuration JSON merged over `baseConfig` (keys `CedConfig` does not model, such as
+    /// `auto_map`, are kept), the preprocessor JSON over `basePreprocessorConfig`.
+    public static func writeModel(config: CedConfig, featureExtractorConfig: CedFeatureExtractorConfig, weights tensors: [String: Tensor],
+                                  baseConfig: URL?, basePreprocessorConfig: URL?, to output: URL, overwrite: Bool = false,
+                                  extraFiles: [String: Data] = [:]) throws {
+        try checkOutput(output, overwrite: overwrite)
+        try config.validate()
         // The result must load as a model (names and shapes as upstream for this outputdim).
         _ = try CedForAudioClassification(config: config, weights: StateDict(tensors: tensors, source: output.path))
 
-        let configJSON = try mergedJSON(base: baseFile("config.json", of: base), encoded: JSONEncoder().encode(config))
+        let configJSON = try mergedJSON(base: baseConfig, encoded: JSONEncoder().encode(config))
         var preprocessorExtras: [String: Any] = ["feature_extractor_type": "CedFeatureExtractor"]
-        if base.featureExtractorConfig.topDb != 120 { preprocessorExtras["top_db"] = base.featureExtractorConfig.topDb }
-        let preprocessorJSON = try mergedJSON(base: baseFile("preprocessor_config.json", of: base),
-                                              encoded: JSONEncoder().encode(base.featureExtractorConfig), extra: preprocessorExtras)
+        if featureExtractorConfig.topDb != 120 { preprocessorExtras["top_db"] = featureExtractorConfig.topDb }
+        let preprocessorJSON = try mergedJSON(base: basePreprocessorConfig,
+                                              encoded: JSONEncoder().encode(featureExtractorConfig), extra: preprocessorExtras)
 
         let fm = FileManager.default
         let parent = output.deletingLastPathComponent()

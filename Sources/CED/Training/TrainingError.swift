@@ -1,6 +1,6 @@
 import Foundation
 
-/// Head training that cannot go on: a dataset that cannot be read or is too small to train
+/// Training (of a head or the whole network) that cannot go on: a dataset that cannot be read or is too small to train
 /// and validate on, audio that cannot be decoded, bad options, or an output folder that
 /// cannot be written. `description` says what was wrong and where (file, CSV line).
 public struct TrainingError: Error, Equatable, CustomStringConvertible, LocalizedError {
@@ -44,7 +44,7 @@ public struct TrainingError: Error, Equatable, CustomStringConvertible, Localize
     }
 
     public var description: String {
-        var s = "head training"
+        var s = "training"
         if let file { s += ": \(file)" + (line.map { ", line \($0)" } ?? "") }
         return s + ": \(reason)"
     }
