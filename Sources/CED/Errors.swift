@@ -34,16 +34,19 @@ public struct SafeTensorsError: Error, Equatable, CustomStringConvertible, Local
     /// A byte offset in the file, when the problem is located there.
     public var offset: Int?
     public var reason: String
+    /// The problem arose while writing the file (else while reading it).
+    public var writing: Bool
 
-    public init(file: String, tensor: String? = nil, offset: Int? = nil, reason: String) {
+    public init(file: String, tensor: String? = nil, offset: Int? = nil, reason: String, writing: Bool = false) {
         self.file = file
         self.tensor = tensor
         self.offset = offset
         self.reason = reason
+        self.writing = writing
     }
 
     public var description: String {
-        var s = "cannot read safetensors file \(file)"
+        var s = "cannot \(writing ? "write" : "read") safetensors file \(file)"
         if let tensor { s += ", tensor '\(tensor)'" }
         if let offset { s += " at byte \(offset)" }
         return s + ": \(reason)"

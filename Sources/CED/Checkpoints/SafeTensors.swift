@@ -213,7 +213,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                              metadata: [String: String]? = nil, to url: URL) throws {
         let names = tensors.keys.sorted()
         func fail(_ reason: String, tensor: String? = nil) -> SafeTensorsError {
-            SafeTensorsError(file: url.path, tensor: tensor, reason: reason)
+            SafeTensorsError(file: url.path, tensor: tensor, reason: reason, writing: true)
         }
         var parts: [String] = []
         if let metadata, !metadata.isEmpty {
@@ -274,7 +274,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         } catch let e as SafeTensorsError {
             throw e
         } catch {
-            throw fail("cannot write (\(error.localizedDescription))")
+            throw fail(error.localizedDescription)
         }
     }
 

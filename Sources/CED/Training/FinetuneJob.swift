@@ -379,7 +379,7 @@ public struct FinetuneJob: Sendable {
             try store.save(model: model, optimizer: adam, progress: progress, fingerprint: fingerprint)
             events?(.checkpoint(step: progress.globalStep))
         } catch {
-            events?(.warning("could not write a checkpoint after step \(progress.globalStep) (\((error as? LocalizedError)?.errorDescription ?? "\(error)")); the previous one is kept and training goes on"))
+            events?(.warning("could not write a checkpoint after step \(progress.globalStep) (\((error as? LocalizedError)?.errorDescription ?? "\(error)")); training goes on, the last checkpoint written (if any) is kept"))
         }
     }
 
@@ -467,12 +467,17 @@ public struct FinetuneJob: Sendable {
     }
 
     /// What must be equal for a checkpoint to continue this run: the options that shape
-    /// the trajectory, the model, the data (files, sizes, labels).
+    /// the trajectory (except the learning rate and clipping), the model, the data (files,
+    /// sizes, labels).
     func fingerprint(config: CedConfig, files: [URL], lossFunction: CedTrainingLoss) -> String {
         var lines = ["ced-finetune v1"]
+        // Free to change on --resume: how often to save, early stopping, and the learning
+        // rate and clipping (to get past a non-finite loss).
         var o = options
         o.patience = 0
         o.saveEvery = 0
+        o.learningRate = nil
+        o.gradientClip = nil
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         lines.append(String(decoding: (try? enc.encode(o)) ?? Data(), as: UTF8.self))
