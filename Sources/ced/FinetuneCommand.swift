@@ -105,6 +105,9 @@ struct Finetune: ParsableCommand {
     @Flag(help: "No augmentation at all (no shift, masks or mixup).")
     var noAugment = false
 
+    @Option(help: ArgumentHelp("BatchNorm running statistics of the saved model: the training data's, upstream's momentum updates, or auto (data for a new head or random weights, momentum when the model's head is kept).", valueName: "auto|data|momentum"))
+    var bnStats: FinetuneOptions.BatchNormStatistics = .auto
+
     @Option(help: ArgumentHelp("Output: text (progress bar, a line per epoch) or jsonl (a JSON object per step on stdout).", valueName: "text|jsonl"))
     var logFormat: LogFormat = .text
 
@@ -166,6 +169,7 @@ struct Finetune: ParsableCommand {
         o.randomInit = initialization == .random
         o.saveEvery = saveEvery
         o.precision = modelOptions.precision
+        o.batchNormStatistics = bnStats
         return o
     }
 
@@ -326,6 +330,7 @@ struct Finetune: ParsableCommand {
 }
 
 extension FinetuneOptions.Schedule: ExpressibleByArgument {}
+extension FinetuneOptions.BatchNormStatistics: ExpressibleByArgument {}
 extension CedTrainingLoss: ExpressibleByArgument {}
 
 /// A one-line progress bar of optimiser steps on stderr: step, loss, lr, time left.

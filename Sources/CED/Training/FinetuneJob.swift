@@ -250,14 +250,18 @@ public struct FinetuneJob: Sendable {
                                           epochs: epochCount, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, classes: usedClasses, keptHead: keepHead,
                                           loss: lossFunction, learningRate: lr, activationBytes: activation)))
 
-        // A random initialisation's BatchNorm running statistics (mean 0, variance 1) are
-        // placeholders that momentum 0.01 takes hundreds of steps to forget, and eval-mode
-        // scoring (validation, the saved model) uses them: start them at the training
-        // data's per-bin statistics instead. Train-mode steps normalise with batch
+        // BatchNorm running statistics for eval-mode scoring (validation, the saved model):
+        // upstream's momentum updates, or the training data's own statistics (see
+        // `FinetuneOptions.batchNormStatistics`). Train-mode steps normalise with batch
         // statistics, so the training trajectory is the same either way.
-        if startsRandom && !segments.isEmpty {
-            try initializeRunningStatistics(model, segments: segments, audio: decoded, extractor: extractor)
+        let useDataStatistics: Bool
+        switch options.batchNormStatistics {
+        case .momentum: useDataStatistics = false
+        case .data: useDataStatistics = true
+        case .auto: useDataStatistics = startsRandom || !keepHead
         }
+        let dataStatistics = useDataStatistics && !segments.isEmpty
+            ? try Self.melStatistics(segments: segments, audio: decoded, extractor: extractor, bins: config.nMels) : nil
 
         // Resume.
         let fingerprint = self.fingerprint(config: config, files: files, lossFunction: lossFunction)
@@ -322,6 +326,7 @@ public struct FinetuneJob: Sendable {
             // End of the epoch: validate, keep the best, maybe stop early.
             var log = FinetuneValidationLog(epoch: epoch + 1, step: progress.globalStep, accuracy: nil, meanAveragePrecision: nil,
                                             trainLoss: progress.lossSum / Double(max(1, progress.lossCount)), isBest: false)
+            if let dataStatistics { model.runningMean = dataStatistics.mean; model.runningVariance = dataStatistics.variance }
             if !evalIndices.isEmpty {
                 let metric = try evaluate(model: model, examples: evalIndices, files: valFiles, audio: decoded, extractor: extractor,
                                           classIndex: classIndex, dataIndices: dataIdx)
@@ -356,6 +361,7 @@ public struct FinetuneJob: Sendable {
         }
 
         // The saved weights: the best validation, else the last.
+        if let dataStatistics { model.runningMean = dataStatistics.mean; model.runningVariance = dataStatistics.variance }
         let weights = (!evalIndices.isEmpty ? progress.best : nil) ?? model.stateDict()
         let report = FinetuneReport(classes: usedClasses, keptHead: keepHead, multiLabel: options.multiLabel, loss: lossFunction,
                                     options: options, learningRate: lr, trainFiles: trainFiles.count, validationFiles: valFiles.count,
@@ -389,30 +395,28 @@ public struct FinetuneJob: Sendable {
         return options.randomInit
     }
 
-    /// Sets the BatchNorm running mean and (unbiased) variance to those of the training
-    /// segments' log-mels (float64 sums over every frame of every segment).
-    func initializeRunningStatistics(_ model: CedTrainingModel, segments: [TrainingAudio.Segment], audio: TrainingAudio,
-                                     extractor: CedFeatureExtractor) throws {
-        let bins = model.config.nMels
+    /// Per-bin mean and unbiased variance of the training segments' log-mels (float64 sums
+    /// over every frame of every segment, no augmentation).
+    static func melStatistics(segments: [TrainingAudio.Segment], audio: TrainingAudio, extractor: CedFeatureExtractor,
+                              bins: Int) throws -> (mean: [Float], variance: [Float]) {
         var sum = [Double](repeating: 0, count: bins), sq = sum
         var n = 0
-        for chunk in stride(from: 0, to: segments.count, by: 16) {
-            let batch = Array(segments[chunk ..< min(segments.count, chunk + 16)])
-            for s in batch {
-                let mel = try extractor(Array(audio.waveforms[s.file]![s.start ..< s.start + s.count]))
-                let t = mel.shape[1]
+        for s in segments {
+            let mel = try extractor(Array(audio.waveforms[s.file]![s.start ..< s.start + s.count]))
+            let t = mel.shape[1]
+            mel.scalars.withUnsafeBufferPointer { m in
                 for f in 0..<bins {
-                    for j in 0..<t { let v = Double(mel.scalars[f * t + j]); sum[f] += v; sq[f] += v * v }
+                    var a = 0.0, b = 0.0
+                    for j in 0..<t { let v = Double(m[f * t + j]); a += v; b += v * v }
+                    sum[f] += a
+                    sq[f] += b
                 }
-                n += t
             }
+            n += t
         }
-        guard n > 1 else { return }
-        model.runningMean = sum.map { Float($0 / Double(n)) }
-        model.runningVariance = (0..<bins).map { f in
-            let m = sum[f] / Double(n)
-            return Float(max(1e-6, (sq[f] - Double(n) * m * m) / Double(n - 1)))
-        }
+        let mean = sum.map { $0 / Double(max(n, 1)) }
+        let variance = (0..<bins).map { f in max(1e-6, (sq[f] - Double(n) * mean[f] * mean[f]) / Double(max(n - 1, 1))) }
+        return (mean.map { Float($0) }, variance.map { Float($0) })
     }
 
     /// Class name → output index of a model (`label2id`, else the names of `id2label`).

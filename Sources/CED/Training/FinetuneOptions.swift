@@ -47,6 +47,22 @@ public struct FinetuneOptions: Sendable, Codable, Equatable {
     /// Write a resumable checkpoint every this many optimiser steps (0: at the end of each
     /// epoch only).
     public var saveEvery: Int = 0
+    /// Where the BatchNorm's running statistics (what eval-mode scoring, validation and the
+    /// saved model normalise with) come from.
+    public enum BatchNormStatistics: String, Sendable, Codable, CaseIterable {
+        /// `data` for a new head or a random initialisation, `momentum` when training goes
+        /// on with the model's own head and classes.
+        case auto
+        /// Upstream's: every train-mode step moves them towards the batch's statistics by
+        /// momentum 0.01 (so after S steps a fraction 0.99^S of the starting values remains).
+        case momentum
+        /// The per-bin mean and variance of the training log-mels, which train-mode steps
+        /// normalise with: the model is scored as it was trained (with few steps the
+        /// momentum statistics can still sit far from a new data set's, and eval-mode
+        /// scores then disagree with what training optimised).
+        case data
+    }
+    public var batchNormStatistics: BatchNormStatistics = .auto
     /// Arithmetic of the matrix products (bf16: bf16 products, fp32 weights and sums).
     public var precision: CedPrecision = .fp32
 
