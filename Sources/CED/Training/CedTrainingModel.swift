@@ -73,6 +73,9 @@ public final class CedTrainingModel {
     public var noiseSeed: UInt64 = 0
     /// Selects the step's dropout masks (the training loop sets it to the step number).
     public var noiseStep: Int = 0
+    /// Normalise the mel bins with the running statistics in train mode too (a frozen
+    /// BatchNorm: its scale and shift are still trained, its statistics not updated).
+    public var freezeBatchNormStatistics = false
 
     var plan: TrainingPlan?
     var arena: UnsafeMutablePointer<Float>?
@@ -311,7 +314,7 @@ public final class CedTrainingModel {
     func runForward(_ pl: TrainingPlan, mode: CedTrainingMode) {
         let a = arena!, L = layout, train = mode == .train
         let rows = pl.rows, e = pl.embed
-        batchNormForward(pl, train: train)
+        batchNormForward(pl, train: train && !freezeBatchNormStatistics)
         im2col(pl)
         // Patch embedding into the token rows of residual 0 (after the cls row when present).
         let x0 = a + pl.residual(0)

@@ -250,10 +250,9 @@ public struct FinetuneJob: Sendable {
                                           epochs: epochCount, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, classes: usedClasses, keptHead: keepHead,
                                           loss: lossFunction, learningRate: lr, activationBytes: activation)))
 
-        // BatchNorm running statistics for eval-mode scoring (validation, the saved model):
-        // upstream's momentum updates, or the training data's own statistics (see
-        // `FinetuneOptions.batchNormStatistics`). Train-mode steps normalise with batch
-        // statistics, so the training trajectory is the same either way.
+        // The BatchNorm over mel bins: upstream's train mode (batch statistics, running
+        // statistics updated with momentum 0.01), or normalised with the training data's
+        // own statistics throughout (see `FinetuneOptions.batchNormStatistics`).
         let useDataStatistics: Bool
         switch options.batchNormStatistics {
         case .momentum: useDataStatistics = false
@@ -262,6 +261,11 @@ public struct FinetuneJob: Sendable {
         }
         let dataStatistics = useDataStatistics && !segments.isEmpty
             ? try Self.melStatistics(segments: segments, audio: decoded, extractor: extractor, bins: config.nMels) : nil
+        if let dataStatistics {
+            model.runningMean = dataStatistics.mean
+            model.runningVariance = dataStatistics.variance
+            model.freezeBatchNormStatistics = true
+        }
 
         // Resume.
         let fingerprint = self.fingerprint(config: config, files: files, lossFunction: lossFunction)
@@ -278,6 +282,7 @@ public struct FinetuneJob: Sendable {
         let evalIndices = valFiles.map { dataset.examples[$0] }
         let dataIdx = dataset.classes.map { classIndex[$0]! }
         var finished = progress.finished
+        var lastCheckpoint: Int? = store.exists ? progress.globalStep : nil
         while !finished && progress.epoch < epochCount {
             let epoch = progress.epoch
             var orderRNG = TrainingRandom(seed: TrainingNoise.key(options.seed ^ 0x4F52_4445_5200_0003, UInt64(epoch)))
@@ -305,9 +310,12 @@ public struct FinetuneJob: Sendable {
                                                         targets: Tensor(shape: [batch.count, config.outputdim], scalars: y),
                                                         loss: lossFunction)
                 } catch let e as TrainingError where e.kind == .nonFiniteLoss {
-                    try? store.save(model: model, optimizer: adam, progress: progress, fingerprint: fingerprint)
+                    // The weights now in memory already produced a non-finite loss: the
+                    // checkpoint on disk (written before) is the last good state.
+                    let kept = lastCheckpoint.map { "The last good checkpoint (after step \($0)) is kept in \(stateDir.path): continue with --resume after lowering --lr or setting --grad-clip" }
+                        ?? "No checkpoint had been written yet; lower --lr or set --grad-clip and start again"
                     throw TrainingError(.nonFiniteLoss,
-                                        reason: "the loss became non-finite at step \(step + 1) (epoch \(epoch + 1)); training stopped. The last good checkpoint (after step \(step)) is kept in \(stateDir.path): continue with --resume after lowering --lr or setting --grad-clip")
+                                        reason: "the loss became non-finite at step \(step + 1) (epoch \(epoch + 1)); training stopped. \(kept)")
                 }
                 var norm: Double?
                 if let clip = options.gradientClip { norm = CedAdamW.clipGradients(model, maxNorm: clip) }
@@ -320,13 +328,12 @@ public struct FinetuneJob: Sendable {
                 events?(.step(FinetuneStepLog(epoch: epoch + 1, step: step + 1, totalSteps: totalSteps, loss: result.loss,
                                               lr: stepLR, gradNorm: norm)))
                 if options.saveEvery > 0 && progress.globalStep % options.saveEvery == 0 && progress.stepInEpoch < stepsPerEpoch {
-                    saveCheckpoint(store, model, adam, progress, fingerprint, events)
+                    if saveCheckpoint(store, model, adam, progress, fingerprint, events) { lastCheckpoint = progress.globalStep }
                 }
             }
             // End of the epoch: validate, keep the best, maybe stop early.
             var log = FinetuneValidationLog(epoch: epoch + 1, step: progress.globalStep, accuracy: nil, meanAveragePrecision: nil,
                                             trainLoss: progress.lossSum / Double(max(1, progress.lossCount)), isBest: false)
-            if let dataStatistics { model.runningMean = dataStatistics.mean; model.runningVariance = dataStatistics.variance }
             if !evalIndices.isEmpty {
                 let metric = try evaluate(model: model, examples: evalIndices, files: valFiles, audio: decoded, extractor: extractor,
                                           classIndex: classIndex, dataIndices: dataIdx)
@@ -357,11 +364,10 @@ public struct FinetuneJob: Sendable {
             }
             if progress.epoch >= epochCount { finished = true }
             progress.finished = finished
-            saveCheckpoint(store, model, adam, progress, fingerprint, events)
+            if saveCheckpoint(store, model, adam, progress, fingerprint, events) { lastCheckpoint = progress.globalStep }
         }
 
         // The saved weights: the best validation, else the last.
-        if let dataStatistics { model.runningMean = dataStatistics.mean; model.runningVariance = dataStatistics.variance }
         let weights = (!evalIndices.isEmpty ? progress.best : nil) ?? model.stateDict()
         let report = FinetuneReport(classes: usedClasses, keptHead: keepHead, multiLabel: options.multiLabel, loss: lossFunction,
                                     options: options, learningRate: lr, trainFiles: trainFiles.count, validationFiles: valFiles.count,
@@ -379,13 +385,17 @@ public struct FinetuneJob: Sendable {
         return FinetuneResult(output: output, config: config, report: report)
     }
 
+    /// Writes a checkpoint; a failure (e.g. a full disk) is a warning, training goes on.
+    @discardableResult
     func saveCheckpoint(_ store: FinetuneCheckpointStore, _ model: CedTrainingModel, _ adam: CedAdamW, _ progress: FinetuneProgress,
-                        _ fingerprint: String, _ events: (@Sendable (FinetuneEvent) -> Void)?) {
+                        _ fingerprint: String, _ events: (@Sendable (FinetuneEvent) -> Void)?) -> Bool {
         do {
             try store.save(model: model, optimizer: adam, progress: progress, fingerprint: fingerprint)
             events?(.checkpoint(step: progress.globalStep))
+            return true
         } catch {
             events?(.warning("could not write a checkpoint after step \(progress.globalStep) (\((error as? LocalizedError)?.errorDescription ?? "\(error)")); training goes on, the last checkpoint written (if any) is kept"))
+            return false
         }
     }
 

@@ -47,19 +47,21 @@ public struct FinetuneOptions: Sendable, Codable, Equatable {
     /// Write a resumable checkpoint every this many optimiser steps (0: at the end of each
     /// epoch only).
     public var saveEvery: Int = 0
-    /// Where the BatchNorm's running statistics (what eval-mode scoring, validation and the
-    /// saved model normalise with) come from.
+    /// How the BatchNorm over mel bins normalises while training, and so what the saved
+    /// model's running statistics are.
     public enum BatchNormStatistics: String, Sendable, Codable, CaseIterable {
         /// `data` for a new head or a random initialisation, `momentum` when training goes
         /// on with the model's own head and classes.
         case auto
-        /// Upstream's: every train-mode step moves them towards the batch's statistics by
-        /// momentum 0.01 (so after S steps a fraction 0.99^S of the starting values remains).
+        /// Upstream's train mode: each step normalises with the batch's statistics and moves
+        /// the running statistics towards them by momentum 0.01 (after S steps a fraction
+        /// 0.99^S of the starting values remains).
         case momentum
-        /// The per-bin mean and variance of the training log-mels, which train-mode steps
-        /// normalise with: the model is scored as it was trained (with few steps the
-        /// momentum statistics can still sit far from a new data set's, and eval-mode
-        /// scores then disagree with what training optimised).
+        /// With the per-bin mean and variance of the whole training set, in training and in
+        /// the saved model alike (a frozen BatchNorm whose scale and shift still train):
+        /// small batches of dissimilar sounds give noisy batch statistics, and with few
+        /// steps momentum statistics stay far from a new data set's, so eval-mode scores
+        /// would disagree with what training optimised.
         case data
     }
     public var batchNormStatistics: BatchNormStatistics = .auto
