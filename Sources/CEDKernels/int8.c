@@ -192,6 +192,14 @@ CED_Q8_512 void ced_tile_q8_avx512(const ced_q8_tile *q) {
     float *accp = acc;
     const float *as = q->a_scale, *bs = q->b_scale;
     const int32_t *comp = q->b_comp;
+    // Register epilogue for whole tiles without GELU or scaling (see internal.h).
+    const int full = tile->row_begin == 0 && tile->row_end == 14 && tile->col_begin == 0 && tile->col_end == 32;
+    const int add_c = tile->add_c || tile->beta == 1.0f;
+    const int fast = full && !tile->gelu && tile->alpha == 1.0f && (tile->beta == 0.0f || tile->beta == 1.0f) &&
+                     !(tile->add_c && tile->beta != 0.0f);
+    struct { const float *bias; float *c; int64_t ldc_bytes; int64_t flags; } ep = {
+        tile->bias, tile->c, tile->ldc * 4, (fast ? 1 : 0) | (tile->bias ? 2 : 0) | (add_c ? 4 : 0)};
+    const void *epp = &ep;
 
 #define Z(i) "vpxord %%zmm" #i ", %%zmm" #i ", %%zmm" #i "\n\t"
 #define ROW(addr, i0, i1, t) \
@@ -207,9 +215,7 @@ CED_Q8_512 void ced_tile_q8_avx512(const ced_q8_tile *q) {
     "vmulps %%zmm30, %%zmm" #i0 ", %%zmm" #i0 "\n\t" \
     "vmulps %%zmm31, %%zmm" #i1 ", %%zmm" #i1 "\n\t" \
     "vmulps " #r "*4(%[as])%{1to16%}, %%zmm" #i0 ", %%zmm" #i0 "\n\t" \
-    "vmulps " #r "*4(%[as])%{1to16%}, %%zmm" #i1 ", %%zmm" #i1 "\n\t" \
-    "vmovaps %%zmm" #i0 ", " #i0 "*64(%[acc])\n\t" \
-    "vmovaps %%zmm" #i1 ", " #i1 "*64(%[acc])\n\t"
+    "vmulps " #r "*4(%[as])%{1to16%}, %%zmm" #i1 ", %%zmm" #i1 "\n\t"
     __asm__ volatile(
         Z(0) Z(1) Z(2) Z(3) Z(4) Z(5) Z(6) Z(7) Z(8) Z(9) Z(10) Z(11) Z(12) Z(13)
         Z(14) Z(15) Z(16) Z(17) Z(18) Z(19) Z(20) Z(21) Z(22) Z(23) Z(24) Z(25) Z(26) Z(27)
@@ -246,8 +252,9 @@ CED_Q8_512 void ced_tile_q8_avx512(const ced_q8_tile *q) {
         "vmovups 64(%[bs]), %%zmm31\n\t"
         CV(0, 0, 1) CV(1, 2, 3) CV(2, 4, 5) CV(3, 6, 7) CV(4, 8, 9) CV(5, 10, 11) CV(6, 12, 13)
         CV(7, 14, 15) CV(8, 16, 17) CV(9, 18, 19) CV(10, 20, 21) CV(11, 22, 23) CV(12, 24, 25) CV(13, 26, 27)
-        : [a0] "+r"(a0), [a5] "+r"(a5), [a10] "+r"(a10), [b] "+r"(b), [k] "+r"(quads)
-        : [l] "r"(l), [l3] "r"(l3), [lb] "r"(lb), [acc] "r"(accp), [as] "r"(as), [bs] "r"(bs), [comp] "r"(comp)
+        CED_REGISTER_EPILOGUE_14x32
+        : [a0] "+r"(a0), [a5] "+r"(a5), [a10] "+r"(a10), [b] "+r"(b), [k] "+r"(quads), [l] "+r"(l)
+        : [l3] "r"(l3), [lb] "r"(lb), [acc] "r"(accp), [as] "r"(as), [bs] "r"(bs), [comp] "r"(comp), [ep] "r"(epp)
         : "cc", "memory",
           "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15",
@@ -256,7 +263,7 @@ CED_Q8_512 void ced_tile_q8_avx512(const ced_q8_tile *q) {
 #undef Z
 #undef ROW
 #undef CV
-    ced_epilogue_avx512(acc, tile);
+    if (!fast) ced_epilogue_avx512(acc, tile);
     __asm__ volatile("vzeroupper" ::: "memory");  // see ced_tile_avx512
 }
 

@@ -50,4 +50,20 @@ public enum CedPrecision: String, Sendable, CaseIterable, Codable {
 
     /// The precision products actually run in on this CPU.
     public var effective: CedPrecision { isSupported ? self : .fp32 }
+
+    /// The kernels the encoder's products run on with this precision here, after any
+    /// `CED_GEMM_KERNEL` / `CED_BF16_KERNEL` / `CED_INT8_KERNEL` override: e.g. `fp32
+    /// avx512`, `bf16 amx`, `int8 avx512vnni (fc1) + bf16 avx512`. `ced bench` prints it
+    /// beside each figure.
+    public var kernelPath: String {
+        switch self {
+        case .fp32:
+            return "fp32 \(GEMMKernel.best)"
+        case .bf16:
+            guard let kernel = BF16Kernel.best else { return "fp32 \(GEMMKernel.best) (no bf16 kernel)" }
+            return "bf16 \(kernel)"
+        case .int8:
+            return "int8 \(Int8Kernel.best) (fc1) + \(CedPrecision.bf16.kernelPath)"
+        }
+    }
 }
