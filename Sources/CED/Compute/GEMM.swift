@@ -23,6 +23,10 @@ import Foundation
 //   - bf16 weights (CedPrecision.bf16) are packed as bf16 k-pair panels; BF16Driver rounds
 //     A to bf16 per call and runs AMX 32×32 blocks or vdpbf16ps 14×32 tiles with the same
 //     fp32 epilogue and thread split.
+//   - int8 weights (CedPrecision.int8) are quantised per output channel into int8 k-quad
+//     panels; Int8Driver quantises A per row per call and runs `vpdpbusd` tiles (AVX-512
+//     VNNI 14×32, AVX-VNNI 6×16) or portable ones, int32 sums scaled back to float in the
+//     tile before the same fp32 epilogue.
 //   - Parallel regions hand ComputePool a value type (ComputeTask), so a forward pass
 //     allocates nothing.
 

@@ -97,7 +97,7 @@ void ced_gelu(const float *in, float *out, int64_t n, int32_t variant);
 /// to about 1 ulp; arguments below -87.3 give 0). `variant` as for ced_gelu.
 void ced_softmax_rows(float *p, int64_t rows, int64_t cols, int32_t variant);
 
-/// Unnormalised softmax into bf16, for attention on AMX: for each of `rows` rows of `s`
+/// Unnormalised softmax into bf16, for bf16 attention: for each of `rows` rows of `s`
 /// (`cols` floats, row stride `lds`), `p[j] = bf16(exp(s[j] − max))` (row stride `ldp`,
 /// zeros for columns [cols, cols_pad) and rows [rows, rows_pad)) and `inv_sum[i] =
 /// 1/Σ exp(s[j] − max)`; the caller scales the product P·V by it (`ced_scale_rows`).
