@@ -74,6 +74,12 @@ fi
 echo "== exporting the models, the clip and Swift's probabilities for the ORT side" >&2
 "$CED" bench "${TINY[@]}" --runs 1 --warmup 0 --export "$CACHE/export" --format json > "$OUT/export.json"
 
+# On a CPU with AMX, each Swift run is followed by one with AMX forced off
+# (CED_BF16_KERNEL=avx512: the AVX-512 BF16 / VNNI path of CPUs without AMX, e.g. AMD Zen 4),
+# reported as a second table.
+HAS_AMX=0
+if grep -qw amx_bf16 /proc/cpuinfo 2>/dev/null; then HAS_AMX=1; fi
+
 # Swift and ONNX Runtime take turns model by model for $ROUNDS rounds, and who goes first
 # alternates, so both sides of a ratio are timed within seconds of each other; the report
 # keeps each figure's best round. (Timings on a shared VM drift by tens of percent from one
@@ -87,7 +93,12 @@ for round in $(seq 1 "$ROUNDS"); do
     swift_run() {
       echo "== Swift: ced bench --models $size" >&2
       LD_PRELOAD="$CACHE/alloc_count.so" "$CED" bench "${TINY[@]}" --models "$size" --runs "$RUNS" --warmup "$WARMUP" \
-        --format json > "$OUT/swift-$N.json"
+        --precision fp32,bf16,int8 --format json > "$OUT/swift-$N.json"
+      if (( HAS_AMX )); then
+        echo "== Swift, AMX forced off: CED_BF16_KERNEL=avx512 ced bench --models $size --precision bf16,int8" >&2
+        CED_BF16_KERNEL=avx512 "$CED" bench "${TINY[@]}" --models "$size" --runs "$RUNS" --warmup "$WARMUP" \
+          --precision bf16,int8 --format json > "$OUT/swift_noamx-$N.json"
+      fi
     }
     ort_run() {
       echo "== ONNX Runtime: $size" >&2
@@ -103,6 +114,7 @@ echo "== ced tag: throughput and peak memory" >&2
 TINY_MODEL="${TINY[1]:-$CACHE/export/models/ced-tiny}"
 phase_start
 "$PY" scripts/cli_bench.py --ced "$CED" --model "tiny=$TINY_MODEL" --model "base=$CACHE/export/models/ced-base" \
+  --precision fp32,bf16,int8 \
   --workdir "$CACHE/audio" --clips "$CLIPS" --repeat "$REPEAT" --hours "$HOURS" --out "$OUT/cli.json" >&2
 phase_end "ced tag"
 

@@ -105,10 +105,66 @@ def ratio(a, b):
 RESULT_ALLOCATIONS = 4
 
 
+# Issue 15: a mode counts as accurate when its probabilities stay within this of fp32 on the
+# clip with the same top 5 (in order); fp32 is the reference.
+ACCURATE_MAX_ABS_DIFF = 0.01
+MODES = ["fp32", "bf16", "int8"]
+
+
+def accurate(r):
+    return r["precision"] == "fp32" or (r.get("max_abs_prob_diff_vs_fp32", 1) <= ACCURATE_MAX_ABS_DIFF
+                                        and r.get("top5_same_as_fp32", False))
+
+
+def fastest_accurate(res, size):
+    """The accurate Swift result with the lowest best mel→probs for `size` (None if none)."""
+    cands = [res[(size, p)] for p in MODES if (size, p) in res and res[(size, p)]["mel_to_probs"] and accurate(res[(size, p)])]
+    return min(cands, key=lambda r: r["mel_to_probs"]["best_ms"]) if cands else None
+
+
+def accuracy(r):
+    if r is None:
+        return "–"
+    if r["precision"] == "fp32":
+        return "ref."
+    return f"{r['max_abs_prob_diff_vs_fp32']:.2g} ({'same' if r['top5_same_as_fp32'] else 'changed'})"
+
+
+def ort_accuracy(fig):
+    if not fig or "max_abs_prob_error_vs_ort_fp32" not in fig:
+        return "–"
+    return f"{fig['max_abs_prob_error_vs_ort_fp32']:.2g} ({'same' if fig.get('top5_same_as_fp32') else 'changed'})"
+
+
+def speed_table(res, ort_models, sizes, title_modes):
+    """Markdown rows: each Swift mode and ORT, with accuracy, the fastest accurate mode and
+    its ratios to ORT fp32 and int8."""
+    out = []
+    out.append("| model | " + " | ".join(f"Swift {m} mel→probs" for m in title_modes) + " | ORT fp32 mel→probs | ORT int8 mel→probs "
+               "| max |Δp| vs fp32 (top-5): " + ", ".join(m for m in title_modes if m != "fp32") + ", ORT int8 "
+               "| fastest accurate | its / ORT fp32 | its / ORT int8 | its WAV→probs | PyTorch eager wave→probs * |")
+    out.append("| --- | " + " | ".join(["---:"] * (len(title_modes) + 9)) + " |")
+    for size in sizes:
+        rows = [res.get((size, m)) for m in title_modes]
+        if not any(rows):
+            continue
+        of, oi = ort_models.get(size, {}).get("fp32"), ort_models.get(size, {}).get("int8")
+        weights = "fixture" if next(r for r in rows if r)["weights"].startswith("fixture") else "random"
+        best = fastest_accurate(res, size)
+        g = lambda r, k: r[k] if r else None
+        acc = " / ".join(accuracy(r) for r, m in zip(rows, title_modes) if m != "fp32") + " / " + ort_accuracy(oi)
+        out.append(f"| {size} ({weights}) | " + " | ".join(ms(g(r, "mel_to_probs")) for r in rows) + f" | {ms(of)} | {ms(oi)} "
+                   f"| {acc} | {best['precision'] if best else '–'} | {ratio(g(best, 'mel_to_probs'), of)} "
+                   f"| {ratio(g(best, 'mel_to_probs'), oi)} | {ms(g(best, 'wav_to_probs'))} | {PYTORCH_REFERENCE_MS[size]} |")
+    return out
+
+
 def main():
     d = sys.argv[1]
     swift_rounds, ort_rounds = rounds(d, "swift"), rounds(d, "ort")
+    noamx_rounds = rounds(d, "swift_noamx")
     swift, ortj, cli = merge_swift(swift_rounds), merge_ort(ort_rounds), load(d, "cli.json")
+    noamx = merge_swift(noamx_rounds) if noamx_rounds else None
     res = {(r["model"], r["precision"]): r for r in swift["results"]}
     ort_models = (ortj or {}).get("models", {})
     m = swift["machine"]
@@ -129,20 +185,13 @@ def main():
                f"{ort_line}. Each cell: best of {s['runs']} runs after {s['warmup']} warm-up, median in parentheses, ms. "
                "When the machine is shared, the best is the figure to read.")
     out.append("")
-    out.append("| model | Swift fp32 mel→probs | Swift bf16 mel→probs | ORT fp32 mel→probs | ORT int8 mel→probs "
-               "| fp32 / ORT fp32 | bf16 / ORT fp32 | bf16 / ORT int8 | Swift fp32 WAV→probs | Swift bf16 WAV→probs "
-               "| PyTorch eager wave→probs * |")
-    out.append("| --- | " + " | ".join(["---:"] * 10) + " |")
-    for size in SIZES:
-        f32, b16 = res.get((size, "fp32")), res.get((size, "bf16"))
-        if not f32 and not b16:
-            continue
-        of, oi = ort_models.get(size, {}).get("fp32"), ort_models.get(size, {}).get("int8")
-        weights = "fixture" if (f32 or b16)["weights"].startswith("fixture") else "random"
-        g = lambda r, k: r[k] if r else None
-        out.append(f"| {size} ({weights}) | {ms(g(f32, 'mel_to_probs'))} | {ms(g(b16, 'mel_to_probs'))} | {ms(of)} | {ms(oi)} "
-                   f"| {ratio(g(f32, 'mel_to_probs'), of)} | {ratio(g(b16, 'mel_to_probs'), of)} | {ratio(g(b16, 'mel_to_probs'), oi)} "
-                   f"| {ms(g(f32, 'wav_to_probs'))} | {ms(g(b16, 'wav_to_probs'))} | {PYTORCH_REFERENCE_MS[size]} |")
+    kernels = swift.get("kernels")
+    if kernels:
+        out.append(f"Kernels (the fastest on this CPU unless forced): fp32 `{kernels['gemm']}`, bf16 `{kernels['bf16']}`, "
+                   f"int8 `{kernels['int8']}`; each figure's path: "
+                   + ", ".join(dict.fromkeys(f"{r['precision']} = {r['path']}" for r in swift["results"] if "path" in r)) + ".")
+    out.append("")
+    out += speed_table(res, ort_models, SIZES, MODES)
     out.append("")
     out.append("\\* PyTorch eager: the fixed reference values of `../shared/reference/README.md` (same machine kind), "
                "**not measured in this run**.")
@@ -162,10 +211,9 @@ def main():
                 if "max_abs_prob_error_vs_ort_fp32" in v.get("int8", {})]
         if errs:
             notes.append("ORT int8 max |Δp| vs ORT fp32 on this clip: " + ", ".join(errs) + ".")
-    acc = [f"{r['model']} {r['max_abs_prob_diff_vs_fp32']:.2g} (top-5 {'same' if r['top5_same_as_fp32'] else 'changed'})"
-           for r in swift["results"] if "max_abs_prob_diff_vs_fp32" in r]
-    if acc:
-        notes.append("Swift bf16 max |Δp| vs Swift fp32 on this clip: " + ", ".join(acc) + ".")
+    notes.append("Accuracy: max |Δp| of each mode against the same side's fp32 on this clip, and whether the five highest "
+                 f"classes are the same in the same order; the fastest accurate mode is the fastest with max |Δp| ≤ "
+                 f"{ACCURATE_MAX_ABS_DIFF} and the top 5 unchanged (fp32 is the reference).")
     fe = swift["front_end"]
     notes.append(f"WAV→probs = decode + mel + model in-process from a 16 kHz mono 16-bit file; the front end alone takes "
                  f"{fe['wav_16k']['best_ms']:.1f} ms (from a 32 kHz file, with resampling: {fe['wav_32k']['best_ms']:.1f} ms).")
@@ -180,11 +228,13 @@ def main():
     if cli:
         tp = cli["throughput"]
         parts = []
-        for name in dict.fromkeys(k.split("/")[0] for k in tp):
-            parts.append(f"{name} {tp[name + '/jobs1']['files_per_s']:.1f} files/s with `--jobs 1`, "
-                         f"{tp[name + '/jobs2']['files_per_s']:.1f} with `--jobs 2`")
-        notes.append(f"`ced tag` on a directory of {cli['clips']} × 10 s WAV files (wall clock of the whole command, start-up "
-                     "included): " + "; ".join(parts) + ".")
+        for key in dict.fromkeys(k.rsplit("/", 1)[0] for k in tp):
+            j1, j2 = tp[key + "/jobs1"], tp[key + "/jobs2"]
+            label = key.replace("/", " ") if "/" in key else f"{key} {cli.get('precision', 'fp32')}"
+            parts.append(f"{label} {j1['files_per_s']:.1f} files/s with `--jobs 1` ({1000 / j1['files_per_s']:.1f} ms per clip), "
+                         f"{j2['files_per_s']:.1f} with `--jobs 2` ({1000 / j2['files_per_s']:.1f} ms per clip)")
+        notes.append(f"`ced tag --precision …` on a directory of {cli['clips']} × 10 s WAV files (wall clock of the whole "
+                     "command, start-up, model load and front end included): " + "; ".join(parts) + ".")
         mem = cli["memory"]
         if mem:
             notes.append(f"Peak memory tagging a {mem['audio_seconds'] / 3600:g} h WAV (16 kHz mono, {mem['file_mb']:.0f} MB) with "
@@ -233,6 +283,47 @@ def main():
     if checks:
         out.append("")
         out.append("Targets of issue 6 in this run:")
+        out += checks
+
+    if noamx:
+        nres = {(r["model"], r["precision"]): r for r in noamx["results"]}
+        # fp32 of the main run is the reference of the no-AMX run too (fp32 uses no AMX).
+        for size in SIZES:
+            if (size, "fp32") in res and (size, "fp32") not in nres:
+                nres[(size, "fp32")] = res[(size, "fp32")]
+        out.append("")
+        paths = ", ".join(dict.fromkeys(f"{r['precision']} = {r['path']}" for r in noamx["results"]))
+        out.append(f"The same machine with AMX forced off (`CED_BF16_KERNEL=avx512`: the path of AVX-512 BF16/VNNI CPUs "
+                   f"without AMX; {paths}), ORT as above:")
+        out.append("")
+        out += speed_table(nres, ort_models, SIZES, MODES)
+    else:
+        nres = None
+
+    # Issue 15: the fastest accurate mode ≤ 0.5× ORT fp32 and faster than ORT int8, every size.
+    checks = []
+    for label, table in (("", res), (" (AMX forced off)", nres)):
+        if not table:
+            continue
+        for size in SIZES:
+            best = fastest_accurate(table, size)
+            of, oi = ort_models.get(size, {}).get("fp32"), ort_models.get(size, {}).get("int8")
+            if not best or not of or not oi:
+                continue
+            b = best["mel_to_probs"]["best_ms"]
+            each = per_round_ratios(noamx_rounds if label else swift_rounds, ort_rounds, size, best["precision"], "fp32")
+            detail = f"{best['precision']} {b:.2f} ms = {b / of['best_ms']:.2f}× ORT fp32 {of['best_ms']:.2f} ms"
+            if len(each) > 1:
+                detail += f"; per round {', '.join(f'{x:.2f}' for x in each)}"
+            check(f"fastest accurate mode ≤ 0.5× ORT fp32 on {size}{label}", b <= 0.5 * of["best_ms"], detail)
+            each = per_round_ratios(noamx_rounds if label else swift_rounds, ort_rounds, size, best["precision"], "int8")
+            detail = f"{b:.2f} vs {oi['best_ms']:.2f} ms"
+            if len(each) > 1:
+                detail += f"; per round {', '.join(f'{x:.2f}' for x in each)}×"
+            check(f"fastest accurate mode faster than ORT int8 on {size}{label}", b < oi["best_ms"], detail)
+    if checks:
+        out.append("")
+        out.append("Targets of issue 15 in this run:")
         out += checks
     print("\n".join(out))
 

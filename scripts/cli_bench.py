@@ -2,8 +2,8 @@
 """The `ced tag` command-line side of the CED benchmark (run by scripts/bench.sh).
 
 * Throughput: tags a directory of --clips generated 10 s WAV files (16 kHz mono 16-bit) with
-  `ced tag --jobs 1` and `--jobs 2`, wall clock of the whole command (process start and model
-  load included), best of --repeat runs: files per second.
+  `ced tag --jobs 1` and `--jobs 2` at each --precision, wall clock of the whole command
+  (process start and model load included), best of --repeat runs: files per second.
 * Peak memory: tags one generated one-hour WAV (16 kHz mono 16-bit, 115 MB) with the given
   model (base) and reports the child's maximum resident set size (getrusage via os.wait4).
 
@@ -69,7 +69,8 @@ def main():
     ap.add_argument("--clips", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=2, help="runs per throughput figure (best is kept)")
     ap.add_argument("--hours", type=float, default=1.0, help="length of the long file")
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", help="comma-separated precisions for the throughput runs")
+    ap.add_argument("--memory-precision", default="fp32")
     ap.add_argument("--out")
     args = ap.parse_args()
 
@@ -81,21 +82,24 @@ def main():
             write_wav(path, synth(10, seed=i))
 
     result = {"clips": args.clips, "clip_seconds": 10, "clip_format": "16 kHz mono s16 WAV", "precision": args.precision,
+              "memory_precision": args.memory_precision,
               "throughput": {}, "memory": None}
     print(f"ced tag throughput: {args.clips} × 10 s WAV files, wall clock incl. start-up and model load, best of {args.repeat}",
           flush=True)
     models = [m.split("=", 1) for m in args.model]
     for name, path in models:
-        for jobs in (1, 2):
-            cmd = [args.ced, "tag", "--model", path, "--precision", args.precision, "--jobs", str(jobs),
-                   "--quiet", "--format", "jsonl", clip_dir]
-            runs = [run(cmd) for _ in range(args.repeat)]
-            best = min(r[0] for r in runs)
-            fig = {"seconds": round(best, 3), "files_per_s": round(args.clips / best, 2),
-                   "max_rss_mb": round(max(r[1] for r in runs) / 2 ** 20, 1)}
-            result["throughput"][f"{name}/jobs{jobs}"] = fig
-            print(f"  {name:5} --jobs {jobs}: {fig['files_per_s']:7.2f} files/s ({best:.2f} s, max RSS {fig['max_rss_mb']} MB)",
-                  flush=True)
+        for precision in args.precision.split(","):
+            for jobs in (1, 2):
+                cmd = [args.ced, "tag", "--model", path, "--precision", precision, "--jobs", str(jobs),
+                       "--quiet", "--format", "jsonl", clip_dir]
+                runs = [run(cmd) for _ in range(args.repeat)]
+                best = min(r[0] for r in runs)
+                fig = {"seconds": round(best, 3), "files_per_s": round(args.clips / best, 2),
+                       "ms_per_clip": round(1000 * best / args.clips, 2),
+                       "max_rss_mb": round(max(r[1] for r in runs) / 2 ** 20, 1)}
+                result["throughput"][f"{name}/{precision}/jobs{jobs}"] = fig
+                print(f"  {name:5} {precision} --jobs {jobs}: {fig['files_per_s']:7.2f} files/s ({best:.2f} s, "
+                      f"max RSS {fig['max_rss_mb']} MB)", flush=True)
 
     name, path = (args.memory_model.split("=", 1) if args.memory_model else models[-1])
     long_path = os.path.join(args.workdir, "long.wav")
@@ -109,7 +113,7 @@ def main():
             w.writeframes(block.tobytes())
         w.writeframes(block[: (seconds % 60) * RATE].tobytes())
     try:
-        cmd = [args.ced, "tag", "--model", path, "--precision", args.precision, "--jobs", "1", "--quiet",
+        cmd = [args.ced, "tag", "--model", path, "--precision", args.memory_precision, "--jobs", "1", "--quiet",
                "--format", "json", long_path]
         elapsed, rss, _ = run(cmd)
     finally:

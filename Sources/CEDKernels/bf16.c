@@ -160,6 +160,15 @@ CED_BF16 void ced_tile_bf16_avx512(const ced_tile *tile) {
     int64_t pairs = tile->k / 2;
     int64_t l = tile->lda * 2, l3 = tile->lda * 6, lb = tile->ldb * 2;
     float *accp = acc;
+    // As in ced_tile_avx512: whole tiles without GELU or scaling finish in registers
+    // (+ bias, + old C, store); everything else goes through `acc` and the generic epilogue.
+    const int full = tile->row_begin == 0 && tile->row_end == 14 && tile->col_begin == 0 && tile->col_end == 32;
+    const int add_c = tile->add_c || tile->beta == 1.0f;
+    const int fast = full && !tile->gelu && tile->alpha == 1.0f && (tile->beta == 0.0f || tile->beta == 1.0f) &&
+                     !(tile->add_c && tile->beta != 0.0f);
+    struct { const float *bias; float *c; int64_t ldc_bytes; int64_t flags; } ep = {
+        tile->bias, tile->c, tile->ldc * 4, (fast ? 1 : 0) | (tile->bias ? 2 : 0) | (add_c ? 4 : 0)};
+    const void *epp = &ep;
 
 #define Z(i) "vpxord %%zmm" #i ", %%zmm" #i ", %%zmm" #i "\n\t"
 #define ROW(addr, i0, i1, t) \
@@ -197,10 +206,10 @@ CED_BF16 void ced_tile_bf16_avx512(const ced_tile *tile) {
         "dec %[k]\n\t"
         "jnz 1b\n"
         "2:\n\t"
-        ST(0) ST(1) ST(2) ST(3) ST(4) ST(5) ST(6) ST(7) ST(8) ST(9) ST(10) ST(11) ST(12) ST(13)
-        ST(14) ST(15) ST(16) ST(17) ST(18) ST(19) ST(20) ST(21) ST(22) ST(23) ST(24) ST(25) ST(26) ST(27)
-        : [a0] "+r"(a0), [a5] "+r"(a5), [a10] "+r"(a10), [b] "+r"(b), [k] "+r"(pairs)
-        : [l] "r"(l), [l3] "r"(l3), [lb] "r"(lb), [acc] "r"(accp)
+        CED_REGISTER_EPILOGUE_14x32
+        : [a0] "+r"(a0), [a5] "+r"(a5), [a10] "+r"(a10), [b] "+r"(b), [k] "+r"(pairs),
+          [l] "+r"(l), [l3] "+r"(l3), [lb] "+r"(lb)
+        : [acc] "r"(accp), [ep] "r"(epp)
         : "cc", "memory",
           "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15",
@@ -209,7 +218,7 @@ CED_BF16 void ced_tile_bf16_avx512(const ced_tile *tile) {
 #undef Z
 #undef ROW
 #undef ST
-    ced_epilogue_avx512(acc, tile);
+    if (!fast) ced_epilogue_avx512(acc, tile);
     __asm__ volatile("vzeroupper" ::: "memory");  // see ced_tile_avx512
 }
 

@@ -41,19 +41,29 @@ static int ced_detect(void) {
     int has_avx512bw = (b >> 30) & 1;
     int has_amx_bf16 = (d >> 22) & 1;
     int has_amx_tile = (d >> 24) & 1;
+    int has_amx_int8 = (d >> 25) & 1;
+    int has_avx512_vnni = (c >> 11) & 1;
     int max_sub = (int)a;
-    int has_avx512_bf16 = 0;
+    int has_avx512_bf16 = 0, has_avx_vnni = 0;
     if (max_sub >= 1) {
         unsigned int a1, b1, c1, d1;
         __cpuid_count(7, 1, a1, b1, c1, d1);
         has_avx512_bf16 = (a1 >> 5) & 1;
+        has_avx_vnni = (a1 >> 4) & 1;
     }
-    if (ymm_ok && has_avx2 && has_fma) features |= CED_CPU_AVX2_FMA;
+    if (ymm_ok && has_avx2 && has_fma) {
+        features |= CED_CPU_AVX2_FMA;
+        if (has_avx_vnni) features |= CED_CPU_AVX_VNNI;
+    }
     if (zmm_ok && has_avx512f && has_fma) {
         features |= CED_CPU_AVX512F;
+        if (has_avx512bw && has_avx512_vnni) features |= CED_CPU_AVX512_VNNI;
         if (has_avx512bw && has_avx512_bf16) {
             features |= CED_CPU_AVX512_BF16;
-            if (has_amx_tile && has_amx_bf16 && tile_ok && ced_amx_permission()) features |= CED_CPU_AMX_BF16;
+            if (has_amx_tile && has_amx_bf16 && tile_ok && ced_amx_permission()) {
+                features |= CED_CPU_AMX_BF16;
+                if (has_amx_int8) features |= CED_CPU_AMX_INT8;
+            }
         }
     }
     return features;

@@ -28,9 +28,18 @@ struct Bench: ParsableCommand {
             models (Hugging Face folders for the random sizes), the clip's mel and these \
             models' probabilities on it.
 
+            Every figure names the kernels it ran on (`path`); the environment variables \
+            CED_GEMM_KERNEL (avx512, avx2, portable), CED_BF16_KERNEL (amx, avx512, none) and \
+            CED_INT8_KERNEL (avx512vnni, avxvnni, portable) force a path, e.g. \
+            CED_BF16_KERNEL=avx512 times the AVX-512 BF16 path of CPUs without AMX on one that \
+            has it. Every mode other than fp32 is compared with fp32 on the clip (max |Δp|, \
+            whether the top 5 classes are the same, in order); fp32 is computed for that even \
+            when --precision does not list it.
+
             Examples:
               ced bench
               ced bench --models tiny,base --precision fp32 --runs 50
+              CED_BF16_KERNEL=avx512 ced bench --precision bf16,int8
               ced bench --quick --format json
             """)
 
@@ -39,8 +48,8 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Model sizes to time, comma-separated.", valueName: "tiny,mini,small,base"))
     var models: String = "tiny,mini,small,base"
 
-    @Option(help: ArgumentHelp("Precisions to time, comma-separated (passed to the model as --precision is).", valueName: "fp32,bf16"))
-    var precision: String = "fp32,bf16"
+    @Option(help: ArgumentHelp("Precisions to time, comma-separated (passed to the model as --precision is).", valueName: "fp32,bf16,int8"))
+    var precision: String = "fp32,bf16,int8"
 
     @Option(help: ArgumentHelp("Timed calls per figure.", valueName: "n"))
     var runs: Int?
@@ -79,7 +88,7 @@ struct Bench: ParsableCommand {
         for m in modelList where !Self.sizes.contains(m) {
             throw ValidationError("unknown model size '\(m)' in --models (expected \(Self.sizes.joined(separator: ", ")))")
         }
-        if precisionList.isEmpty { throw ValidationError("--precision needs at least one of fp32, bf16") }
+        if precisionList.isEmpty { throw ValidationError("--precision needs at least one of fp32, bf16, int8") }
         for p in precisionList where CedPrecision(rawValue: p) == nil {
             throw ValidationError("unknown precision '\(p)' in --precision (expected \(CedPrecision.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -128,6 +137,9 @@ struct Bench: ParsableCommand {
             let source = try BenchModels.load(size: size, tinyDir: tiny, export: exportDir)
             exported.append((size, source.directory ?? "", source.isFixture))
             var fp32Probs: Tensor?
+            if !precisionList.contains("fp32") {
+                fp32Probs = try CedForAudioClassification(config: source.config, weights: source.weights, precision: .fp32)(mel)
+            }
             for p in precisionList {
                 let precision = CedPrecision(rawValue: p)!
                 let loadStart = Timing.now()
@@ -146,7 +158,8 @@ struct Bench: ParsableCommand {
 
                 let out = try model(mel)
                 probs["\(size)/\(p)"] = out
-                var r = BenchResult(model: size, weights: source.description, precision: p, parameters: source.parameters,
+                var r = BenchResult(model: size, weights: source.description, precision: p, path: precision.kernelPath,
+                               parameters: source.parameters,
                                loadMs: loadMs, melToProbs: melTiming, wavToProbs: wavTiming,
                                melAllocations: melAllocs, wavAllocations: wavAllocs)
                 if precision == .fp32 { fp32Probs = out }
@@ -194,6 +207,8 @@ struct Bench: ParsableCommand {
         var model: String
         var weights: String
         var precision: String
+        /// The kernels the figure came from (`CedPrecision.kernelPath`).
+        var path: String
         var parameters: Int
         var loadMs: Double
         var melToProbs: Timing
@@ -204,7 +219,7 @@ struct Bench: ParsableCommand {
         var top5SameAsFp32: Bool?
 
         var summary: String {
-            "\(model) \(precision): mel→probs \(fmt(melToProbs.best)) ms, WAV→probs \(fmt(wavToProbs.best)) ms"
+            "\(model) \(precision) [\(path)]: mel→probs \(fmt(melToProbs.best)) ms, WAV→probs \(fmt(wavToProbs.best)) ms"
         }
     }
 
@@ -212,11 +227,14 @@ struct Bench: ParsableCommand {
         var o = "{\n"
         o += "  \"tool\": \"ced bench\", \"version\": \(cedVersion.jsonQuoted), \"date\": \(ISO8601DateFormatter().string(from: Date()).jsonQuoted),\n"
         o += "  \"machine\": {\"cpu\": \(Machine.cpuModel.jsonQuoted), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"cpu_flags\": \(Machine.vectorFlags.jsonQuoted), \"load_average_at_start\": \(load.jsonQuoted)},\n"
+        o += "  \"kernels\": {\"gemm\": \(GEMMKernel.best.rawValue.jsonQuoted), \"bf16\": \((BF16Kernel.best?.rawValue ?? "none").jsonQuoted), \"int8\": \(Int8Kernel.best.rawValue.jsonQuoted), "
+        o += "\"available\": {\"gemm\": \(GEMMKernel.available.map(\.rawValue).joined(separator: ",").jsonQuoted), \"bf16\": \(BF16Kernel.available.map(\.rawValue).joined(separator: ",").jsonQuoted), \"int8\": \(Int8Kernel.available.map(\.rawValue).joined(separator: ",").jsonQuoted)}, "
+        o += "\"forced\": {" + Machine.kernelOverrides.map { "\($0.key.jsonQuoted): \($0.value.jsonQuoted)" }.joined(separator: ", ") + "}},\n"
         o += "  \"settings\": {\"runs\": \(s.runs), \"warmup\": \(s.warmup), \"clip_seconds\": \(jsonNumber(s.clipSeconds)), \"frames\": \(s.frames), \"wav\": \(s.wav.jsonQuoted), \"threads\": \(s.threads), \"allocation_counter\": \(AllocationCounter.available)},\n"
         o += "  \"front_end\": {" + frontEnd.map { "\($0.0.jsonQuoted): \($0.1.json)" }.joined(separator: ", ") + "},\n"
         o += "  \"results\": [\n"
         o += results.map { r in
-            var f = "    {\"model\": \(r.model.jsonQuoted), \"weights\": \(r.weights.jsonQuoted), \"precision\": \(r.precision.jsonQuoted), "
+            var f = "    {\"model\": \(r.model.jsonQuoted), \"weights\": \(r.weights.jsonQuoted), \"precision\": \(r.precision.jsonQuoted), \"path\": \(r.path.jsonQuoted), "
             f += "\"parameters\": \(r.parameters), \"load_ms\": \(jsonNumber(round3(r.loadMs))),\n"
             f += "     \"mel_to_probs\": \(r.melToProbs.json),\n"
             f += "     \"wav_to_probs\": \(r.wavToProbs.json),\n"
@@ -231,28 +249,32 @@ struct Bench: ParsableCommand {
     }
 
     static func table(settings s: Settings, frontEnd: [(String, Timing)], results: [BenchResult]) -> String {
-        var rows: [[String]] = [["model", "precision", "params", "mel→probs best", "median", "WAV→probs best", "median", "allocs/clip (model)", "load"]]
+        var rows: [[String]] = [["model", "precision", "params", "mel→probs best", "median", "WAV→probs best", "median",
+                                 "max |Δp| vs fp32", "top-5", "allocs/clip (model)", "load", "path"]]
         for r in results {
             let allocs = r.melAllocations.map { "\($0.count) (\(bytes($0.bytes)))" } ?? "n/a"
+            let diff = r.maxAbsProbDiffVsFp32.map { String(format: "%.2g", $0) } ?? "reference"
+            let top5 = r.top5SameAsFp32.map { $0 ? "same" : "CHANGED" } ?? "–"
             rows.append([r.model, r.precision, String(format: "%.1f M", Double(r.parameters) / 1e6),
                          fmt(r.melToProbs.best) + " ms", fmt(r.melToProbs.median) + " ms",
-                         fmt(r.wavToProbs.best) + " ms", fmt(r.wavToProbs.median) + " ms", allocs,
-                         String(format: "%.0f ms", r.loadMs)])
+                         fmt(r.wavToProbs.best) + " ms", fmt(r.wavToProbs.median) + " ms", diff, top5, allocs,
+                         String(format: "%.0f ms", r.loadMs), r.path])
         }
         let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
         var out = "ced bench: \(String(format: "%.2f", s.clipSeconds)) s clip (\(s.frames) frames), best and median of \(s.runs) runs after \(s.warmup) warm-up, \(s.threads) threads\n"
-        out += "CPU: \(Machine.cpuModel) (\(Machine.vectorFlags))\n\n"
+        out += "CPU: \(Machine.cpuModel) (\(Machine.vectorFlags))\n"
+        let forced = Machine.kernelOverrides.map { "\($0.key)=\($0.value)" }
+        out += "kernels: fp32 \(GEMMKernel.best), bf16 \(BF16Kernel.best?.rawValue ?? "none"), int8 \(Int8Kernel.best)"
+        out += forced.isEmpty ? " (the fastest here)\n\n" : " (forced: \(forced.joined(separator: " ")))\n\n"
         for (i, row) in rows.enumerated() {
             out += zip(row, widths).enumerated().map { c, p in
-                c < 2 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0) : String(repeating: " ", count: p.1 - p.0.count) + p.0
+                c < 2 || c == row.count - 1 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0) : String(repeating: " ", count: p.1 - p.0.count) + p.0
             }.joined(separator: "  ") + "\n"
             if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
         }
         out += "\nfront end (decode + resample + mel), best: "
         out += frontEnd.map { "\($0.0) \(fmt($0.1.best)) ms" }.joined(separator: ", ")
-        for r in results where r.maxAbsProbDiffVsFp32 != nil {
-            out += "\n\(r.model) \(r.precision) vs fp32 on this clip: max |Δp| \(String(format: "%.2g", r.maxAbsProbDiffVsFp32!)), top-5 \(r.top5SameAsFp32! ? "same" : "DIFFERENT")"
-        }
+        out += "\nmax |Δp| vs fp32: on this clip; top-5: the five highest classes, in order, same as fp32's"
         if !AllocationCounter.available { out += "\nallocations: not measured (run under LD_PRELOAD with scripts/alloc_count.c, as scripts/bench.sh does)" }
         return out
     }
@@ -354,6 +376,14 @@ enum Machine {
         guard let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return "" }
         let flags = Set(line.split(separator: " ").map(String.init))
         return ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8"].filter(flags.contains).joined(separator: " ")
+    }
+
+    /// The kernel choices forced through the environment, sorted by name.
+    static var kernelOverrides: [(key: String, value: String)] {
+        let env = ProcessInfo.processInfo.environment
+        return ["CED_BF16_KERNEL", "CED_GEMM_KERNEL", "CED_INT8_KERNEL"].compactMap { k in
+            env[k].flatMap { $0.isEmpty ? nil : (k, $0) }
+        }
     }
 
     static var loadAverage: String {

@@ -118,7 +118,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Attention heads of a checkpoint without config.json (default: embed_dim / 64, as every published CED).", valueName: "n"))
     var numHeads: Int?
 
-    @Option(help: ArgumentHelp("Arithmetic of the encoder's matrix products: fp32 (matches the reference) or bf16 (faster, opt-in).", valueName: "fp32|bf16"))
+    @Option(help: ArgumentHelp("Arithmetic of the encoder's matrix products: fp32 (matches the reference), bf16 or int8 (faster, opt-in; int8 = fc1 in int8, the rest bf16).", valueName: "fp32|bf16|int8"))
     var precision: CedPrecision = .fp32
 
     func validate() throws {

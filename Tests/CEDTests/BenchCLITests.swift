@@ -80,3 +80,61 @@ extension CLITests {
         for (i, p) in miniProbs.scalars.enumerated() { XCTAssertEqual(byIndex[i] ?? -1, p, accuracy: 1e-6) }
     }
 }
+
+/// Forced dispatch: `CED_GEMM_KERNEL`, `CED_BF16_KERNEL` and `CED_INT8_KERNEL` choose the
+/// kernels, `ced bench` reports the path each figure ran on, and a name the CPU cannot run
+/// (or an unknown one) stops the process instead of timing something else.
+extension CLITests {
+    func benchJSON(_ env: [String: String], precision: String) throws -> [String: Any] {
+        let tiny = try Reference.model("tiny")
+        let r = try ced(["bench", "--runs", "1", "--warmup", "0", "--seconds", "1", "--format", "json", "--models", "tiny",
+                         "--precision", precision, "--tiny", tiny.path], env: env)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return try XCTUnwrap(r.json as? [String: Any], r.stdout)
+    }
+
+    func testBenchForcedKernelPaths() throws {
+        // Every int8 and bf16 kernel this CPU has, each forced once, with the fp32 tile forced too.
+        var combos: [(gemm: GEMMKernel, bf16: String, int8: Int8Kernel)] = []
+        for (i, k) in Int8Kernel.available.enumerated() {
+            let bf16 = (BF16Kernel.available.map(\.rawValue) + ["none"])[i % (BF16Kernel.available.count + 1)]
+            combos.append((GEMMKernel.available[i % GEMMKernel.available.count], bf16, k))
+        }
+        for b in BF16Kernel.available where !combos.contains(where: { $0.bf16 == b.rawValue }) {
+            combos.append((GEMMKernel.best, b.rawValue, Int8Kernel.best))
+        }
+        for combo in combos {
+            let env = ["CED_GEMM_KERNEL": combo.gemm.rawValue, "CED_BF16_KERNEL": combo.bf16, "CED_INT8_KERNEL": combo.int8.rawValue]
+            let json = try benchJSON(env, precision: "fp32,bf16,int8")
+            let kernels = try XCTUnwrap(json["kernels"] as? [String: Any])
+            XCTAssertEqual(kernels["gemm"] as? String, combo.gemm.rawValue)
+            XCTAssertEqual(kernels["bf16"] as? String, combo.bf16)
+            XCTAssertEqual(kernels["int8"] as? String, combo.int8.rawValue)
+            XCTAssertEqual((kernels["forced"] as? [String: String])?["CED_INT8_KERNEL"], combo.int8.rawValue)
+            let results = try XCTUnwrap(json["results"] as? [[String: Any]])
+            let paths = results.map { $0["path"] as? String ?? "" }
+            let bf16Path = combo.bf16 == "none" ? "fp32 \(combo.gemm) (no bf16 kernel)" : "bf16 \(combo.bf16)"
+            XCTAssertEqual(paths, ["fp32 \(combo.gemm)", bf16Path, "int8 \(combo.int8) (fc1) + \(bf16Path)"], "\(env)")
+            // Accuracy against fp32 on every other mode; int8 really differs from fp32.
+            for r in results.dropFirst() {
+                let d = try XCTUnwrap(r["max_abs_prob_diff_vs_fp32"] as? Double, "\(r)")
+                XCTAssertLessThanOrEqual(d, 0.02, "\(env) \(r["precision"] ?? "")")
+                XCTAssertNotNil(r["top5_same_as_fp32"] as? Bool)
+            }
+            XCTAssertGreaterThan(results[2]["max_abs_prob_diff_vs_fp32"] as? Double ?? 0, 1e-5, "int8 ran in fp32? \(env)")
+        }
+    }
+
+    func testBenchRefusesKernelsItCannotRun() throws {
+        let tiny = try Reference.model("tiny")
+        let args = ["bench", "--quick", "--seconds", "1", "--models", "tiny", "--precision", "int8", "--tiny", tiny.path]
+        let unknown = try ced(args, env: ["CED_INT8_KERNEL": "avx1024"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("CED_INT8_KERNEL=avx1024: unknown kernel"), unknown.stderr)
+        if !BF16Kernel.available.contains(.amx) {
+            let amx = try ced(args, env: ["CED_BF16_KERNEL": "amx"])
+            XCTAssertNotEqual(amx.status, 0)
+            XCTAssertTrue(amx.stderr.contains("CED_BF16_KERNEL=amx: this CPU cannot run it"), amx.stderr)
+        }
+    }
+}

@@ -61,36 +61,37 @@ final class FusedAttentionTests: XCTestCase {
         return Reference(out: out, bound: bound, logitError: logitError, maps: maps)
     }
 
-    /// Runs every kernel in `kernels` on one random problem (nil: the bf16 AMX path).
+    /// Runs every kernel in `kernels` on one random problem (nil: the bf16 path, with
+    /// `bf16Kernel`).
     func check(sequences: Int, tokens n: Int, heads: Int, d: Int, precision: CedPrecision,
-               kernels: [GEMMKernel?], threads: Int?, rng: inout Rand) {
+               kernels: [GEMMKernel?], bf16Kernel: BF16Kernel? = nil, threads: Int?, rng: inout Rand) {
         let c = heads * d
         let qkv = rng.array(sequences * n * 3 * c).map { $0 * 3 }
         // The model folds the scale into q (scale 1); other callers pass head_dim^-0.5.
         let scale = (n + d) % 2 == 0 ? 1 : Float(1 / Double(d).squareRoot())
-        let bf16 = precision == .bf16
+        let bf16 = precision != .fp32
         let ref = Self.reference(qkv, sequences: sequences, tokens: n, heads: heads, d: d, scale: scale,
                                  round: bf16 ? BF16Tests.bf16 : { $0 })
         for kernel in kernels {
             check(qkv, ref, sequences: sequences, tokens: n, heads: heads, d: d, scale: scale, precision: precision,
-                  kernel: kernel, threads: threads)
+                  kernel: kernel, bf16Kernel: bf16Kernel, threads: threads)
         }
     }
 
     func check(_ qkv: [Float], _ ref: Reference, sequences: Int, tokens n: Int, heads: Int, d: Int, scale: Float,
-               precision: CedPrecision, kernel: GEMMKernel?, threads: Int?) {
+               precision: CedPrecision, kernel: GEMMKernel?, bf16Kernel: BF16Kernel?, threads: Int?) {
         let c = heads * d
-        let bf16 = precision == .bf16
+        let bf16 = precision != .fp32
         for withMaps in [true, false] {
             check(qkv, ref, sequences: sequences, tokens: n, heads: heads, d: d, scale: scale, precision: precision,
-                  kernel: kernel, threads: threads, withMaps: withMaps)
+                  kernel: kernel, bf16Kernel: bf16Kernel, threads: threads, withMaps: withMaps)
         }
     }
 
     func check(_ qkv: [Float], _ ref: Reference, sequences: Int, tokens n: Int, heads: Int, d: Int, scale: Float,
-               precision: CedPrecision, kernel: GEMMKernel?, threads: Int?, withMaps: Bool) {
+               precision: CedPrecision, kernel: GEMMKernel?, bf16Kernel: BF16Kernel?, threads: Int?, withMaps: Bool) {
         let c = heads * d
-        let bf16 = precision == .bf16
+        let bf16 = precision != .fp32
         let ldc = c + 3
         let sentinel: Float = -55
         var context = [Float](repeating: sentinel, count: sequences * n * ldc)
@@ -102,11 +103,11 @@ final class FusedAttentionTests: XCTestCase {
                                              qkvStride: 3 * c, contextStride: ldc),
                                        qkv: q.baseAddress!, scale: scale, context: cp.baseAddress!,
                                        maps: withMaps ? mp.baseAddress! : nil,
-                                       precision: precision, kernel: kernel, threads: threads)
+                                       precision: precision, kernel: kernel, bf16Kernel: bf16Kernel, threads: threads)
                 }
             }
         }
-        let what = "attention \(precision) \(kernel.map { "\($0)" } ?? "amx") threads \(threads.map(String.init) ?? "auto") sequences \(sequences) tokens \(n) heads \(heads) d \(d) maps \(withMaps)"
+        let what = "attention \(precision) \(kernel.map { "\($0)" } ?? "bf16 \(bf16Kernel.map { "\($0)" } ?? "best")") threads \(threads.map(String.init) ?? "auto") sequences \(sequences) tokens \(n) heads \(heads) d \(d) maps \(withMaps)"
         // Output: fp32 accumulation over n terms, the logits' error through the softmax
         // (relative 2·ε), and for bf16 one bf16 ulp of P.
         var worst = 0.0
@@ -152,12 +153,16 @@ final class FusedAttentionTests: XCTestCase {
         }
     }
 
-    func testBF16OnAMX() throws {
-        if !BF16Kernel.available.contains(.amx) { throw XCTSkip("no AMX: bf16 attention runs in fp32") }
+    /// bf16 attention on every bf16 kernel this CPU has (AMX 32-row strips, `vdpbf16ps`
+    /// 14-row strips), and `.int8`, whose attention products are bf16 too.
+    func testBF16EveryKernel() throws {
+        if BF16Kernel.available.isEmpty { throw XCTSkip("no bf16 kernel: bf16 attention runs in fp32") }
         var rng = Rand(state: 22)
-        for (index, s) in Self.shapes.enumerated() {
-            check(sequences: s.sequences, tokens: s.tokens, heads: s.heads, d: s.d, precision: .bf16,
-                  kernels: [nil], threads: [1, 2, nil][index % 3], rng: &rng)
+        for kernel in BF16Kernel.available {
+            for (index, s) in Self.shapes.enumerated() {
+                check(sequences: s.sequences, tokens: s.tokens, heads: s.heads, d: s.d, precision: index % 4 == 3 ? .int8 : .bf16,
+                      kernels: [nil], bf16Kernel: kernel, threads: [1, 2, nil][index % 3], rng: &rng)
+            }
         }
     }
 }

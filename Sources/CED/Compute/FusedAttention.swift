@@ -7,9 +7,10 @@ import CEDKernels
 /// the attention maps). Two parallel regions per call: packing (one task per sequence
 /// and head), then the strips of every sequence and head.
 ///
-/// `.fp32` uses the fp32 tile kernels; `.bf16` (with a `BF16Kernel`, AMX blocks of 32
-/// rows only; the `vdpbf16ps` kernel is not used here) rounds Q, K, P and V to bfloat16
-/// and accumulates in float32. The softmax is float32 in both.
+/// `.fp32` uses the fp32 tile kernels; `.bf16` (and `.int8`, whose attention products are
+/// bf16) with a `BF16Kernel` rounds Q, K, P and V to bfloat16 and accumulates in float32:
+/// AMX blocks on strips of 32 query rows, or `vdpbf16ps` tiles on strips of 14. The softmax
+/// is float32 in both.
 enum FusedAttention {
     struct Shape {
         var sequences: Int
@@ -30,11 +31,12 @@ enum FusedAttention {
                     maps: UnsafeMutablePointer<Float>?, precision: CedPrecision,
                     kernel: GEMMKernel? = nil, bf16Kernel: BF16Kernel? = nil, threads: Int? = nil) {
         if shape.tokens == 0 || shape.sequences == 0 || shape.heads == 0 { return }
-        let bf16 = precision.effective == .bf16 && (bf16Kernel ?? BF16Kernel.best) == .amx
+        let bf16 = precision.precision(of: .attention).effective == .bf16 ? bf16Kernel ?? BF16Kernel.best : nil
         let flops = 4 * shape.sequences * shape.heads * shape.tokens * shape.tokens * shape.headDim
         let maxThreads = GEMMDriver.threadCount(threads, flops: flops)
-        if bf16 {
-            runBF16(shape, qkv: qkv, scale: scale, context: context, maps: maps, threads: maxThreads)
+        if let bf16 {
+            precondition(BF16Kernel.available.contains(bf16), "the \(bf16) bf16 kernel needs a CPU feature this machine lacks")
+            runBF16(shape, qkv: qkv, scale: scale, context: context, maps: maps, kernel: bf16, threads: maxThreads)
         } else {
             runFP32(shape, qkv: qkv, scale: scale, context: context, maps: maps, kernel: kernel ?? .best, threads: maxThreads)
         }
@@ -116,10 +118,10 @@ enum FusedAttention {
         }
     }
 
-    // MARK: bf16 (AMX)
+    // MARK: bf16 (AMX or vdpbf16ps)
 
     /// bf16 keys and values of every item (k padded to 32: `dp` for keys, `np` for values),
-    /// then strips of 32 query rows.
+    /// then strips of the kernel's row count (32 for AMX, 14 for `vdpbf16ps`).
     struct BF16Job {
         let shape: Shape
         let qkv: UnsafePointer<Float>
@@ -127,13 +129,14 @@ enum FusedAttention {
         let context: UnsafeMutablePointer<Float>
         let maps: UnsafeMutablePointer<Float>?
         let packed: UnsafeMutablePointer<UInt16>
-        static let mr = Int(CED_AMX_MR)
+        let kernel: BF16Kernel
+        var mr: Int { kernel.mr }
         var dp: Int { (shape.headDim + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment }
         var np: Int { (shape.tokens + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment }
         var keyElems: Int { (shape.tokens + packedPanelWidth - 1) / packedPanelWidth * dp * packedPanelWidth }
         var valueElems: Int { (shape.headDim + packedPanelWidth - 1) / packedPanelWidth * np * packedPanelWidth }
         var items: Int { shape.sequences * shape.heads }
-        var strips: Int { (shape.tokens + Self.mr - 1) / Self.mr }
+        var strips: Int { (shape.tokens + mr - 1) / mr }
 
         func keys(_ item: Int) -> UnsafeMutablePointer<UInt16> { packed + item * keyElems }
         func values(_ item: Int) -> UnsafeMutablePointer<UInt16> { packed + items * keyElems + item * valueElems }
@@ -147,31 +150,19 @@ enum FusedAttention {
         }
 
         func strip(_ task: Int) {
-            let sh = shape, n = sh.tokens, d = sh.headDim, mr = Self.mr, w = packedPanelWidth
+            let sh = shape, n = sh.tokens, d = sh.headDim, mr = self.mr
             let dp = self.dp, np = self.np
             let item = task / strips, s = item / sh.heads, h = item % sh.heads
             let row0 = (task % strips) * mr, rows = min(mr, n - row0)
-            // Q in bf16 [32][dp], scores fp32 [32][n], P in bf16 [32][np], 1/row sums [32].
+            // Q in bf16 [mr][dp], scores fp32 [mr][n], P in bf16 [mr][np], 1/row sums [mr].
             ScratchPool.shared.withFloats(mr * n + (mr * dp + mr * np + 1) / 2 + mr) { buffer in
                 let scores = buffer
                 let q = UnsafeMutableRawPointer(buffer + mr * n).bindMemory(to: UInt16.self, capacity: mr * (dp + np))
                 let p = q + mr * dp
                 ced_bf16_pack_rows(qkv + (s * n + row0) * sh.qkvStride + h * d, Int64(sh.qkvStride), Int64(rows), Int64(d),
                                    q, Int64(dp), Int64(mr), Int64(dp), 1)
-                var g = ced_amx_gemm()
-                g.a = UnsafePointer(q)
-                g.lda = Int64(dp)
-                g.b = UnsafePointer(keys(item))
-                g.panel_stride = Int64(dp * w)
-                g.k = Int64(dp)
-                g.c = scores
-                g.ldc = Int64(n)
-                g.alpha = scale
-                g.row_begin = 0
-                g.row_end = Int32(rows)
-                g.col_begin = 0
-                g.col_end = Int32(n)
-                ced_gemm_bf16_amx(&g)
+                BF16Driver.compute(a: q, rowsPad: mr, panels: keys(item), kp: dp, bias: nil, c: scores, ldc: n,
+                                   rows: 0..<rows, cols: 0..<n, gelu: false, accumulate: false, kernel: kernel, alpha: scale)
                 // Without maps to return, P stays unnormalised (exp(s − max) straight to bf16)
                 // and the context rows are divided by the sums afterwards: one pass less.
                 let invSum = buffer + mr * n + (mr * dp + mr * np + 1) / 2
@@ -182,31 +173,24 @@ enum FusedAttention {
                 } else {
                     ced_softmax_rows_bf16(scores, Int64(rows), Int64(n), Int64(n), p, Int64(np), Int64(mr), Int64(np), invSum)
                 }
-                g.a = UnsafePointer(p)
-                g.lda = Int64(np)
-                g.b = UnsafePointer(values(item))
-                g.panel_stride = Int64(np * w)
-                g.k = Int64(np)
-                g.c = context + (s * n + row0) * sh.contextStride + h * d
-                g.ldc = Int64(sh.contextStride)
-                g.alpha = 1
-                g.col_end = Int32(d)
-                ced_gemm_bf16_amx(&g)
+                let out = context + (s * n + row0) * sh.contextStride + h * d
+                BF16Driver.compute(a: p, rowsPad: mr, panels: values(item), kp: np, bias: nil, c: out, ldc: sh.contextStride,
+                                   rows: 0..<rows, cols: 0..<d, gelu: false, accumulate: false, kernel: kernel)
                 if maps == nil {
-                    ced_scale_rows(g.c, Int64(sh.contextStride), Int64(rows), Int64(d), invSum, 2)
+                    ced_scale_rows(out, Int64(sh.contextStride), Int64(rows), Int64(d), invSum, 2)
                 }
             }
         }
     }
 
     static func runBF16(_ sh: Shape, qkv: UnsafePointer<Float>, scale: Float, context: UnsafeMutablePointer<Float>,
-                        maps: UnsafeMutablePointer<Float>?, threads: Int) {
+                        maps: UnsafeMutablePointer<Float>?, kernel: BF16Kernel, threads: Int) {
         let n = sh.tokens, d = sh.headDim, w = packedPanelWidth, a = bf16KAlignment
         let dp = (d + a - 1) / a * a, np = (n + a - 1) / a * a
         let elems = sh.sequences * sh.heads * ((n + w - 1) / w * dp * w + (d + w - 1) / w * np * w)
         ScratchPool.shared.withFloats((elems + 1) / 2) { raw in
             let packed = UnsafeMutableRawPointer(raw).bindMemory(to: UInt16.self, capacity: elems)
-            let job = BF16Job(shape: sh, qkv: qkv, scale: scale, context: context, maps: maps, packed: packed)
+            let job = BF16Job(shape: sh, qkv: qkv, scale: scale, context: context, maps: maps, packed: packed, kernel: kernel)
             ComputePool.shared.run(job.items, maxThreads: threads, PackTask(job: job))
             ComputePool.shared.run(job.items * job.strips, maxThreads: threads, StripTask(job: job))
         }

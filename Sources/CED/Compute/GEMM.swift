@@ -23,6 +23,10 @@ import Foundation
 //   - bf16 weights (CedPrecision.bf16) are packed as bf16 k-pair panels; BF16Driver rounds
 //     A to bf16 per call and runs AMX 32×32 blocks or vdpbf16ps 14×32 tiles with the same
 //     fp32 epilogue and thread split.
+//   - int8 weights (CedPrecision.int8) are quantised per output channel into int8 k-quad
+//     panels; Int8Driver quantises A per row per call and runs `vpdpbusd` tiles (AVX-512
+//     VNNI 14×32, AVX-VNNI 6×16) or portable ones, int32 sums scaled back to float in the
+//     tile before the same fp32 epilogue.
 //   - Parallel regions hand ComputePool a value type (ComputeTask), so a forward pass
 //     allocates nothing.
 
@@ -47,17 +51,24 @@ public final class PackedWeight: @unchecked Sendable {
     /// bf16: `ceil(outFeatures / 32)` panels of `[paddedK / 2][32][2]` (see CEDKernels.h),
     /// nil for an fp32 weight.
     let bf16Panels: UnsafeMutablePointer<UInt16>?
+    /// int8: `ceil(outFeatures / 32)` panels of `[paddedK / 4][32][4]` (see CEDKernels.h),
+    /// then `panelCount·32` float scales and `panelCount·32` int32 `128·Σq` per column;
+    /// nil for other precisions.
+    let int8Panels: UnsafeMutablePointer<Int8>?
+    let int8Scales: UnsafeMutablePointer<Float>?
+    let int8Comp: UnsafeMutablePointer<Int32>?
     let panelCount: Int
     /// `inFeatures` rounded up to a multiple of 32 (bf16 panels are zero-padded to it).
     let paddedK: Int
 
     /// The precision products with this weight run in: `.bf16` only when it was asked for
-    /// and the CPU has a `BF16Kernel`, else `.fp32`.
+    /// and the CPU has a `BF16Kernel`, `.int8` when asked for, else `.fp32`.
     public let precision: CedPrecision
 
     /// Packs a row-major `[outFeatures, inFeatures]` weight (PyTorch `Linear.weight`).
     /// `.bf16` rounds the weight to bfloat16 (nearest even) when the CPU supports it and
-    /// keeps float32 otherwise.
+    /// keeps float32 otherwise; `.int8` quantises it symmetrically per output row (scale
+    /// `max|w| / 127`), and products with it quantise their input rows the same way.
     public init(weight: [Float], outFeatures: Int, inFeatures: Int, precision: CedPrecision = .fp32) {
         precondition(outFeatures >= 0 && inFeatures >= 0, "negative Linear size \(outFeatures)×\(inFeatures)")
         precondition(weight.count == outFeatures * inFeatures, "weight has \(weight.count) values, expected \(outFeatures)×\(inFeatures)")
@@ -69,6 +80,25 @@ public final class PackedWeight: @unchecked Sendable {
         let paddedK = (inFeatures + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment
         self.panelCount = panelCount
         self.paddedK = paddedK
+        if effective == .int8 {
+            let bytes = max(1, panelCount * paddedK * packedPanelWidth)
+            let columns = max(1, panelCount * packedPanelWidth)
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes + 8 * columns + 64, alignment: 64)
+            let q = raw.bindMemory(to: Int8.self, capacity: bytes)
+            let tail = raw + (bytes + 63) / 64 * 64
+            let scales = tail.bindMemory(to: Float.self, capacity: columns)
+            let comp = (tail + 4 * columns).bindMemory(to: Int32.self, capacity: columns)
+            weight.withUnsafeBufferPointer { w in
+                ced_q8_pack_weight(w.baseAddress ?? UnsafePointer(scales), Int64(inFeatures), Int64(outFeatures),
+                                   Int64(inFeatures), q, Int64(paddedK), scales, comp)
+            }
+            panels = nil
+            bf16Panels = nil
+            int8Panels = q
+            int8Scales = scales
+            int8Comp = comp
+            return
+        }
         if effective == .bf16 {
             let count = max(1, panelCount * paddedK * packedPanelWidth)
             let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64)
@@ -79,6 +109,9 @@ public final class PackedWeight: @unchecked Sendable {
             }
             panels = nil
             bf16Panels = out
+            int8Panels = nil
+            int8Scales = nil
+            int8Comp = nil
             return
         }
         let count = max(1, panelCount * inFeatures * packedPanelWidth)
@@ -90,15 +123,19 @@ public final class PackedWeight: @unchecked Sendable {
         }
         panels = out
         bf16Panels = nil
+        int8Panels = nil
+        int8Scales = nil
+        int8Comp = nil
     }
 
     deinit {
         panels?.deallocate()
         bf16Panels?.deallocate()
+        int8Panels?.deallocate()   // scales and comp live in the same allocation
     }
 
     /// Row-major `[outFeatures, inFeatures]` copy of the weight as the products use it
-    /// (unpacked on demand; bf16 values widened to float).
+    /// (unpacked on demand; bf16 values widened to float, int8 values times their scale).
     var rowMajor: [Float] {
         var out = [Float](repeating: 0, count: outFeatures * inFeatures)
         let w = packedPanelWidth
@@ -110,6 +147,11 @@ public final class PackedWeight: @unchecked Sendable {
                 let panel = bf16Panels + (j / w) * paddedK * w + 2 * (j % w)
                 for p in 0..<inFeatures {
                     out[j * inFeatures + p] = Float(bitPattern: UInt32(panel[(p / 2) * 2 * w + p % 2]) << 16)
+                }
+            } else if let int8Panels, let int8Scales {
+                let panel = int8Panels + (j / w) * paddedK * w + 4 * (j % w)
+                for p in 0..<inFeatures {
+                    out[j * inFeatures + p] = Float(panel[(p / 4) * 4 * w + p % 4]) * int8Scales[j]
                 }
             }
         }
@@ -132,16 +174,27 @@ public enum GEMM {
     ///   - bf16Kernel: for a bf16 `weight`, force a bf16 kernel (tests, benchmarks); nil
     ///     picks the best. A bf16 weight rounds `a` to bfloat16 too (nearest even) and
     ///     accumulates in float32; bias, GELU and `accumulate` are applied in float32.
+    ///   - int8Kernel: for an int8 `weight`, force an int8 kernel; nil picks the best. An
+    ///     int8 weight quantises each row of `a` to int8 (symmetric, scale `max|row| / 127`)
+    ///     and accumulates in int32; the epilogue is float32.
     public static func linear(
         m: Int, a: UnsafePointer<Float>, lda: Int,
         weight: PackedWeight, bias: UnsafePointer<Float>?,
         c: UnsafeMutablePointer<Float>, ldc: Int,
         activation: Activation = .none, accumulate: Bool = false,
-        threads: Int? = nil, kernel: GEMMKernel? = nil, bf16Kernel: BF16Kernel? = nil
+        threads: Int? = nil, kernel: GEMMKernel? = nil, bf16Kernel: BF16Kernel? = nil,
+        int8Kernel: Int8Kernel? = nil
     ) {
         let n = weight.outFeatures, k = weight.inFeatures
         precondition(m >= 0 && lda >= k && ldc >= n, "linear: m=\(m), lda=\(lda) (k=\(k)), ldc=\(ldc) (n=\(n))")
         if m == 0 || n == 0 { return }
+        if let q = weight.int8Panels {
+            let kernel = int8Kernel ?? Int8Kernel.best
+            precondition(Int8Kernel.available.contains(kernel), "the \(kernel) int8 kernel needs a CPU feature this machine lacks")
+            Int8Driver.linear(m: m, a: a, lda: lda, weight: weight, panels: UnsafePointer(q), bias: bias, c: c, ldc: ldc,
+                              gelu: activation == .gelu, accumulate: accumulate, threads: threads, kernel: kernel)
+            return
+        }
         if let bf16 = weight.bf16Panels {
             let kernel = bf16Kernel ?? BF16Kernel.best!
             precondition(BF16Kernel.available.contains(kernel), "the \(kernel) bf16 kernel needs a CPU feature this machine lacks")
@@ -561,7 +614,8 @@ enum BF16Driver {
     /// row unit boundary).
     static func compute(a: UnsafePointer<UInt16>, rowsPad: Int, panels: UnsafePointer<UInt16>, kp: Int,
                         bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int,
-                        rows: Range<Int>, cols: Range<Int>, gelu: Bool, accumulate: Bool, kernel: BF16Kernel) {
+                        rows: Range<Int>, cols: Range<Int>, gelu: Bool, accumulate: Bool, kernel: BF16Kernel,
+                        alpha: Float = 1) {
         if rows.isEmpty || cols.isEmpty { return }
         let w = packedPanelWidth
         switch kernel {
@@ -575,7 +629,7 @@ enum BF16Driver {
             g.lda = Int64(kp)
             g.panel_stride = Int64(kp * w)
             g.ldc = Int64(ldc)
-            g.alpha = 1
+            g.alpha = alpha
             g.row_begin = Int32(rows.lowerBound)
             g.row_end = Int32(rows.upperBound)
             g.col_begin = Int32(cols.lowerBound)
@@ -590,7 +644,7 @@ enum BF16Driver {
             tile.ldb = Int64(2 * w)
             tile.ldc = Int64(ldc)
             tile.k = Int64(kp)
-            tile.alpha = 1
+            tile.alpha = alpha
             tile.beta = 0
             tile.gelu = gelu ? 2 : 0
             tile.add_c = accumulate ? 1 : 0
@@ -612,6 +666,113 @@ enum BF16Driver {
                     tile.col_begin = 0
                     tile.col_end = Int32(min(nr, cols.upperBound - j))
                     ced_tile_bf16_avx512(&tile)
+                    j += nr
+                }
+                i = origin + rowEnd
+            }
+        }
+    }
+}
+
+/// The int8 products behind `GEMM.linear` for int8 weights: the rows of A are quantised into
+/// a scratch buffer (unsigned bytes, +128 offset, one scale per row; zero rows up to a
+/// multiple of 32), then `vpdpbusd` (or portable) tiles run over row strips × column panels,
+/// split across the cores like fp32. GELU is the fast approximation of the bf16 epilogue on
+/// the AVX-512 kernel, exact elsewhere.
+enum Int8Driver {
+    /// int8 tiles do about four times the work of fp32 ones per cycle: calls need more work
+    /// before a split pays off.
+    static func parallelFlops(_ kernel: Int8Kernel) -> Int {
+        kernel == .portable ? GEMMDriver.parallelFlops / 4 : 2 * GEMMDriver.parallelFlops
+    }
+
+    static func minChunkFlops(_ kernel: Int8Kernel) -> Int {
+        kernel == .portable ? GEMMDriver.minChunkFlops / 4 : 2 * GEMMDriver.minChunkFlops
+    }
+
+    static func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: PackedWeight, panels: UnsafePointer<Int8>,
+                       bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int,
+                       gelu: Bool, accumulate: Bool, threads: Int?, kernel: Int8Kernel) {
+        let k = weight.inFeatures, n = weight.outFeatures, kp = weight.paddedK
+        let rowsPad = max(32, (m + 31) / 32 * 32)
+        // Scratch: row scales (floats), then the quantised rows (64-byte aligned).
+        ScratchPool.shared.withFloats(rowsPad + 16 + (rowsPad * kp + 3) / 4) { scratch in
+            let scales = scratch
+            let qa = UnsafeMutableRawPointer(scratch + (rowsPad + 15) / 16 * 16).bindMemory(to: UInt8.self, capacity: rowsPad * kp)
+            ced_q8_quantize_rows(a, Int64(lda), Int64(m), Int64(k), qa, Int64(kp), Int64(rowsPad), Int64(kp), scales,
+                                 kernel.quantizeVariant)
+            let flops = 2 * m * n * k
+            var maxThreads = GEMMDriver.threadCount(threads, flops: flops)
+            if threads == nil && flops < parallelFlops(kernel) { maxThreads = 1 }
+            let task = Chunks(a: UnsafePointer(qa), aScales: UnsafePointer(scales), rowsPad: rowsPad, kp: kp,
+                              panels: panels, bScales: UnsafePointer(weight.int8Scales!), bComp: UnsafePointer(weight.int8Comp!),
+                              bias: bias, c: c, ldc: ldc, gelu: gelu, accumulate: accumulate, kernel: kernel,
+                              split: GEMMDriver.Split(m: m, n: n, k: k, mr: kernel.mr, threads: maxThreads,
+                                                      packedBBytes: weight.panelCount * kp * packedPanelWidth,
+                                                      minChunkFlops: minChunkFlops(kernel)))
+            if maxThreads == 1 {
+                task.compute(rows: 0..<m, cols: 0..<n)
+            } else {
+                ComputePool.shared.run(task.split.count, maxThreads: maxThreads, task)
+            }
+        }
+    }
+
+    /// One quantised product, and its chunks as a `ComputeTask`.
+    struct Chunks: ComputeTask {
+        let a: UnsafePointer<UInt8>
+        let aScales: UnsafePointer<Float>
+        let rowsPad: Int
+        let kp: Int
+        let panels: UnsafePointer<Int8>
+        let bScales: UnsafePointer<Float>
+        let bComp: UnsafePointer<Int32>
+        let bias: UnsafePointer<Float>?
+        let c: UnsafeMutablePointer<Float>
+        let ldc: Int
+        let gelu: Bool
+        let accumulate: Bool
+        let kernel: Int8Kernel
+        let split: GEMMDriver.Split
+
+        func callAsFunction(_ chunk: Int) {
+            let (rows, cols) = split.rectangle(chunk)
+            compute(rows: rows, cols: cols)
+        }
+
+        /// One rectangle of C (`cols.lowerBound` on a panel boundary).
+        func compute(rows: Range<Int>, cols: Range<Int>) {
+            if rows.isEmpty || cols.isEmpty { return }
+            let w = packedPanelWidth, mr = kernel.mr, nr = kernel.nr
+            let function = kernel.tileFunction
+            var q = ced_q8_tile()
+            q.tile.lda = Int64(kp)
+            q.tile.ldb = Int64(4 * w)
+            q.tile.ldc = Int64(ldc)
+            q.tile.k = Int64(kp)
+            q.tile.alpha = 1
+            q.tile.beta = 0
+            q.tile.gelu = gelu ? 2 : 0
+            q.tile.add_c = accumulate ? 1 : 0
+            var i = rows.lowerBound
+            while i < rows.upperBound {
+                // Edge strips shift back (A has rowsPad ≥ 32 readable rows) and store only new rows.
+                let origin = min(i, rowsPad - mr)
+                let rowEnd = min(rows.upperBound - origin, mr)
+                q.tile.row_begin = Int32(i - origin)
+                q.tile.row_end = Int32(rowEnd)
+                q.tile.a = UnsafeRawPointer(a + origin * kp).assumingMemoryBound(to: Float.self)
+                q.a_scale = aScales + origin
+                var j = cols.lowerBound
+                while j < cols.upperBound {
+                    q.tile.b = UnsafeRawPointer(panels + (j / w) * kp * w + 4 * (j % w)).assumingMemoryBound(to: Float.self)
+                    q.b_scale = bScales + j
+                    q.b_comp = bComp + j
+                    q.tile.c = c + origin * ldc + j
+                    q.tile.bias = bias.map { $0 + j }
+                    q.tile.col_begin = 0
+                    q.tile.col_end = Int32(min(nr, cols.upperBound - j))
+                    function(&q)
                     j += nr
                 }
                 i = origin + rowEnd

@@ -1,4 +1,5 @@
 import CEDKernels
+import Foundation
 
 /// A family of matrix-multiply microkernels. `GEMM` picks `.best` (from cpuid, once)
 /// unless a call forces another one, which tests and benchmarks use to check every
@@ -11,8 +12,10 @@ public enum GEMMKernel: String, Sendable, CaseIterable, CustomStringConvertible 
     /// Plain C, 4×16 tile; runs anywhere.
     case portable
 
-    /// The fastest kernel this CPU supports.
-    public static let best: GEMMKernel = available[0]
+    /// The kernel `GEMM` uses: the fastest this CPU supports, or the one the environment
+    /// variable `CED_GEMM_KERNEL` (`avx512`, `avx2`, `portable`) forces. It also picks the
+    /// variant of the row kernels (LayerNorm, softmax, GELU).
+    public static let best: GEMMKernel = KernelOverride.choose("CED_GEMM_KERNEL", available: available)
 
     /// Kernels this CPU can run, fastest first.
     public static let available: [GEMMKernel] = {
@@ -88,8 +91,11 @@ public enum BF16Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
         return list
     }()
 
-    /// The fastest bf16 kernel here, nil when there is none.
-    public static let best: BF16Kernel? = available.first
+    /// The bf16 kernel products use: the fastest here (nil when there is none), or the one
+    /// the environment variable `CED_BF16_KERNEL` forces: `amx`, `avx512`, or `none` (bf16
+    /// then computes in float32, as on a CPU without bf16 support). `CED_BF16_KERNEL=avx512`
+    /// on an AMX machine times the path of AVX-512 BF16 CPUs without AMX (e.g. AMD Zen 4/5).
+    public static let best: BF16Kernel? = KernelOverride.chooseOptional("CED_BF16_KERNEL", available: available)
 
     public var description: String { rawValue }
 
@@ -104,3 +110,106 @@ public enum BF16Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
 
 /// k of bf16 operands is padded with zeros to a multiple of this (one AMX tile row).
 let bf16KAlignment = 32
+
+/// A family of int8 matrix-multiply kernels (`CedPrecision.int8`: weights quantised per
+/// output channel, activations per row, int32 accumulation, float32 epilogue).
+/// `GEMM.linear` picks `.best` unless a call forces another one (tests, benchmarks).
+/// AMX-INT8 (`tdpbusd`) has no kernel yet: AMX CPUs run the AVX-512 VNNI one.
+public enum Int8Kernel: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// AVX-512 VNNI (`vpdpbusd` on zmm), 14×32 register tiles: Intel Cascade Lake and
+    /// later, AMD Zen 4 and later.
+    case avx512vnni
+    /// AVX-VNNI (VEX `vpdpbusd` on ymm), 6×16 tiles: Intel Alder Lake and later, AMD Zen 5
+    /// client CPUs, without AVX-512.
+    case avxvnni
+    /// Plain C, 4×32 tiles; runs anywhere (slow: a fallback and a cross-check).
+    case portable
+
+    /// Kernels this CPU can run, fastest first (`.portable` always).
+    public static let available: [Int8Kernel] = {
+        let features = Int(ced_cpu_features())
+        var list: [Int8Kernel] = []
+        if features & Int(CED_CPU_AVX512_VNNI) != 0 { list.append(.avx512vnni) }
+        if features & Int(CED_CPU_AVX_VNNI) != 0 { list.append(.avxvnni) }
+        list.append(.portable)
+        return list
+    }()
+
+    /// The int8 kernel products use: the fastest here, or the one the environment variable
+    /// `CED_INT8_KERNEL` (`avx512vnni`, `avxvnni`, `portable`) forces.
+    public static let best: Int8Kernel = KernelOverride.choose("CED_INT8_KERNEL", available: available)
+
+    public var description: String { rawValue }
+
+    /// Register-tile rows.
+    var mr: Int {
+        switch self {
+        case .avx512vnni: return Int(CED_Q8_AVX512_MR)
+        case .avxvnni: return Int(CED_Q8_AVXVNNI_MR)
+        case .portable: return Int(CED_Q8_PORTABLE_MR)
+        }
+    }
+
+    /// Register-tile columns (divides `packedPanelWidth`).
+    var nr: Int {
+        switch self {
+        case .avx512vnni: return Int(CED_Q8_AVX512_NR)
+        case .avxvnni: return Int(CED_Q8_AVXVNNI_NR)
+        case .portable: return Int(CED_Q8_PORTABLE_NR)
+        }
+    }
+
+    typealias TileFunction = @convention(c) (UnsafePointer<ced_q8_tile>?) -> Void
+
+    var tileFunction: TileFunction {
+        precondition(Int8Kernel.available.contains(self), "the \(self) int8 kernel needs a CPU feature this machine lacks")
+        switch self {
+        case .avx512vnni: return ced_tile_q8_avx512
+        case .avxvnni: return ced_tile_q8_avxvnni
+        case .portable: return ced_tile_q8_portable
+        }
+    }
+
+    /// `variant` argument of `ced_q8_quantize_rows` (the AVX-512 one needs AVX-512F/BW,
+    /// which every AVX-512 VNNI CPU has).
+    var quantizeVariant: Int32 { self == .avx512vnni ? 1 : 0 }
+}
+
+/// Kernel choice forced through the environment (`CED_GEMM_KERNEL`, `CED_BF16_KERNEL`,
+/// `CED_INT8_KERNEL`), read once per process, so one machine can time the paths another
+/// would take. A name the CPU cannot run, or an unknown one, stops the process with a
+/// message: a benchmark must not silently time something else.
+enum KernelOverride {
+    static func requested(_ variable: String) -> String? {
+        guard let value = ProcessInfo.processInfo.environment[variable]?.trimmingCharacters(in: .whitespaces).lowercased(),
+              !value.isEmpty else { return nil }
+        return value
+    }
+
+    static func choose<K: CaseIterable & RawRepresentable & Equatable>(_ variable: String, available: [K]) -> K
+    where K.RawValue == String {
+        guard let name = requested(variable) else { return available[0] }
+        return pick(name, variable: variable, available: available)
+    }
+
+    /// As `choose`, for a family that may be absent (`none` forces its absence).
+    static func chooseOptional<K: CaseIterable & RawRepresentable & Equatable>(_ variable: String, available: [K]) -> K?
+    where K.RawValue == String {
+        guard let name = requested(variable) else { return available.first }
+        if name == "none" { return nil }
+        return pick(name, variable: variable, available: available)
+    }
+
+    private static func pick<K: CaseIterable & RawRepresentable & Equatable>(_ name: String, variable: String,
+                                                                            available: [K]) -> K
+    where K.RawValue == String {
+        let names = K.allCases.map(\.rawValue)
+        guard let kernel = K(rawValue: name) else {
+            fatalError("\(variable)=\(name): unknown kernel (one of \(names.joined(separator: ", ")))")
+        }
+        guard available.contains(kernel) else {
+            fatalError("\(variable)=\(name): this CPU cannot run it (available: \(available.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return kernel
+    }
+}

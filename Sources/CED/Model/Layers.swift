@@ -149,7 +149,7 @@ struct Attention: Sendable {
     let proj: Linear
     let heads: Int
     let dim: Int
-    /// Precision of the attention products (`.bf16`: Q·Kᵀ and P·V in bf16 on AMX).
+    /// Precision of the attention products (`.bf16`: Q·Kᵀ and P·V in bf16).
     let precision: CedPrecision
     /// Row stride of the attention output (`GEMMDriver.activationStride`).
     let contextStride: Int
@@ -163,11 +163,12 @@ struct Attention: Sendable {
         var b = qkvBias ? r.tensor("\(prefix).qkv.bias", shape: [3 * dim]) : nil
         for i in 0..<dim * dim { w[i] *= scale }
         if b != nil { for i in 0..<dim { b![i] *= scale } }
-        qkv = Linear(weight: PackedWeight(weight: w, outFeatures: 3 * dim, inFeatures: dim, precision: r.precision), bias: b)
-        proj = Linear(r, "\(prefix).proj", in: dim, out: dim)
+        qkv = Linear(weight: PackedWeight(weight: w, outFeatures: 3 * dim, inFeatures: dim,
+                                          precision: r.precision.precision(of: .qkv)), bias: b)
+        proj = Linear(r, "\(prefix).proj", in: dim, out: dim, precision: r.precision.precision(of: .attentionProjection))
         self.heads = heads
         self.dim = dim
-        precision = r.precision.effective
+        precision = r.precision.precision(of: .attention).effective
         contextStride = GEMMDriver.activationStride(dim)
     }
 
@@ -198,8 +199,8 @@ struct MLP: Sendable {
     let hiddenStride: Int
 
     init(_ r: WeightReader, _ prefix: String, dim: Int, hidden: Int) {
-        fc1 = Linear(r, "\(prefix).fc1", in: dim, out: hidden)
-        fc2 = Linear(r, "\(prefix).fc2", in: hidden, out: dim)
+        fc1 = Linear(r, "\(prefix).fc1", in: dim, out: hidden, precision: r.precision.precision(of: .mlpIn))
+        fc2 = Linear(r, "\(prefix).fc2", in: hidden, out: dim, precision: r.precision.precision(of: .mlpOut))
         hiddenStride = GEMMDriver.activationStride(hidden)
     }
 

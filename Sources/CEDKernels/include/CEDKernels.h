@@ -19,6 +19,13 @@ enum {
     /// AMX tiles with BF16 (`tdpbf16ps`), OS support for the tile state, and (on Linux)
     /// permission granted to this process to use it; implies CED_CPU_AVX512_BF16.
     CED_CPU_AMX_BF16 = 1 << 3,
+    /// AVX-512 VNNI (`vpdpbusd` on zmm) with AVX-512F/BW and OS zmm support.
+    CED_CPU_AVX512_VNNI = 1 << 4,
+    /// AVX-VNNI (the VEX-encoded `vpdpbusd` on ymm) with AVX2 and OS ymm support.
+    CED_CPU_AVX_VNNI = 1 << 5,
+    /// AMX tiles with INT8 (`tdpbusd`) usable by this process (detected and reported only:
+    /// no kernel uses it yet).
+    CED_CPU_AMX_INT8 = 1 << 6,
 };
 /// Detected once; on Linux the first call also asks the kernel for permission to use the AMX
 /// tile state (arch_prctl ARCH_REQ_XCOMP_PERM), which a process must do before its first
@@ -90,7 +97,7 @@ void ced_gelu(const float *in, float *out, int64_t n, int32_t variant);
 /// to about 1 ulp; arguments below -87.3 give 0). `variant` as for ced_gelu.
 void ced_softmax_rows(float *p, int64_t rows, int64_t cols, int32_t variant);
 
-/// Unnormalised softmax into bf16, for attention on AMX: for each of `rows` rows of `s`
+/// Unnormalised softmax into bf16, for bf16 attention: for each of `rows` rows of `s`
 /// (`cols` floats, row stride `lds`), `p[j] = bf16(exp(s[j] − max))` (row stride `ldp`,
 /// zeros for columns [cols, cols_pad) and rows [rows, rows_pad)) and `inv_sum[i] =
 /// 1/Σ exp(s[j] − max)`; the caller scales the product P·V by it (`ced_scale_rows`).
@@ -170,6 +177,53 @@ typedef struct ced_amx_gemm {
 /// tiles itself, so any thread may call it).
 void ced_gemm_bf16_amx(const ced_amx_gemm *g);
 enum { CED_AMX_MR = 32, CED_AMX_NR = 32 };
+
+// MARK: int8 matrix products (int32 accumulation, CedPrecision.int8)
+//
+// Weights: symmetric per output channel, `q = clamp(round(w / s), −127, 127)` with
+// `s = max|w| / 127` (round half to even), packed in 32-column panels `[k_pad/4][32][4]` int8
+// (the four k values of one column side by side, as `vpdpbusd` reads them; zeros past k and
+// n), plus per column the scale `s` and `comp = 128·Σ_k q` (zeros past n).
+// Activations: symmetric per row, `q = clamp(round(x·(127/m)), −127, 127) + 128` as unsigned
+// bytes with `m = max|x|` over the row and the row scale `m / 127` (0 for an all-zero row,
+// NaN when the row holds a NaN or infinity); columns past `cols` are 128 (zero).
+// A product is `C[i, j] = a_scale[i]·b_scale[j]·(Σ_k qa[i, k]·qb[j, k] − comp[j])`, then the
+// `ced_tile` epilogue.
+
+/// Packs a row-major `[n][k]` float weight (row stride `ldw`, a PyTorch Linear weight) into
+/// `ceil(n/32)` int8 panels at `panels` (`k_pad` a multiple of 4, at least k; panel p at
+/// `panels + p·k_pad·32`), and `scales`, `comp` (`ceil(n/32)·32` entries each).
+void ced_q8_pack_weight(const float *w, int64_t ldw, int64_t n, int64_t k, int8_t *panels, int64_t k_pad,
+                        float *scales, int32_t *comp);
+
+/// Quantises `rows` rows of `x` (`cols` floats, row stride `ldx`) into `y` (row stride `ldy`
+/// bytes) and `scales[i]`, writing rows [rows, rows_pad) as zeros (128) with scale 0 and
+/// columns [cols, cols_pad) as 128. `variant`: 1 = AVX-512 (needs CED_CPU_AVX512F and BW),
+/// 0 = portable; both give the same bytes.
+void ced_q8_quantize_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
+                          uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t variant);
+
+/// One int8 register tile: the `ced_tile` contract with `tile.a` = quantised rows (`lda` in
+/// bytes; all MR rows readable), `tile.b` = the tile's first column in a panel (`ldb` = bytes
+/// from one k quad to the next, 128 for a packed panel), `tile.k` a multiple of 4, and the
+/// row scales of the tile's rows, the scales and `comp` of its columns (all MR rows / NR
+/// columns readable).
+typedef struct ced_q8_tile {
+    ced_tile tile;
+    const float *a_scale;
+    const float *b_scale;
+    const int32_t *b_comp;
+} ced_q8_tile;
+
+/// `vpdpbusd` on zmm, MR = 14, NR = 32. Needs CED_CPU_AVX512_VNNI.
+void ced_tile_q8_avx512(const ced_q8_tile *tile);
+enum { CED_Q8_AVX512_MR = 14, CED_Q8_AVX512_NR = 32 };
+/// `vpdpbusd` on ymm (VEX), MR = 6, NR = 16. Needs CED_CPU_AVX_VNNI. Exact GELU.
+void ced_tile_q8_avxvnni(const ced_q8_tile *tile);
+enum { CED_Q8_AVXVNNI_MR = 6, CED_Q8_AVXVNNI_NR = 16 };
+/// Portable C, MR = 4, NR = 32 (any CPU). Exact GELU.
+void ced_tile_q8_portable(const ced_q8_tile *tile);
+enum { CED_Q8_PORTABLE_MR = 4, CED_Q8_PORTABLE_NR = 32 };
 
 // MARK: training
 
