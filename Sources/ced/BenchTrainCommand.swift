@@ -39,6 +39,9 @@ struct BenchTrain: ParsableCommand {
     @Option(help: ArgumentHelp("Frames per clip (1001 = 10 s).", valueName: "n"))
     var frames: Int = 1001
 
+    @Option(help: ArgumentHelp("Arithmetic of the matrix products: fp32, or bf16 (bf16 products, fp32 weights and sums).", valueName: "fp32|bf16"))
+    var precision: String = "fp32"
+
     @Option(help: ArgumentHelp("Timed steps.", valueName: "n"))
     var runs: Int = 5
 
@@ -59,6 +62,7 @@ struct BenchTrain: ParsableCommand {
         }
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
         if frames < 16 { throw ValidationError("--frames must be at least 16") }
+        if CedPrecision(rawValue: precision) == nil { throw ValidationError("--precision must be fp32 or bf16") }
         if runs < 1 || warmup < 0 { throw ValidationError("--runs must be at least 1 and --warmup at least 0") }
     }
 
@@ -94,6 +98,7 @@ struct BenchTrain: ParsableCommand {
             config.outputdim = 527
             config.pooling = .logit
             let model = try CedTrainingModel(config: config, seed: 1)
+            model.precision = CedPrecision(rawValue: precision) ?? .fp32
             let b = batch ?? (size == "base" ? 4 : 8)
             var rng = TrainingRandom(seed: 2)
             let mels = Tensor(shape: [b, config.nMels, frames],
@@ -124,7 +129,7 @@ struct BenchTrain: ParsableCommand {
             print(String(decoding: try enc.encode(rows), as: UTF8.self))
             return
         }
-        print("ced bench-train: fp32, \(rows.first?.threads ?? 0) threads, \(frames) frames per clip, logit pooling, BCE-with-logits + AdamW")
+        print("ced bench-train: \(precision) (\(CedPrecision(rawValue: precision)!.kernelPath)), \(rows.first?.threads ?? 0) threads, \(frames) frames per clip, logit pooling, BCE-with-logits + AdamW")
         print("model  batch  params   ms/step best  median   ms/clip best  median  CPU ms/step  activations  peak RSS")
         for r in rows {
             print(String(format: "%-5@  %5d  %5.1f M  %12.1f  %6.1f  %12.2f  %6.2f  %11.0f  %8.0f MB  %5.0f MB",

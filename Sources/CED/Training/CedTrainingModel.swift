@@ -76,6 +76,14 @@ public final class CedTrainingModel {
     /// Normalise the mel bins with the running statistics in train mode too (a frozen
     /// BatchNorm: its scale and shift are still trained, its statistics not updated).
     public var freezeBatchNormStatistics = false
+    /// Arithmetic of the matrix products: `.bf16` rounds both operands of every Linear
+    /// product (forward and backward) to bfloat16 and accumulates in float32, on CPUs with
+    /// a `BF16Kernel` (as PyTorch's autocast); weights, gradients, optimiser state, the
+    /// attention products and everything elementwise stay float32. `.fp32` (the default)
+    /// matches PyTorch's float32 autograd. (`.int8` trains as `.bf16`.)
+    public var precision: CedPrecision = .fp32
+    /// The bf16 kernel of `precision`, nil for float32 products.
+    var bf16: BF16Kernel? { precision == .fp32 ? nil : BF16Kernel.best }
 
     var plan: TrainingPlan?
     var arena: UnsafeMutablePointer<Float>?
@@ -322,11 +330,11 @@ public final class CedTrainingModel {
             for b in 0..<pl.batch {
                 TrainingGEMM.forward(x: a + pl.cols + b * pl.patches * pl.area, ldx: pl.area, rows: pl.patches,
                                      weight: w(L.patchWeight), out: e, in: pl.area, bias: w(L.patchBias),
-                                     y: x0 + (b * pl.tokens + 1) * pl.ldE, ldy: pl.ldE)
+                                     y: x0 + (b * pl.tokens + 1) * pl.ldE, ldy: pl.ldE, bf16: bf16)
             }
         } else {
             TrainingGEMM.forward(x: a + pl.cols, ldx: pl.area, rows: pl.batch * pl.patches, weight: w(L.patchWeight),
-                                 out: e, in: pl.area, bias: w(L.patchBias), y: x0, ldy: pl.ldE)
+                                 out: e, in: pl.area, bias: w(L.patchBias), y: x0, ldy: pl.ldE, bf16: bf16)
         }
         addPositions(pl, x0)
         if train && dropRate > 0 { applyDropout(x0, ld: pl.ldE, rows: rows, cols: e, key: noiseKey(.pos), p: dropRate) }
@@ -340,7 +348,7 @@ public final class CedTrainingModel {
                                          bias: w(L.headNormBias), eps: 1e-5, y: a + pl.headNormed, ldy: e,
                                          mean: a + pl.headMean, rstd: a + pl.headRstd)
         TrainingGEMM.forward(x: a + pl.headNormed, ldx: e, rows: pl.headVectors, weight: w(L.headWeight), out: pl.classes,
-                             in: e, bias: w(L.headBias), y: a + pl.logits, ldy: pl.classes)
+                             in: e, bias: w(L.headBias), y: a + pl.logits, ldy: pl.classes, bf16: bf16)
         headOutputs(pl)
     }
 
@@ -465,33 +473,33 @@ public final class CedTrainingModel {
         TrainingKernels.layerNormForward(xin, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm1Weight), bias: w(B.norm1Bias),
                                          eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l))
         TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.qkvWeight), out: 3 * e, in: e,
-                             bias: B.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3)
+                             bias: B.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
         TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
                                   dropout: train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
         if branchIsPlain(l) {
             copyRows(xin, into: xmid, pl)
             TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
-                                 y: xmid, ldy: pl.ldE, accumulate: true)
+                                 y: xmid, ldy: pl.ldE, accumulate: true, bf16: bf16)
         } else {
             let t = a + pl.tmp
             TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
-                                 y: t, ldy: pl.ldE)
+                                 y: t, ldy: pl.ldE, bf16: bf16)
             addBranch(pl, src: xin, branch: t, into: xmid, dropKey: noiseKey(.proj, block: l), p: dropRate, path: .pathAttn, block: l)
         }
         TrainingKernels.layerNormForward(xmid, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm2Weight), bias: w(B.norm2Bias),
                                          eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l))
         TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.fc1Weight), out: pl.hidden, in: e,
-                             bias: w(B.fc1Bias), y: hidden, ldy: pl.ldH)
+                             bias: w(B.fc1Bias), y: hidden, ldy: pl.ldH, bf16: bf16)
         let gelu = a + pl.geluOut
         geluOutput(pl, l, hidden: hidden, into: gelu)
         if branchIsPlain(l) {
             copyRows(xmid, into: xout, pl)
             TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2Weight), out: e, in: pl.hidden,
-                                 bias: w(B.fc2Bias), y: xout, ldy: pl.ldE, accumulate: true)
+                                 bias: w(B.fc2Bias), y: xout, ldy: pl.ldE, accumulate: true, bf16: bf16)
         } else {
             let t = a + pl.tmp
             TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2Weight), out: e, in: pl.hidden,
-                                 bias: w(B.fc2Bias), y: t, ldy: pl.ldE)
+                                 bias: w(B.fc2Bias), y: t, ldy: pl.ldE, bf16: bf16)
             addBranch(pl, src: xmid, branch: t, into: xout, dropKey: noiseKey(.mlp2, block: l), p: dropRate, path: .pathMLP, block: l)
         }
     }
@@ -599,10 +607,10 @@ public final class CedTrainingModel {
         // Head: z = LN(v)·Whᵀ + bh.
         let dz = a + pl.dlogits
         TrainingGEMM.backwardWeight(dy: dz, lddy: pl.classes, x: a + pl.headNormed, ldx: e, rows: pl.headVectors,
-                                    out: pl.classes, in: e, dw: g(L.headWeight), accumulate: true)
+                                    out: pl.classes, in: e, dw: g(L.headWeight), accumulate: true, bf16: bf16)
         TrainingKernels.columnSums(dz, lddy: pl.classes, rows: pl.headVectors, cols: pl.classes, into: g(L.headBias), accumulate: true)
         TrainingGEMM.backwardInput(dy: dz, lddy: pl.classes, rows: pl.headVectors, weight: w(L.headWeight), out: pl.classes,
-                                   in: e, dx: a + pl.dheadNormed, lddx: e, accumulate: false)
+                                   in: e, dx: a + pl.dheadNormed, lddx: e, accumulate: false, bf16: bf16)
         TrainingKernels.layerNormBackward(dy: a + pl.dheadNormed, lddy: e, x: a + pl.pooled, ldx: e, mean: a + pl.headMean,
                                           rstd: a + pl.headRstd, weight: w(L.headNormWeight), rows: pl.headVectors, cols: e,
                                           dx: a + pl.dpooled, lddx: e, accumulate: false,
@@ -661,10 +669,10 @@ public final class CedTrainingModel {
         if !plain { maskBranchGradient(pl, D, into: dout, dropKey: noiseKey(.mlp2, block: l), path: .pathMLP, block: l) }
         geluOutput(pl, l, hidden: hidden, into: gelu)
         TrainingGEMM.backwardWeight(dy: dout, lddy: pl.ldE, x: gelu, ldx: pl.ldH, rows: rows, out: e, in: hdim,
-                                    dw: g(B.fc2Weight), accumulate: true)
+                                    dw: g(B.fc2Weight), accumulate: true, bf16: bf16)
         TrainingKernels.columnSums(dout, lddy: pl.ldE, rows: rows, cols: e, into: g(B.fc2Bias), accumulate: true)
         TrainingGEMM.backwardInput(dy: dout, lddy: pl.ldE, rows: rows, weight: w(B.fc2Weight), out: e, in: hdim,
-                                   dx: dh, lddx: pl.ldH, accumulate: false)
+                                   dx: dh, lddx: pl.ldH, accumulate: false, bf16: bf16)
         if forwardMode == .train && dropRate > 0 {
             applyDropout(dh, ld: pl.ldH, rows: rows, cols: hdim, key: noiseKey(.mlp1, block: l), p: dropRate)
         }
@@ -672,10 +680,10 @@ public final class CedTrainingModel {
         TrainingKernels.layerNormApply(xmid, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
                                        weight: w(B.norm2Weight), bias: w(B.norm2Bias), y: normed, ldy: pl.ldE)
         TrainingGEMM.backwardWeight(dy: dh, lddy: pl.ldH, x: normed, ldx: pl.ldE, rows: rows, out: hdim, in: e,
-                                    dw: g(B.fc1Weight), accumulate: true)
+                                    dw: g(B.fc1Weight), accumulate: true, bf16: bf16)
         TrainingKernels.columnSums(dh, lddy: pl.ldH, rows: rows, cols: hdim, into: g(B.fc1Bias), accumulate: true)
         TrainingGEMM.backwardInput(dy: dh, lddy: pl.ldH, rows: rows, weight: w(B.fc1Weight), out: hdim, in: e,
-                                   dx: dln, lddx: pl.ldE, accumulate: false)
+                                   dx: dln, lddx: pl.ldE, accumulate: false, bf16: bf16)
         TrainingKernels.layerNormBackward(dy: dln, lddy: pl.ldE, x: xmid, ldx: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
                                           weight: w(B.norm2Weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
                                           dweight: g(B.norm2Weight), dbias: g(B.norm2Bias))
@@ -683,17 +691,17 @@ public final class CedTrainingModel {
         let da: UnsafeMutablePointer<Float> = plain ? D : a + pl.dtmp
         if !plain { maskBranchGradient(pl, D, into: da, dropKey: noiseKey(.proj, block: l), path: .pathAttn, block: l) }
         TrainingGEMM.backwardWeight(dy: da, lddy: pl.ldE, x: ctx, ldx: pl.ldE, rows: rows, out: e, in: e,
-                                    dw: g(B.projWeight), accumulate: true)
+                                    dw: g(B.projWeight), accumulate: true, bf16: bf16)
         TrainingKernels.columnSums(da, lddy: pl.ldE, rows: rows, cols: e, into: g(B.projBias), accumulate: true)
         let dctx = a + pl.dctx, dqkv = a + pl.dqkv
         TrainingGEMM.backwardInput(dy: da, lddy: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e,
-                                   dx: dctx, lddx: pl.ldE, accumulate: false)
+                                   dx: dctx, lddx: pl.ldE, accumulate: false, bf16: bf16)
         TrainingAttention.backward(pl, qkv: qkv, probs: a + pl.probs(l), dContext: dctx, dqkv: dqkv,
                                    dropout: forwardMode == .train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
         TrainingKernels.layerNormApply(xin, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
                                        weight: w(B.norm1Weight), bias: w(B.norm1Bias), y: normed, ldy: pl.ldE)
         TrainingGEMM.backwardWeight(dy: dqkv, lddy: pl.ld3, x: normed, ldx: pl.ldE, rows: rows, out: 3 * e, in: e,
-                                    dw: g(B.qkvWeight), accumulate: true)
+                                    dw: g(B.qkvWeight), accumulate: true, bf16: bf16)
         if let qb = B.qkvBias {
             TrainingKernels.columnSums(dqkv, lddy: pl.ld3, rows: rows, cols: e, into: g(qb), accumulate: true)
             // The key bias adds q·b_k to every score of a query row, which the softmax
@@ -702,7 +710,7 @@ public final class CedTrainingModel {
             TrainingKernels.columnSums(dqkv + 2 * e, lddy: pl.ld3, rows: rows, cols: e, into: g(qb + 2 * e), accumulate: true)
         }
         TrainingGEMM.backwardInput(dy: dqkv, lddy: pl.ld3, rows: rows, weight: w(B.qkvWeight), out: 3 * e, in: e,
-                                   dx: dln, lddx: pl.ldE, accumulate: false)
+                                   dx: dln, lddx: pl.ldE, accumulate: false, bf16: bf16)
         TrainingKernels.layerNormBackward(dy: dln, lddy: pl.ldE, x: xin, ldx: pl.ldE, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
                                           weight: w(B.norm1Weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
                                           dweight: g(B.norm1Weight), dbias: g(B.norm1Bias))
@@ -750,11 +758,11 @@ public final class CedTrainingModel {
         }
         let patchRows = pl.batch * pl.patches
         TrainingGEMM.backwardWeight(dy: dpatch, lddy: e, x: a + pl.cols, ldx: pl.area, rows: patchRows, out: e, in: pl.area,
-                                    dw: g(L.patchWeight), accumulate: true)
+                                    dw: g(L.patchWeight), accumulate: true, bf16: bf16)
         TrainingKernels.columnSums(dpatch, lddy: e, rows: patchRows, cols: e, into: g(L.patchBias), accumulate: true)
         let dcols = a + pl.dcols
         TrainingGEMM.backwardInput(dy: dpatch, lddy: e, rows: patchRows, weight: w(L.patchWeight), out: e, in: pl.area,
-                                   dx: dcols, lddx: pl.area, accumulate: false)
+                                   dx: dcols, lddx: pl.area, accumulate: false, bf16: bf16)
         // col2im, then BatchNorm's γ and β (the input mel needs no gradient).
         let c = config
         let ph = c.patchSize.frequency, pw = c.patchSize.time, sf = c.patchStride.frequency, st = c.patchStride.time

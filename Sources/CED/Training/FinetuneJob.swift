@@ -199,6 +199,7 @@ public struct FinetuneJob: Sendable {
         // The model.
         let model = try makeModel(config: config, keepHead: keepHead)
         model.noiseSeed = TrainingNoise.key(options.seed, 0x4E4F_4953_45)   // "NOISE"
+        model.precision = options.precision
         let lr = options.learningRate ?? (startsRandom ? 1e-3 : 1e-4)
         let epochCount = options.epochs ?? (startsRandom ? 30 : 10)
         let adam = CedAdamW(model: model, options: .init(learningRate: lr, beta1: options.beta1, beta2: options.beta2,
