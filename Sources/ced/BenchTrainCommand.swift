@@ -42,6 +42,9 @@ struct BenchTrain: ParsableCommand {
     @Option(help: ArgumentHelp("Arithmetic of the matrix products: fp32, or bf16 (bf16 products, fp32 weights and sums).", valueName: "fp32|bf16"))
     var precision: String = "fp32"
 
+    @Option(help: ArgumentHelp("What the backward pass recomputes instead of keeping: none, attention, mlp or blocks.", valueName: "level"))
+    var recompute: CedRecomputation = .none
+
     @Option(help: ArgumentHelp("Timed steps.", valueName: "n"))
     var runs: Int = 5
 
@@ -99,6 +102,7 @@ struct BenchTrain: ParsableCommand {
             config.pooling = .logit
             let model = try CedTrainingModel(config: config, seed: 1)
             model.precision = CedPrecision(rawValue: precision) ?? .fp32
+            model.recomputation = recompute
             let b = batch ?? (size == "base" ? 4 : 8)
             var rng = TrainingRandom(seed: 2)
             let mels = Tensor(shape: [b, config.nMels, frames],
@@ -108,8 +112,7 @@ struct BenchTrain: ParsableCommand {
             var times: [Double] = [], cpu: [Double] = []
             for i in 0..<(warmup + runs) {
                 let t0 = DispatchTime.now().uptimeNanoseconds, c0 = Self.cpuSeconds()
-                try model.lossAndGradients(mels: mels, targets: targets, loss: .bceWithLogits)
-                adam.update(model)
+                try model.trainingStep(mels: mels, targets: targets, loss: .bceWithLogits, optimizer: adam)
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
                 if i >= warmup { times.append(dt); cpu.append(1000 * (Self.cpuSeconds() - c0)) }
             }
@@ -129,7 +132,7 @@ struct BenchTrain: ParsableCommand {
             print(String(decoding: try enc.encode(rows), as: UTF8.self))
             return
         }
-        print("ced bench-train: \(precision) (\(CedPrecision(rawValue: precision)!.kernelPath)), \(rows.first?.threads ?? 0) threads, \(frames) frames per clip, logit pooling, BCE-with-logits + AdamW")
+        print("ced bench-train: \(precision) (\(CedPrecision(rawValue: precision)!.kernelPath)), \(rows.first?.threads ?? 0) threads, \(frames) frames per clip, logit pooling, BCE-with-logits + AdamW, recomputation \(recompute)")
         print("model  batch  params   ms/step best  median   ms/clip best  median  CPU ms/step  activations  peak RSS")
         for r in rows {
             print(String(format: "%-5@  %5d  %5.1f M  %12.1f  %6.1f  %12.2f  %6.2f  %11.0f  %8.0f MB  %5.0f MB",
@@ -156,6 +159,10 @@ struct BenchTrain: ParsableCommand {
         return Double(usage.ru_maxrss) / (1024 * 1024)
         #endif
     }
+}
+
+extension CedRecomputation: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
 }
 
 #if os(Linux)

@@ -108,6 +108,9 @@ struct Finetune: ParsableCommand {
     @Option(help: ArgumentHelp("BatchNorm running statistics of the saved model: the training data's, upstream's momentum updates, or auto (data for a new head or random weights, momentum when the model's head is kept).", valueName: "auto|data|momentum"))
     var bnStats: FinetuneOptions.BatchNormStatistics = .auto
 
+    @Option(help: ArgumentHelp("Cap the activation memory of a step (MB): the backward pass then recomputes attention weights, MLP layers or whole blocks as needed (slower).", valueName: "MB"))
+    var activationMemory: Int?
+
     @Option(help: ArgumentHelp("Output: text (progress bar, a line per epoch) or jsonl (a JSON object per step on stdout).", valueName: "text|jsonl"))
     var logFormat: LogFormat = .text
 
@@ -146,6 +149,7 @@ struct Finetune: ParsableCommand {
         if !(shift >= 0 && shift <= 1) { throw ValidationError("--shift must lie in [0, 1]") }
         if saveEvery < 0 { throw ValidationError("--save-every must be ≥ 0") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if let m = activationMemory, m < 1 { throw ValidationError("--activation-memory must be a positive number of MB") }
         if freezeEncoder && resume { throw ValidationError("--freeze-encoder trains in seconds from cached embeddings; it has no --resume") }
     }
 
@@ -170,6 +174,7 @@ struct Finetune: ParsableCommand {
         o.saveEvery = saveEvery
         o.precision = modelOptions.precision
         o.batchNormStatistics = bnStats
+        o.activationMemoryLimit = activationMemory.map { $0 * 1_000_000 }
         return o
     }
 

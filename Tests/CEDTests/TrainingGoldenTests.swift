@@ -121,6 +121,24 @@ final class TrainingGoldenTests: XCTestCase {
             losses.append(try trained.lossAndGradients(mels: mel, targets: targets, loss: c.loss).loss)
             adam.update(trained)
         }
+        // The streamed step (update fused into the backward pass) gives the same bits.
+        let streamed = try CedTrainingModel(config: c.config, weights: c.weights)
+        let adam2 = CedAdamW(model: streamed, options: options)
+        for i in 0..<c.steps {
+            XCTAssertEqual(try streamed.trainingStep(mels: mel, targets: targets, loss: c.loss, optimizer: adam2).loss, losses[i])
+        }
+        XCTAssertEqual(streamed.stateDict().tensors, trained.stateDict().tensors, "\(c.name): streamed AdamW steps")
+        // Recomputing activations in the backward pass instead of keeping them: same bits.
+        for level in CedRecomputation.allCases where level != .none {
+            let r = try CedTrainingModel(config: c.config, weights: c.weights)
+            r.recomputation = level
+            let opt = CedAdamW(model: r, options: options)
+            for _ in 0..<c.steps { try r.trainingStep(mels: mel, targets: targets, loss: c.loss, optimizer: opt) }
+            XCTAssertEqual(r.stateDict().tensors, trained.stateDict().tensors, "\(c.name): recomputation \(level)")
+            let saved = r.activationBytes(batch: mel.shape[0], frames: mel.shape[2])
+            let all = trained.activationBytes(batch: mel.shape[0], frames: mel.shape[2])
+            if c.config.depth > 1 { XCTAssertLessThan(saved, all) } else { XCTAssertLessThanOrEqual(saved, all) }
+        }
         let want = try XCTUnwrap(try c.golden("adamw/losses")).scalars
         XCTAssertEqual(losses.count, want.count)
         for (i, (l, w)) in zip(losses, want).enumerated() {

@@ -71,17 +71,38 @@ public final class CedAdamW {
     /// `options.learningRate`, e.g. a schedule's value for this step).
     public func update(_ model: CedTrainingModel, learningRate: Double? = nil) {
         precondition(model.parameterCount == count, "the optimiser belongs to another model")
+        beginStep(learningRate: learningRate)
+        apply(model, offsets: 0..<count, gradients: model.gradients)
+    }
+
+    /// The constants of the current step (set by `beginStep`).
+    var current: (decay: Float?, stepSize: Float, bc2Sqrt: Float) = (nil, 0, 1)
+
+    /// Starts step `step + 1` at `learningRate` (parts of the model then follow with `apply`).
+    func beginStep(learningRate: Double?) {
         step += 1
         let lr = learningRate ?? options.learningRate
         let o = options
         let bc1 = 1 - Foundation.pow(o.beta1, Double(step))
         let bc2 = 1 - Foundation.pow(o.beta2, Double(step))
-        units.withUnsafeBufferPointer { list in
-            let task = Update(p: model.parameters, g: model.gradients, m: m, v: v,
-                              decay: o.weightDecay == 0 ? nil : Float(1 - lr * o.weightDecay),
+        current = (o.weightDecay == 0 ? nil : Float(1 - lr * o.weightDecay), Float(lr / bc1), Float(bc2.squareRoot()))
+    }
+
+    /// This step's update of the parameter values `offsets` (whole tensors), their
+    /// gradients contiguous from `g`.
+    func apply(_ model: CedTrainingModel, offsets: Range<Int>, gradients g: UnsafeMutablePointer<Float>) {
+        // The units inside the range (units are in offset order).
+        var lo = 0, hi = units.count
+        while lo < units.count && units[lo].offset < offsets.lowerBound { lo += 1 }
+        hi = lo
+        while hi < units.count && units[hi].offset < offsets.upperBound { hi += 1 }
+        guard lo < hi else { return }
+        let o = options
+        units.withUnsafeBufferPointer { all in
+            let list = UnsafeBufferPointer(rebasing: all[lo..<hi])
+            let task = Update(p: model.parameters, g: g - offsets.lowerBound, m: m, v: v, decay: current.decay,
                               oneMinusBeta1: Float(1 - o.beta1), beta2: Float(o.beta2), oneMinusBeta2: Float(1 - o.beta2),
-                              stepSize: Float(lr / bc1), bc2Sqrt: Float(bc2.squareRoot()), eps: Float(o.epsilon),
-                              units: list)
+                              stepSize: current.stepSize, bc2Sqrt: current.bc2Sqrt, eps: Float(o.epsilon), units: list)
             let threads = list.count > 4 ? ComputePool.shared.workerCount + 1 : 1
             ComputePool.shared.run(list.count, maxThreads: threads, task)
         }

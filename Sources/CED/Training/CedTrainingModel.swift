@@ -63,8 +63,20 @@ public final class CedTrainingModel {
     public let parameterCount: Int
     /// Trainable parameters, flat, in table order.
     let parameters: UnsafeMutablePointer<Float>
-    /// Their gradients, same layout.
-    let gradients: UnsafeMutablePointer<Float>
+    /// Their gradients, same layout (allocated on first use: a streamed training step
+    /// needs only `compactGradients`).
+    var gradientBuffer: UnsafeMutablePointer<Float>?
+    var gradients: UnsafeMutablePointer<Float> {
+        if let gradientBuffer { return gradientBuffer }
+        let g = UnsafeMutablePointer<Float>.allocate(capacity: max(1, parameterCount))
+        g.initialize(repeating: 0, count: max(1, parameterCount))
+        gradientBuffer = g
+        return g
+    }
+    /// During a streamed step (`trainingStep`): the gradients of everything outside the
+    /// blocks plus one block's, each block's slot reused once that block is updated.
+    var compactGradients: UnsafeMutablePointer<Float>?
+    var streaming: (optimizer: CedAdamW, learningRate: Double)?
     /// BatchNorm buffers.
     public internal(set) var runningMean: [Float]
     public internal(set) var runningVariance: [Float]
@@ -82,6 +94,22 @@ public final class CedTrainingModel {
     /// attention products and everything elementwise stay float32. `.fp32` (the default)
     /// matches PyTorch's float32 autograd. (`.int8` trains as `.bf16`.)
     public var precision: CedPrecision = .fp32
+    /// What the backward pass recomputes instead of keeping (nil: the least that keeps the
+    /// activations within `activationMemoryLimit`, none without a limit).
+    public var recomputation: CedRecomputation?
+    /// Bytes the activation arena may take when `recomputation` is nil.
+    public var activationMemoryLimit: Int?
+
+    /// The recomputation a batch shape gets.
+    public func recomputation(batch: Int, frames: Int) -> CedRecomputation {
+        if let recomputation { return recomputation }
+        guard let limit = activationMemoryLimit else { return .none }
+        for r in CedRecomputation.allCases where TrainingPlan(config: config, batch: batch, frames: frames, recomputation: r).bytes <= limit {
+            return r
+        }
+        return .blocks
+    }
+
     /// The bf16 kernel of `precision`, nil for float32 products.
     var bf16: BF16Kernel? { precision == .fp32 ? nil : BF16Kernel.best }
 
@@ -107,8 +135,6 @@ public final class CedTrainingModel {
         layout = ParameterLayout(table: table)
         parameterCount = layout.total
         parameters = .allocate(capacity: max(1, parameterCount))
-        gradients = .allocate(capacity: max(1, parameterCount))
-        gradients.initialize(repeating: 0, count: max(1, parameterCount))
         for p in table.parameters {
             let t = weights[p.name]!
             (parameters + layout.offsets[p.name]!).initialize(from: t.scalars, count: p.count)
@@ -131,7 +157,8 @@ public final class CedTrainingModel {
 
     deinit {
         parameters.deallocate()
-        gradients.deallocate()
+        gradientBuffer?.deallocate()
+        compactGradients?.deallocate()
         arena?.deallocate()
     }
 
@@ -186,7 +213,15 @@ public final class CedTrainingModel {
     }
 
     @inline(__always) func w(_ offset: Int) -> UnsafeMutablePointer<Float> { parameters + offset }
-    @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> { gradients + offset }
+    /// The gradient of the parameter value at `offset`: in the full buffer, or during a
+    /// streamed step in the compact one (block parameters share one block's slot).
+    @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> {
+        guard streaming != nil, let c = compactGradients else { return gradients + offset }
+        let L = layout
+        if offset < L.blocksStart { return c + offset }
+        if offset >= L.blocksEnd { return c + L.blocksStart + L.blockSize + (offset - L.blocksEnd) }
+        return c + L.blocksStart + (offset - L.blocksStart) % L.blockSize
+    }
 
     // MARK: The public step
 
@@ -221,6 +256,42 @@ public final class CedTrainingModel {
         }
         backward(accumulate: accumulate)
         return CedTrainingStep(loss: value, outputs: out)
+    }
+
+    /// One optimiser step: forward, loss, backward, and `optimizer`'s AdamW update applied
+    /// to each part of the network as soon as its gradients are complete (the head and the
+    /// final norm, then each block from the last, then the embedding), so the full gradient
+    /// buffer is never needed: gradient memory is one block's. The result is bit for bit
+    /// that of `lossAndGradients` followed by `optimizer.update`. (Gradient clipping needs
+    /// the global norm first: use the two calls then.)
+    @discardableResult
+    public func trainingStep(mels: Tensor, targets: Tensor, loss: CedTrainingLoss? = nil, optimizer: CedAdamW,
+                             learningRate: Double? = nil) throws -> CedTrainingStep {
+        let lossFunction = loss ?? .automatic(for: config.pooling)
+        try checkTargets(targets, batch: mels.shape.first ?? 0, loss: lossFunction)
+        let out = try forward(mels: mels, mode: .train)
+        let value = targets.scalars.withUnsafeBufferPointer { t in
+            computeLossGradient(targets: t.baseAddress!, loss: lossFunction)
+        }
+        guard value.isFinite else {
+            throw TrainingError(.nonFiniteLoss, reason: "the loss is \(value) (the model's outputs or the targets overflow)")
+        }
+        let L = layout
+        if compactGradients == nil {
+            compactGradients = .allocate(capacity: max(1, L.total - L.depth * L.blockSize + L.blockSize))
+        }
+        optimizer.beginStep(learningRate: learningRate)
+        streaming = (optimizer, learningRate ?? optimizer.options.learningRate)
+        defer { streaming = nil }
+        backward(accumulate: false)
+        return CedTrainingStep(loss: value, outputs: out)
+    }
+
+    /// During a streamed step: AdamW on the parameter values `[lo, hi)`, whose gradients
+    /// start at `g(lo)` and are contiguous.
+    func streamUpdate(_ lo: Int, _ hi: Int) {
+        guard let s = streaming, lo < hi else { return }
+        s.optimizer.apply(self, offsets: lo..<hi, gradients: g(lo))
     }
 
     func checkTargets(_ targets: Tensor, batch: Int, loss: CedTrainingLoss) throws {
@@ -286,8 +357,9 @@ public final class CedTrainingModel {
 
     /// Plans (and when needed grows) the activation arena for a batch shape.
     func prepare(batch: Int, frames: Int) -> TrainingPlan {
-        if let plan, plan.batch == batch, plan.frames == frames { return plan }
-        let pl = TrainingPlan(config: config, batch: batch, frames: frames)
+        let r = recomputation(batch: batch, frames: frames)
+        if let plan, plan.batch == batch, plan.frames == frames, plan.recomputation == r { return plan }
+        let pl = TrainingPlan(config: config, batch: batch, frames: frames, recomputation: r)
         if pl.totalFloats > arenaFloats {
             arena?.deallocate()
             let raw = UnsafeMutableRawPointer.allocate(byteCount: pl.totalFloats * 4, alignment: 64)
@@ -301,7 +373,7 @@ public final class CedTrainingModel {
 
     /// Bytes of activation memory a batch shape needs (the arena `forward` allocates).
     public func activationBytes(batch: Int, frames: Int) -> Int {
-        TrainingPlan(config: config, batch: batch, frames: frames).bytes
+        TrainingPlan(config: config, batch: batch, frames: frames, recomputation: recomputation(batch: batch, frames: frames)).bytes
     }
 
     /// Dropout rates of this configuration (train mode only).
@@ -603,7 +675,12 @@ public final class CedTrainingModel {
         precondition(hasForward, "backward without a forward pass")
         let pl = plan!, a = arena!, L = layout
         let rows = pl.rows, e = pl.embed
-        if !accumulate { gradients.update(repeating: 0, count: parameterCount) }
+        let L0 = layout
+        if streaming != nil {
+            compactGradients!.update(repeating: 0, count: L0.total - L0.depth * L0.blockSize + L0.blockSize)
+        } else if !accumulate {
+            gradients.update(repeating: 0, count: parameterCount)
+        }
         // Head: z = LN(v)·Whᵀ + bh.
         let dz = a + pl.dlogits
         TrainingGEMM.backwardWeight(dy: dz, lddy: pl.classes, x: a + pl.headNormed, ldx: e, rows: pl.headVectors,
@@ -624,9 +701,15 @@ public final class CedTrainingModel {
                                           mean: a + pl.finalMean, rstd: a + pl.finalRstd, weight: w(L.normWeight),
                                           rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: false,
                                           dweight: g(L.normWeight), dbias: g(L.normBias))
-        for l in stride(from: pl.depth - 1, through: 0, by: -1) { blockBackward(pl, l, D) }
+        streamUpdate(L0.blocksEnd, L0.total)
+        for l in stride(from: pl.depth - 1, through: 0, by: -1) {
+            if streaming != nil && l < pl.depth - 1 { g(L0.blocksStart).update(repeating: 0, count: L0.blockSize) }
+            blockBackward(pl, l, D)
+            streamUpdate(L0.blocksStart + l * L0.blockSize, L0.blocksStart + (l + 1) * L0.blockSize)
+        }
         if forwardMode == .train && dropRate > 0 { applyDropout(D, ld: pl.ldE, rows: rows, cols: e, key: noiseKey(.pos), p: dropRate) }
         embeddingBackward(pl, D)
+        streamUpdate(0, L0.blocksStart)
         hasForward = false
     }
 
@@ -663,6 +746,14 @@ public final class CedTrainingModel {
         let normed = a + pl.normed, qkv = a + pl.qkv(l), ctx = a + pl.context(l), hidden = a + pl.mlpHidden(l)
         let gelu = a + pl.geluOut, dh = a + pl.dhidden, dln = a + pl.dln
         let plain = branchIsPlain(l)
+        let B0 = layout.blocks[l]
+        if pl.recomputation >= .mlp {
+            // The hidden layer again: norm2(xmid) → fc1.
+            TrainingKernels.layerNormApply(xmid, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
+                                           weight: w(B0.norm2Weight), bias: w(B0.norm2Bias), y: normed, ldy: pl.ldE)
+            TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B0.fc1Weight), out: hdim, in: e,
+                                 bias: w(B0.fc1Bias), y: hidden, ldy: pl.ldH, bf16: bf16)
+        }
 
         // MLP branch: xout = xmid + drop(fc2(drop(GELU(fc1(norm2(xmid)))))).
         let dout: UnsafeMutablePointer<Float> = plain ? D : a + pl.dtmp
@@ -687,6 +778,17 @@ public final class CedTrainingModel {
         TrainingKernels.layerNormBackward(dy: dln, lddy: pl.ldE, x: xmid, ldx: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
                                           weight: w(B.norm2Weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
                                           dweight: g(B.norm2Weight), dbias: g(B.norm2Bias))
+        if pl.recomputation >= .blocks {
+            TrainingKernels.layerNormApply(xin, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
+                                           weight: w(B.norm1Weight), bias: w(B.norm1Bias), y: normed, ldy: pl.ldE)
+            TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.qkvWeight), out: 3 * e, in: e,
+                                 bias: B.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
+        }
+        if pl.recomputation >= .attention {
+            // The softmax weights (and the context) again, with the forward pass's dropout masks.
+            TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
+                                      dropout: forwardMode == .train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
+        }
         // D is now the gradient of xmid. Attention branch: xmid = xin + drop(proj(attn(norm1(xin)))).
         let da: UnsafeMutablePointer<Float> = plain ? D : a + pl.dtmp
         if !plain { maskBranchGradient(pl, D, into: da, dropKey: noiseKey(.proj, block: l), path: .pathAttn, block: l) }
@@ -812,6 +914,8 @@ struct ParameterLayout {
     var clsToken: Int?, tokenPos: Int?
     var blocks: [Block] = []
     var normWeight = 0, normBias = 0, headNormWeight = 0, headNormBias = 0, headWeight = 0, headBias = 0
+    /// The blocks' parameters are contiguous, `blockSize` values each, from `blocksStart`.
+    var blocksStart = 0, blockSize = 0, blocksEnd = 0, depth = 0
 
     init(table: CedParameterTable) {
         var o = 0
@@ -836,6 +940,10 @@ struct ParameterLayout {
                                 fc2Weight: at("\(b).mlp.fc2.weight"), fc2Bias: at("\(b).mlp.fc2.bias")))
         }
         normWeight = at("encoder.norm.weight"); normBias = at("encoder.norm.bias")
+        depth = table.config.depth
+        blocksStart = blocks.first?.norm1Weight ?? normWeight
+        blocksEnd = normWeight
+        blockSize = depth > 0 ? (blocksEnd - blocksStart) / depth : 0
         headNormWeight = at("outputlayer.0.weight"); headNormBias = at("outputlayer.0.bias")
         headWeight = at("outputlayer.1.weight"); headBias = at("outputlayer.1.bias")
     }

@@ -200,6 +200,7 @@ public struct FinetuneJob: Sendable {
         let model = try makeModel(config: config, keepHead: keepHead)
         model.noiseSeed = TrainingNoise.key(options.seed, 0x4E4F_4953_45)   // "NOISE"
         model.precision = options.precision
+        model.activationMemoryLimit = options.activationMemoryLimit
         let lr = options.learningRate ?? (startsRandom ? 1e-3 : 1e-4)
         let epochCount = options.epochs ?? (startsRandom ? 30 : 10)
         let adam = CedAdamW(model: model, options: .init(learningRate: lr, beta1: options.beta1, beta2: options.beta2,
@@ -305,11 +306,20 @@ public struct FinetuneJob: Sendable {
                     CedMixup.apply(x: &x, stride: mels.count / batch.count, y: &y, classes: config.outputdim, lambdas: lambdas)
                 }
                 model.noiseStep = step
+                let stepLR = schedule.learningRate(step: step, peak: lr)
                 let result: CedTrainingStep
+                var norm: Double?
                 do {
-                    result = try model.lossAndGradients(mels: Tensor(shape: mels.shape, scalars: x),
-                                                        targets: Tensor(shape: [batch.count, config.outputdim], scalars: y),
-                                                        loss: lossFunction)
+                    let input = Tensor(shape: mels.shape, scalars: x), target = Tensor(shape: [batch.count, config.outputdim], scalars: y)
+                    if let clip = options.gradientClip {
+                        result = try model.lossAndGradients(mels: input, targets: target, loss: lossFunction)
+                        norm = CedAdamW.clipGradients(model, maxNorm: clip)
+                        adam.update(model, learningRate: stepLR)
+                    } else {
+                        // The update runs inside the backward pass (one block's gradients in memory).
+                        result = try model.trainingStep(mels: input, targets: target, loss: lossFunction, optimizer: adam,
+                                                        learningRate: stepLR)
+                    }
                 } catch let e as TrainingError where e.kind == .nonFiniteLoss {
                     // The weights now in memory already produced a non-finite loss: the
                     // checkpoint on disk (written before) is the last good state.
@@ -318,10 +328,6 @@ public struct FinetuneJob: Sendable {
                     throw TrainingError(.nonFiniteLoss,
                                         reason: "the loss became non-finite at step \(step + 1) (epoch \(epoch + 1)); training stopped. \(kept)")
                 }
-                var norm: Double?
-                if let clip = options.gradientClip { norm = CedAdamW.clipGradients(model, maxNorm: clip) }
-                let stepLR = schedule.learningRate(step: step, peak: lr)
-                adam.update(model, learningRate: stepLR)
                 progress.globalStep += 1
                 progress.stepInEpoch += 1
                 progress.lossSum += result.loss * Double(batch.count)

@@ -65,6 +65,9 @@ public struct FinetuneOptions: Sendable, Codable, Equatable {
         case data
     }
     public var batchNormStatistics: BatchNormStatistics = .auto
+    /// Activation memory a step may plan (bytes; nil: keep everything, the fastest): the
+    /// backward pass then recomputes the least it must (`CedRecomputation`).
+    public var activationMemoryLimit: Int?
     /// Arithmetic of the matrix products (bf16: bf16 products, fp32 weights and sums).
     public var precision: CedPrecision = .fp32
 

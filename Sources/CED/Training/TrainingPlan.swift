@@ -10,6 +10,29 @@ import Foundation
 /// Recomputed in the backward pass instead of kept: LayerNorm outputs (from the saved
 /// input and statistics), the GELU output (from the hidden layer), dropout masks (from
 /// the counter-based noise).
+/// What a training step recomputes in its backward pass instead of keeping from the
+/// forward pass, trading time for activation memory (each level includes the ones before).
+public enum CedRecomputation: Int, Sendable, Codable, CaseIterable, Comparable {
+    /// Keep everything the backward pass reads (fastest).
+    case none
+    /// Recompute the attention's softmax weights (`[B, heads, N, N]` per block) from q and k:
+    /// about 1/4 more attention work in the backward pass.
+    case attention
+    /// Also the MLP's hidden layer (LayerNorm 2 and fc1 again): about 1/9 more work per step.
+    case mlp
+    /// Also q|k|v and the attention context: only the residual stream is kept.
+    case blocks
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+
+    /// `none`, `attention`, `mlp` or `blocks`.
+    public var name: String { String(describing: self) }
+    public init?(name: String) {
+        guard let v = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = v
+    }
+}
+
 struct TrainingPlan: Equatable {
     // Geometry
     var batch: Int, frames: Int
@@ -36,11 +59,13 @@ struct TrainingPlan: Equatable {
     var normed = 0, geluOut = 0, tmp = 0
     var dres = 0, dtmp = 0, dln = 0, dqkv = 0, dhidden = 0, dctx = 0, dpatch = 0, dcols = 0, dplanes = 0
     var dlogits = 0, dheadNormed = 0, dpooled = 0
+    var recomputation: CedRecomputation = .none
     var totalFloats = 0
     /// Floats kept from the forward pass for the backward pass.
     var savedFloats = 0
 
-    init(config c: CedConfig, batch: Int, frames: Int) {
+    init(config c: CedConfig, batch: Int, frames: Int, recomputation: CedRecomputation = .none) {
+        self.recomputation = recomputation
         self.batch = batch
         self.frames = frames
         paddedFrames = max(frames, c.patchSize.time)
@@ -73,10 +98,10 @@ struct TrainingPlan: Equatable {
         cols = take(batch * patches * area)
         residual = take((depth + 1) * r * ldE)
         xmid = take(depth * r * ldE)
-        qkv = take(depth * r * ld3)
-        probs = take(depth * batch * heads * tokens * tokens)
-        context = take(depth * r * ldE)
-        mlpHidden = take(depth * r * ldH)
+        qkv = take(qkvSlots * r * ld3)
+        probs = take(probSlots * batch * heads * tokens * tokens)
+        context = take(qkvSlots * r * ldE)
+        mlpHidden = take(hiddenSlots * r * ldH)
         stats = take((4 * depth + 2) * r)
         pooled = take(headVectors * e)
         headMean = take(headVectors)
@@ -103,13 +128,19 @@ struct TrainingPlan: Equatable {
         totalFloats = cursor
     }
 
+    /// Blocks whose q|k|v and context, softmax weights, MLP hidden layer are kept (one
+    /// shared slot when they are recomputed).
+    var qkvSlots: Int { recomputation >= .blocks ? 1 : depth }
+    var probSlots: Int { recomputation >= .attention ? 1 : depth }
+    var hiddenSlots: Int { recomputation >= .mlp ? 1 : depth }
+
     /// Offsets of block `l`'s saved tensors.
     func residual(_ l: Int) -> Int { residual + l * rows * ldE }
     func xmid(_ l: Int) -> Int { xmid + l * rows * ldE }
-    func qkv(_ l: Int) -> Int { qkv + l * rows * ld3 }
-    func probs(_ l: Int) -> Int { probs + l * batch * heads * tokens * tokens }
-    func context(_ l: Int) -> Int { context + l * rows * ldE }
-    func mlpHidden(_ l: Int) -> Int { mlpHidden + l * rows * ldH }
+    func qkv(_ l: Int) -> Int { qkv + (l % qkvSlots) * rows * ld3 }
+    func probs(_ l: Int) -> Int { probs + (l % probSlots) * batch * heads * tokens * tokens }
+    func context(_ l: Int) -> Int { context + (l % qkvSlots) * rows * ldE }
+    func mlpHidden(_ l: Int) -> Int { mlpHidden + (l % hiddenSlots) * rows * ldH }
     /// LayerNorm statistics: block l's norm1 (mean, rstd) and norm2, then the final norm.
     func mean1(_ l: Int) -> Int { stats + (4 * l) * rows }
     func rstd1(_ l: Int) -> Int { stats + (4 * l + 1) * rows }
