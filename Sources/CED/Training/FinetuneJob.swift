@@ -283,96 +283,22 @@ public struct FinetuneJob: Sendable {
         let clock = Date()
         let evalIndices = valFiles.map { dataset.examples[$0] }
         let dataIdx = dataset.classes.map { classIndex[$0]! }
-        var finished = progress.finished
-        var lastCheckpoint: Int? = store.exists ? progress.globalStep : nil
-        while !finished && progress.epoch < epochCount {
-            let epoch = progress.epoch
-            var orderRNG = TrainingRandom(seed: TrainingNoise.key(options.seed ^ 0x4F52_4445_5200_0003, UInt64(epoch)))
-            var order = Array(segments.indices)
-            orderRNG.shuffle(&order)
-            while progress.stepInEpoch < stepsPerEpoch {
-                let b0 = progress.stepInEpoch * options.batchSize
-                let batch = Array(order[b0 ..< min(order.count, b0 + options.batchSize)])
-                let step = progress.globalStep
-                let batchSegments = batch.map { segments[$0] }
-                let augmentation = options.augmentation.isNone ? nil : options.augmentation
-                let draws = batch.map { options.augmentation.draw(seed: TrainingNoise.key(TrainingNoise.key(options.seed, UInt64(epoch)), UInt64($0))) }
-                let mels = try decoded.batch(batchSegments, extractor: extractor, augmentation: augmentation, draws: draws)
-                var x = mels.scalars
-                var y = batchSegments.flatMap { targets[$0.file] }
-                if options.mixup > 0 && batch.count > 1 {
-                    var rng = TrainingRandom(seed: TrainingNoise.key(options.seed ^ 0x4D49_5855_5000, UInt64(step)))
-                    let lambdas = CedMixup.lambdas(alpha: options.mixup, count: batch.count, rng: &rng)
-                    CedMixup.apply(x: &x, stride: mels.count / batch.count, y: &y, classes: config.outputdim, lambdas: lambdas)
-                }
-                model.noiseStep = step
-                let stepLR = schedule.learningRate(step: step, peak: lr)
-                let result: CedTrainingStep
-                var norm: Double?
-                do {
-                    let input = Tensor(shape: mels.shape, scalars: x), target = Tensor(shape: [batch.count, config.outputdim], scalars: y)
-                    if let clip = options.gradientClip {
-                        result = try model.lossAndGradients(mels: input, targets: target, loss: lossFunction)
-                        norm = CedAdamW.clipGradients(model, maxNorm: clip)
-                        adam.update(model, learningRate: stepLR)
-                    } else {
-                        // The update runs inside the backward pass (one block's gradients in memory).
-                        result = try model.trainingStep(mels: input, targets: target, loss: lossFunction, optimizer: adam,
-                                                        learningRate: stepLR)
-                    }
-                } catch let e as TrainingError where e.kind == .nonFiniteLoss {
-                    // The weights now in memory already produced a non-finite loss: the
-                    // checkpoint on disk (written before) is the last good state.
-                    let kept = lastCheckpoint.map { "The last good checkpoint (after step \($0)) is kept in \(stateDir.path): continue with --resume after lowering --lr or setting --grad-clip" }
-                        ?? "No checkpoint had been written yet; lower --lr or set --grad-clip and start again"
-                    throw TrainingError(.nonFiniteLoss,
-                                        reason: "the loss became non-finite at step \(step + 1) (epoch \(epoch + 1)); training stopped. \(kept)")
-                }
-                progress.globalStep += 1
-                progress.stepInEpoch += 1
-                progress.lossSum += result.loss * Double(batch.count)
-                progress.lossCount += batch.count
-                events?(.step(FinetuneStepLog(epoch: epoch + 1, step: step + 1, totalSteps: totalSteps, loss: result.loss,
-                                              lr: stepLR, gradNorm: norm)))
-                if options.saveEvery > 0 && progress.globalStep % options.saveEvery == 0 && progress.stepInEpoch < stepsPerEpoch {
-                    if saveCheckpoint(store, model, adam, progress, fingerprint, events) { lastCheckpoint = progress.globalStep }
-                }
-            }
-            // End of the epoch: validate, keep the best, maybe stop early.
-            var log = FinetuneValidationLog(epoch: epoch + 1, step: progress.globalStep, accuracy: nil, meanAveragePrecision: nil,
-                                            trainLoss: progress.lossSum / Double(max(1, progress.lossCount)), isBest: false)
-            if !evalIndices.isEmpty {
-                let metric = try evaluate(model: model, examples: evalIndices, files: valFiles, audio: decoded, extractor: extractor,
-                                          classIndex: classIndex, dataIndices: dataIdx)
-                if options.multiLabel { log.meanAveragePrecision = metric } else { log.accuracy = metric }
-                if metric > progress.bestMetric {
-                    progress.bestMetric = metric
-                    progress.bestEpoch = epoch + 1
-                    progress.sinceBest = 0
-                    progress.best = model.stateDict()
-                    log.isBest = true
-                } else {
-                    progress.sinceBest += 1
-                }
-            } else {
-                progress.bestEpoch = epoch + 1
-                log.isBest = true
-            }
-            progress.history.append(log)
-            events?(.validation(log))
-            progress.epoch += 1
-            progress.stepInEpoch = 0
-            progress.lossSum = 0
-            progress.lossCount = 0
-            if !evalIndices.isEmpty && options.patience > 0 && progress.sinceBest >= options.patience && progress.epoch < epochCount {
-                progress.stoppedEarly = true
-                events?(.stoppedEarly(epoch: epoch + 1))
-                finished = true
-            }
-            if progress.epoch >= epochCount { finished = true }
-            progress.finished = finished
-            if saveCheckpoint(store, model, adam, progress, fingerprint, events) { lastCheckpoint = progress.globalStep }
-        }
+        let seed = options.seed
+        let augmentation = options.augmentation
+        let loop = TrainingLoop(
+            model: model, optimizer: adam, store: store, fingerprint: fingerprint, audio: decoded, segments: segments,
+            extractor: extractor, epochs: epochCount, batchSize: options.batchSize, schedule: schedule, learningRate: lr,
+            loss: lossFunction, mixup: options.mixup, gradientClip: options.gradientClip, saveEvery: options.saveEvery,
+            patience: options.patience, seed: seed, classes: config.outputdim,
+            targets: { s, _ in targets[segments[s].file] },
+            augmentation: augmentation.isNone ? nil : augmentation,
+            draw: { s, epoch in augmentation.draw(seed: TrainingNoise.key(TrainingNoise.key(seed, UInt64(epoch)), UInt64(s))) },
+            evaluate: evalIndices.isEmpty ? nil : {
+                try evaluate(model: model, examples: evalIndices, files: valFiles, audio: decoded, extractor: extractor,
+                             classIndex: classIndex, dataIndices: dataIdx)
+            },
+            metricIsMAP: options.multiLabel, evaluateEvery: 1, events: events)
+        try loop.run(&progress)
 
         // The saved weights: the best validation, else the last.
         let weights = (!evalIndices.isEmpty ? progress.best : nil) ?? model.stateDict()
@@ -390,20 +316,6 @@ public struct FinetuneJob: Sendable {
                                             overwrite: overwrite, extraFiles: ["training_report.json": try encoder.encode(report)])
         store.remove()
         return FinetuneResult(output: output, config: config, report: report)
-    }
-
-    /// Writes a checkpoint; a failure (e.g. a full disk) is a warning, training goes on.
-    @discardableResult
-    func saveCheckpoint(_ store: FinetuneCheckpointStore, _ model: CedTrainingModel, _ adam: CedAdamW, _ progress: FinetuneProgress,
-                        _ fingerprint: String, _ events: (@Sendable (FinetuneEvent) -> Void)?) -> Bool {
-        do {
-            try store.save(model: model, optimizer: adam, progress: progress, fingerprint: fingerprint)
-            events?(.checkpoint(step: progress.globalStep))
-            return true
-        } catch {
-            events?(.warning("could not write a checkpoint after step \(progress.globalStep) (\((error as? LocalizedError)?.errorDescription ?? "\(error)")); training goes on, the last checkpoint written (if any) is kept"))
-            return false
-        }
     }
 
     /// Whether the weights start from upstream's random initialisation.
