@@ -20,7 +20,7 @@ struct CedCommand: ParsableCommand {
               ced info mispeech/ced-tiny
             """,
         version: cedVersion,
-        subcommands: [Tag.self, Embed.self, Info.self, Download.self, TrainHead.self, Finetune.self, Bench.self, BenchTrain.self])
+        subcommands: [Tag.self, Embed.self, Info.self, Download.self, TrainHead.self, Finetune.self, Distill.self, Bench.self, BenchTrain.self])
 
     /// Runs a command with the tool's exit codes: 0 success, 1 when something failed
     /// (some files, a model that cannot be loaded), 2 for usage errors.

@@ -348,9 +348,12 @@ final class StepProgress: @unchecked Sendable {
     var smoothed: Double?
     var shown = false
 
-    init(total: Int, enabled: Bool) {
+    let unit: String
+
+    init(total: Int, enabled: Bool, unit: String = "steps") {
         self.total = total
         self.enabled = enabled
+        self.unit = unit
     }
 
     func step(to step: Int, loss: Double?, lr: Double?) {
@@ -366,7 +369,7 @@ final class StepProgress: @unchecked Sendable {
         let left = rate > 0 ? Double(total - step) / rate : 0
         let width = 24
         let filled = total > 0 ? width * step / total : width
-        var line = "[\(String(repeating: "=", count: filled))\(String(repeating: " ", count: width - filled))] step \(step)/\(total)"
+        var line = "[\(String(repeating: "=", count: filled))\(String(repeating: " ", count: width - filled))] \(unit == "steps" ? "step " : "")\(step)/\(total)\(unit == "steps" ? "" : " " + unit)"
         if let smoothed { line += String(format: "  loss %.4f", smoothed) }
         if let lr { line += String(format: "  lr %.2e", lr) }
         line += "  ETA \(Progress.clock(left))"

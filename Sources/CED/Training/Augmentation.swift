@@ -14,12 +14,25 @@ public struct CedAugmentation: Sendable, Codable, Equatable {
     public var timeMask: Int
     /// Frequency-mask width is uniform in [0, freqMask) mel bins (`FrequencyMasking`), 0: none.
     public var freqMask: Int
+    /// nil: `timeMask` is in frames whatever the clip's length. A frame count: `timeMask`
+    /// is meant for clips of that many frames, and a shorter clip of T frames gets
+    /// `max(1, round(timeMask·T/reference))` (upstream's 192 frames were chosen for 10 s
+    /// chunks, where they hide up to a fifth; on a 2 s clip they would hide almost all of it).
+    public var timeMaskReference: Int?
 
-    public init(shift: Double = 0.5, shiftProbability: Double = 0.5, timeMask: Int = 192, freqMask: Int = 24) {
+    public init(shift: Double = 0.5, shiftProbability: Double = 0.5, timeMask: Int = 192, freqMask: Int = 24,
+                timeMaskReference: Int? = nil) {
         self.shift = shift
         self.shiftProbability = shiftProbability
         self.timeMask = timeMask
         self.freqMask = freqMask
+        self.timeMaskReference = timeMaskReference
+    }
+
+    /// The time-mask parameter for a clip of `frames` frames.
+    public func timeMask(frames: Int) -> Int {
+        guard let r = timeMaskReference, r > 0, frames < r, timeMask > 0 else { return timeMask }
+        return max(1, Int((Double(timeMask) * Double(frames) / Double(r)).rounded()))
     }
 
     /// No augmentation at all.
@@ -65,7 +78,7 @@ public struct CedAugmentation: Sendable, Codable, Equatable {
     public func mask(_ mel: inout Tensor, draw: Draw) {
         precondition(mel.rank == 2)
         let bins = mel.shape[0], frames = mel.shape[1]
-        if let (s, e) = Self.maskRange(param: timeMask, size: frames, value: draw.timeValue, start: draw.timeStart) {
+        if let (s, e) = Self.maskRange(param: timeMask(frames: frames), size: frames, value: draw.timeValue, start: draw.timeStart) {
             for f in 0..<bins { for t in s..<e { mel.scalars[f * frames + t] = 0 } }
         }
         if let (s, e) = Self.maskRange(param: freqMask, size: bins, value: draw.freqValue, start: draw.freqStart) {

@@ -13,7 +13,7 @@ import Darwin
 ///   step-<n>/state.json  format, run fingerprint, optimiser step, where the run is
 ///   step-<n>/state.safetensors
 ///                        param.<name>, buffer.<name>, exp_avg.<name>, exp_avg_sq.<name>,
-///                        best.<name> (the best validation's weights)
+///                        top<i>.<name> (the best validations' weights)
 /// ```
 ///
 /// A checkpoint is written into a temporary folder, flushed to disk, renamed into place,
@@ -52,7 +52,7 @@ struct FinetuneCheckpointStore {
             tensors["buffer.encoder.init_bn.running_mean"] = Tensor(shape: [model.runningMean.count], scalars: model.runningMean)
             tensors["buffer.encoder.init_bn.running_var"] = Tensor(shape: [model.runningVariance.count], scalars: model.runningVariance)
             for (k, v) in optimizer.stateTensors() { tensors[k] = v }
-            if let best = progress.best { for (k, v) in best.tensors { tensors["best.\(k)"] = v } }
+            for (i, state) in progress.topStates.enumerated() { for (k, v) in state.tensors { tensors["top\(i).\(k)"] = v } }
             let stateFile = temp.appendingPathComponent("state.safetensors")
             try SafeTensorsFile.write(tensors, metadata: ["format": "ced-finetune"], to: stateFile)
             let state = State(format: Self.format, fingerprint: fingerprint, optimizerStep: optimizer.step,
@@ -109,14 +109,16 @@ struct FinetuneCheckpointStore {
         model.runningVariance = try file.tensor("buffer.encoder.init_bn.running_var").scalars
         model.batchesTracked = state.batchesTracked
         var moments: [String: Tensor] = [:]
-        var best: [String: Tensor] = [:]
+        var top = [[String: Tensor]](repeating: [:], count: state.progress.top.count)
         for n in file.names {
             if n.hasPrefix("exp_avg") { moments[n] = try file.tensor(n) }
-            if n.hasPrefix("best.") { best[String(n.dropFirst(5))] = try file.tensor(n) }
+            if n.hasPrefix("top"), let dot = n.firstIndex(of: "."), let i = Int(n[n.index(n.startIndex, offsetBy: 3)..<dot]), i < top.count {
+                top[i][String(n[n.index(after: dot)...])] = try file.tensor(n)
+            }
         }
         try optimizer.restore(moments, step: state.optimizerStep)
         var progress = state.progress
-        progress.best = best.isEmpty ? nil : StateDict(tensors: best, source: dir.path)
+        progress.topStates = top.map { StateDict(tensors: $0, source: dir.path) }
         return progress
     }
 

@@ -440,10 +440,28 @@ struct FinetuneProgress: Codable {
     var stoppedEarly = false
     var finished = false
     var history: [FinetuneValidationLog] = []
-    /// The best validation's weights (not in the JSON; stored beside the state).
-    var best: StateDict?
+    /// The best validations so far, best first: (epoch, metric).
+    var top: [Ranked] = []
+    /// Their weights, in the same order (not in the JSON; stored beside the state).
+    var topStates: [StateDict] = []
+    /// The best validation's weights.
+    var best: StateDict? { topStates.first }
+
+    struct Ranked: Codable, Equatable {
+        var epoch: Int
+        var metric: Double
+    }
+
+    /// Ranks a validation among the best `keep` (ties: the earlier epoch first).
+    mutating func rank(epoch: Int, metric: Double, state: @autoclosure () -> StateDict, keep: Int) {
+        let i = top.firstIndex { metric > $0.metric } ?? top.count
+        guard i < max(1, keep) else { return }
+        top.insert(Ranked(epoch: epoch, metric: metric), at: i)
+        topStates.insert(state(), at: i)
+        if top.count > max(1, keep) { top.removeLast(); topStates.removeLast() }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case epoch, stepInEpoch, globalStep, lossSum, lossCount, bestMetric, bestEpoch, sinceBest, stoppedEarly, finished, history
+        case epoch, stepInEpoch, globalStep, lossSum, lossCount, bestMetric, bestEpoch, sinceBest, stoppedEarly, finished, history, top
     }
 }

@@ -35,6 +35,9 @@ struct TrainingLoop {
     let evaluate: (() throws -> Double)?
     let metricIsMAP: Bool
     let evaluateEvery: Int
+    /// Validations whose weights are kept (the best first): 1 keeps the best; more for
+    /// averaging the best checkpoints at the end (upstream's `average`).
+    var keepTop: Int = 1
     let events: (@Sendable (FinetuneEvent) -> Void)?
 
     var stepsPerEpoch: Int { (segments.count + batchSize - 1) / batchSize }
@@ -102,11 +105,11 @@ struct TrainingLoop {
             if let evaluate, validates {
                 let metric = try evaluate()
                 if metricIsMAP { log.meanAveragePrecision = metric } else { log.accuracy = metric }
+                progress.rank(epoch: epoch + 1, metric: metric, state: model.stateDict(), keep: keepTop)
                 if metric > progress.bestMetric {
                     progress.bestMetric = metric
                     progress.bestEpoch = epoch + 1
                     progress.sinceBest = 0
-                    progress.best = model.stateDict()
                     log.isBest = true
                 } else {
                     progress.sinceBest += 1

@@ -1,0 +1,369 @@
+import ArgumentParser
+import CED
+import Foundation
+
+struct Distill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Consistent ensemble distillation: store teachers' judgements of augmented audio, then train a student on them without labels.",
+        discussion: """
+            1. ced distill logits --teacher MODEL [--teacher MODEL2 …] --output STORE AUDIO…
+               Every file is cut into --chunk-length pieces; for each of --epochs seeded \
+            augmentations of each piece the teachers' mean probabilities are computed and \
+            their top --topk kept with the seed (about 88 bytes per view at top 20).
+            2. ced distill info STORE, ced distill verify STORE
+            3. ced distill train --logits STORE --student ced-mini|config.json|MODEL --output DIR
+               The student sees exactly the views the teachers judged (the augmentation is \
+            replayed from the stored seeds) and learns their top-k outputs: no labels anywhere.
+
+            Examples:
+              ced distill logits --teacher mispeech/ced-base --output store/ --epochs 40 recordings/
+              ced distill logits ... --shard auto        # one Slurm array task / Indexed Job pod per shard
+              ced distill train --logits store/ --student ced-tiny --output my-tiny --eval test.csv
+            """,
+        subcommands: [DistillLogits.self, DistillInfo.self, DistillVerify.self, DistillTrain.self])
+}
+
+/// Audio files from the command line: files, folders (recursively, audio extensions) and
+/// list files (`.txt`/`.lst`/`.list`: one path per line, relative to the list's folder).
+func distillationInputs(_ paths: [String]) throws -> [URL] {
+    var out: [URL] = []
+    let fm = FileManager.default
+    for p in paths {
+        let ext = (p as NSString).pathExtension.lowercased()
+        if ["txt", "lst", "list"].contains(ext) {
+            guard let text = try? String(contentsOfFile: p, encoding: .utf8) else {
+                throw ValidationError("cannot read the list file \(p)")
+            }
+            let base = URL(fileURLWithPath: p).deletingLastPathComponent()
+            for line in text.split(whereSeparator: \.isNewline) {
+                let l = line.trimmingCharacters(in: .whitespaces)
+                if l.isEmpty || l.hasPrefix("#") { continue }
+                out.append(l.hasPrefix("/") ? URL(fileURLWithPath: l) : base.appendingPathComponent(l))
+            }
+            continue
+        }
+        let (files, failures) = expandInputs([p])
+        if let f = failures.first { throw ValidationError("\(f.0): \(f.1)") }
+        out += files.map { URL(fileURLWithPath: $0.path) }
+    }
+    for u in out where !fm.fileExists(atPath: u.path) { throw ValidationError("\(u.path): no such file") }
+    return out.map { $0.standardizedFileURL }
+}
+
+struct DistillLogits: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logits",
+        abstract: "Compute and store the teachers' top-k outputs for every augmented view of every chunk.",
+        discussion: """
+            Augmentation per (item, epoch), from a seed derived from --seed, the item's path and \
+            start and the epoch (documented in the store format): a circular shift of the \
+            waveform by a fraction uniform in [−shift, shift] with probability --shift-p, then \
+            on the log-mel one time mask (width uniform in [0, --time-mask) frames) and one \
+            frequency mask (width in [0, --freq-mask) bins), filled with 0, as upstream.
+
+            A last partial chunk of a file is kept (as upstream) unless shorter than 0.1 s.
+            Killed and started again with the same command, a run continues after its last \
+            finished block; --shard i/n (or auto, from Slurm/Kubernetes) fills one part of the \
+            store, so many processes or machines write one store.
+            """)
+
+    @Option(name: .customLong("teacher"), help: ArgumentHelp("A teacher model (repeat for an ensemble; hub id, folder or checkpoint file).", valueName: "model"))
+    var teachers: [String] = []
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The store folder.", valueName: "dir"))
+    var output: String
+
+    @Option(help: ArgumentHelp("Augmented views per item (upstream 40).", valueName: "n"))
+    var epochs = 40
+
+    @Option(help: ArgumentHelp("Classes kept per view (upstream 20).", valueName: "k"))
+    var topk = 20
+
+    @Option(help: ArgumentHelp("Seconds per item.", valueName: "s"))
+    var chunkLength = 10.0
+
+    @Option(help: ArgumentHelp("Seed of the augmentation.", valueName: "n"))
+    var seed: UInt64 = 0
+
+    @Option(help: ArgumentHelp("Largest waveform shift as a fraction of the chunk (0: none).", valueName: "x"))
+    var shift = 0.5
+
+    @Option(name: .customLong("shift-p"), help: ArgumentHelp("Probability of a shift.", valueName: "p"))
+    var shiftP = 0.5
+
+    @Option(help: ArgumentHelp("Time-mask width drawn in [0, N) frames (0: none). Default: 192 for a 10 s item, proportionally less for shorter items.", valueName: "n"))
+    var timeMask: Int?
+
+    @Option(help: ArgumentHelp("Frequency-mask width drawn in [0, N) mel bins (0: none).", valueName: "n"))
+    var freqMask = 24
+
+    @Option(help: ArgumentHelp("This process's part of the store: i/n (0 ≤ i < n), or auto (Slurm array / Kubernetes Indexed Job).", valueName: "i/n|auto"))
+    var shard = "0/1"
+
+    @Option(help: ArgumentHelp("The folder item paths are relative to (default: the files' common folder).", valueName: "dir"))
+    var dataRoot: String?
+
+    @Option(help: ArgumentHelp("The teachers' arithmetic: fp32, bf16 or int8.", valueName: "fp32|bf16|int8"))
+    var precision: CedPrecision = .fp32
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Files processed at once.", valueName: "n"))
+    var jobs: Int = defaultJobs
+
+    @Flag(name: .shortAndLong, help: "No progress bar.")
+    var quiet = false
+
+    @Argument(help: ArgumentHelp("Audio files, folders (recursive) or list files (.txt: one path per line).", valueName: "path"))
+    var paths: [String] = []
+
+    func validate() throws {
+        if teachers.isEmpty { throw ValidationError("give at least one --teacher") }
+        if paths.isEmpty { throw ValidationError("give the audio to judge (files, folders or a list file)") }
+        if epochs < 1 || topk < 1 { throw ValidationError("--epochs and --topk must be at least 1") }
+        if !(chunkLength > 0) { throw ValidationError("--chunk-length must be positive") }
+        if !(shift >= 0 && shift <= 1) || !(shiftP >= 0 && shiftP <= 1) { throw ValidationError("--shift and --shift-p must lie in [0, 1]") }
+        if (timeMask ?? 0) < 0 || freqMask < 0 { throw ValidationError("--time-mask and --freq-mask must be ≥ 0") }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+    }
+
+    func run() throws {
+        var o = LogitExtractionOptions()
+        o.epochs = epochs
+        o.topk = topk
+        o.chunkLength = chunkLength
+        o.seed = seed
+        o.augmentation = CedAugmentation(shift: shift, shiftProbability: shiftP, timeMask: timeMask ?? 192, freqMask: freqMask,
+                                         timeMaskReference: timeMask == nil ? 1001 : nil)
+        o.precision = precision
+        o.jobs = jobs
+        do { o.shard = try LogitExtractionOptions.parseShard(shard) } catch { throw ValidationError("\(error)") }
+        let files = try distillationInputs(paths)
+        let q = quiet
+        let loaded = try teachers.map { (source: $0, checkpoint: try loadCheckpoint($0, quiet: q)) }
+        let job = LogitExtractionJob(teachers: loaded, files: files, dataRoot: dataRoot.map { URL(fileURLWithPath: $0) },
+                                     store: URL(fileURLWithPath: output), options: o)
+        let quiet = self.quiet
+        let bar = ProgressBox()
+        let start = Date()
+        let items = try job.run { event in
+            switch event {
+            case .progress(let done, let total):
+                if bar.bar == nil { bar.bar = StepProgress(total: total, enabled: Terminal.stderrIsTTY && !quiet, unit: "files") }
+                bar.bar?.step(to: done, loss: nil, lr: nil)
+            case .resumed(let n):
+                if !quiet { Terminal.warn("resuming: \(n) files of this shard were already done") }
+            case .warning(let w):
+                if !quiet { Terminal.warn(w) }
+            }
+        }
+        bar.bar?.finish()
+        let seconds = Date().timeIntervalSince(start)
+        if !quiet {
+            let views = items * epochs
+            print(String(format: "shard %d/%d: %d items × %d epochs in %.1f s (%.1f views/s) → %@", o.shard.index, o.shard.count,
+                         items, epochs, seconds, Double(views) / max(seconds, 1e-9), output))
+        }
+    }
+}
+
+final class ProgressBox: @unchecked Sendable { var bar: StepProgress? }
+
+struct DistillInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Describe a logit store: items, epochs, teachers, shards, size, digest.")
+
+    enum Format: String, ExpressibleByArgument { case text, json }
+
+    @Argument(help: ArgumentHelp("The store folder.", valueName: "store"))
+    var store: String
+
+    @Option(help: ArgumentHelp("Output: text or json.", valueName: "format"))
+    var format: Format = .text
+
+    func run() throws {
+        let s = try LogitStore(directory: URL(fileURLWithPath: store))
+        let m = s.metadata
+        let c = try s.contents()
+        let bytes = s.bytesOnDisk
+        let views = c.items.count * m.epochs
+        let digest = LogitStore.digest(c, epochs: m.epochs, topk: m.topk)
+        var o: [String: Any] = [
+            "store": s.directory.path, "format": m.format, "version": m.version, "items": c.items.count, "epochs": m.epochs,
+            "topk": m.topk, "classes": m.classes.count, "chunk_length": m.chunkLength, "seed": m.seed,
+            "teachers": m.teachers.map { ["source": $0.source, "weights": $0.weights, "embed_dim": $0.embedDim, "depth": $0.depth] },
+            "shards": ["count": m.shards, "complete": s.presentShards, "missing": s.missingShards],
+            "complete": s.isComplete, "bytes_on_disk": bytes, "audio_bytes": c.audioBytes, "digest": digest,
+        ]
+        if views > 0 { o["bytes_per_item_epoch"] = Double(bytes) / Double(views) }
+        if c.audioBytes > 0 { o["ratio_to_audio"] = Double(bytes) / Double(c.audioBytes) }
+        if format == .json {
+            let data = try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("store      \(s.directory.path) (\(m.format) v\(m.version))")
+        print("items      \(c.items.count) (chunks of \(m.chunkLength) s) × \(m.epochs) epochs, top \(m.topk) of \(m.classes.count) classes")
+        for t in m.teachers { print("teacher    \(t.source) (embed_dim \(t.embedDim), depth \(t.depth), weights \(t.weights))") }
+        print("shards     \(s.presentShards.count) of \(m.shards) complete" + (s.missingShards.isEmpty ? "" : "; missing: \(s.missingShards.map { "\($0)/\(m.shards)" }.joined(separator: ", "))"))
+        var size = "size       \(bytes) bytes"
+        if views > 0 { size += String(format: ", %.1f bytes per item-epoch", Double(bytes) / Double(views)) }
+        if c.audioBytes > 0 { size += String(format: ", %.2f %% of the audio (%d bytes)", 100 * Double(bytes) / Double(c.audioBytes), c.audioBytes) }
+        print(size)
+        print("complete   \(s.isComplete)")
+        print("digest     \(digest)")
+    }
+}
+
+struct DistillVerify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Recompute the teachers on sampled stored views and compare them with the store (proves the replay is consistent).")
+
+    @Argument(help: ArgumentHelp("The store folder.", valueName: "store"))
+    var store: String
+
+    @Option(help: ArgumentHelp("Items to check (each in one of its epochs).", valueName: "n"))
+    var sample = 16
+
+    @Option(name: .customLong("teacher"), help: ArgumentHelp("Teachers to load instead of the sources the store names (same order).", valueName: "model"))
+    var teachers: [String] = []
+
+    @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded).", valueName: "dir"))
+    var dataRoot: String?
+
+    @Option(help: ArgumentHelp("Seed of the sample.", valueName: "n"))
+    var seed: UInt64 = 0
+
+    func run() throws {
+        let s = try LogitStore(directory: URL(fileURLWithPath: store))
+        let m = s.metadata
+        let sources = teachers.isEmpty ? m.teachers.map(\.source) : teachers
+        guard sources.count == m.teachers.count else {
+            throw ValidationError("the store was written by \(m.teachers.count) teachers; give as many --teacher")
+        }
+        let models = try sources.map { src -> CedForAudioClassification in
+            let ck = try loadCheckpoint(src, quiet: true)
+            return try CedForAudioClassification(config: ck.config, weights: ck.weights, precision: m.precision)
+        }
+        guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? s.recordedDataRoot else {
+            throw ValidationError("the store does not record where its audio is; give --data-root")
+        }
+        let r = try s.verify(teachers: models, dataRoot: root, sample: sample, seed: seed)
+        for line in r.mismatches.prefix(20) { Terminal.warn("mismatch: \(line)") }
+        print("verified \(r.matched) of \(r.checked) sampled views: \(r.matched == r.checked ? "every one matches the store at float16 precision" : "\(r.checked - r.matched) differ")")
+        if r.matched != r.checked { throw ExitCode(1) }
+    }
+}
+
+struct DistillTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a student on a logit store: the stored views replayed, the teachers' top-k as targets, no labels.",
+        discussion: """
+            --student is a preset (ced-tiny, ced-mini, ced-small, ced-base: randomly \
+            initialised as upstream), a config.json of architecture fields, or a model to \
+            continue from. Its classes are the store's. Training epoch e replays stored epoch \
+            e mod E (upstream's max(epoch % E, 1) never used the first stored epoch; fixed). \
+            The student trains with logit pooling and BCE-with-logits and is saved with mean \
+            pooling and the teachers' labels.
+            """)
+
+    @Option(help: ArgumentHelp("The logit store.", valueName: "store"))
+    var logits: String
+
+    @Option(help: ArgumentHelp("ced-tiny|ced-mini|ced-small|ced-base, a config.json, or a model.", valueName: "student"))
+    var student: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The model folder to write.", valueName: "dir"))
+    var output: String
+
+    @Option(help: ArgumentHelp("Training epochs.", valueName: "n")) var epochs = 20
+    @Option(help: ArgumentHelp("Items per step (default 32, fewer for small stores so that an epoch has at least 40 steps).", valueName: "n")) var batchSize: Int?
+    @Option(name: .customLong("lr"), help: ArgumentHelp("Peak learning rate.", valueName: "x")) var learningRate = 1e-3
+    @Option(help: ArgumentHelp("AdamW weight decay (0: Adam, as upstream).", valueName: "x")) var weightDecay = 0.0
+    @Option(help: ArgumentHelp("Warm-up steps (default 5 % of the run).", valueName: "steps")) var warmup: Int?
+    @Option(help: ArgumentHelp("cosine or constant.", valueName: "schedule")) var schedule: FinetuneOptions.Schedule = .cosine
+    @Option(help: ArgumentHelp("Clip the global gradient norm.", valueName: "norm")) var gradClip: Double?
+    @Option(help: ArgumentHelp("Mixup's α (0: off).", valueName: "alpha")) var mixup = 0.5
+    @Option(help: ArgumentHelp("Targets outside the top k: zero, or last_mean (min(top k)/(C − k)).", valueName: "zero|last_mean"))
+    var labelType: DistillationOptions.LabelType = .zero
+    @Flag(help: "Fresh augmentations instead of the stored ones (upstream's disable_consistency ablation).") var noConsistency = false
+    @Option(help: ArgumentHelp("Seed of the batch order, mixup, dropout and the student's initialisation.", valueName: "n")) var seed: UInt64 = 0
+    @Option(help: ArgumentHelp("fp32 or bf16 products.", valueName: "fp32|bf16")) var precision: CedPrecision = .fp32
+    @Option(help: ArgumentHelp("Labelled files to validate on (file,label with the teachers' class names).", valueName: "csv")) var eval: String?
+    @Option(help: ArgumentHelp("Validate every N epochs.", valueName: "n")) var evalEvery = 1
+    @Option(help: ArgumentHelp("With --eval: save the mean weights of the best N validations (upstream 4; 1: the best).", valueName: "n")) var average = 4
+    @Option(help: ArgumentHelp("Stop after N validations without a better accuracy (mAP for multi-label).", valueName: "n")) var patience = 0
+    @Option(help: ArgumentHelp("Also checkpoint every N steps.", valueName: "steps")) var saveEvery = 0
+    @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded in the store).", valueName: "dir")) var dataRoot: String?
+    @Flag(help: "Continue an interrupted run.") var resume = false
+    @Flag(help: "Replace an existing model folder at --output.") var overwrite = false
+    @Option(help: ArgumentHelp("text or jsonl.", valueName: "format")) var logFormat: Finetune.LogFormat = .text
+    @Option(name: .shortAndLong, help: ArgumentHelp("Files decoded at once.", valueName: "n")) var jobs: Int = defaultJobs
+    @Flag(name: .shortAndLong, help: "No progress bar or per-epoch lines.") var quiet = false
+
+    func run() throws {
+        let store = try LogitStore(directory: URL(fileURLWithPath: logits))
+        let studentSpec: DistillationStudent
+        let path = (student as NSString).expandingTildeInPath
+        var isDir: ObjCBool = false
+        if ["ced-tiny", "ced-mini", "ced-small", "ced-base"].contains(student) && !FileManager.default.fileExists(atPath: path) {
+            studentSpec = .preset(student)
+        } else if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue, path.lowercased().hasSuffix(".json") {
+            studentSpec = .architecture(try CedConfig.load(from: URL(fileURLWithPath: path)), configFile: URL(fileURLWithPath: path))
+        } else if isDir.boolValue, let entries = try? FileManager.default.contentsOfDirectory(atPath: path),
+                  entries.contains("config.json"), !entries.contains(where: { $0.hasSuffix(".safetensors") || $0.hasSuffix(".bin") }) {
+            let u = URL(fileURLWithPath: path).appendingPathComponent("config.json")
+            studentSpec = .architecture(try CedConfig.load(from: u), configFile: u)
+        } else {
+            studentSpec = .checkpoint(try loadCheckpoint(student, quiet: quiet))
+        }
+        guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? store.recordedDataRoot else {
+            throw ValidationError("the store does not record where its audio is; give --data-root")
+        }
+        var o = DistillationOptions()
+        o.epochs = epochs; o.batchSize = batchSize; o.learningRate = learningRate; o.weightDecay = weightDecay
+        o.warmup = warmup; o.schedule = schedule; o.gradientClip = gradClip; o.mixup = mixup; o.labelType = labelType
+        o.noConsistency = noConsistency; o.seed = seed; o.precision = precision; o.evalEvery = evalEvery
+        o.patience = patience; o.saveEvery = saveEvery; o.average = average
+        let evaluation = try eval.map { try TrainingDataset.load(from: URL(fileURLWithPath: $0), multiLabel: true) }
+        let job = DistillationJob(store: store, student: studentSpec, output: URL(fileURLWithPath: output), options: o, dataRoot: root,
+                                  evaluation: evaluation, resume: resume, overwrite: overwrite, concurrency: jobs)
+        let json = logFormat == .jsonl, quiet = self.quiet
+        let bar = ProgressBox()
+        final class Total: @unchecked Sendable { var epochs = 0 }
+        let total = Total()
+        let say: (String) -> Void = { Terminal.write(to: json ? FileHandle.standardError : FileHandle.standardOutput, $0 + "\n") }
+        let result = try job.run { event in
+            switch event {
+            case .plan(let p):
+                total.epochs = p.epochs
+                bar.bar = StepProgress(total: p.totalSteps, enabled: Terminal.stderrIsTTY && !quiet)
+                if !quiet { say("distilling: \(p.trainSegments) items of \(p.trainFiles) files, \(p.classes.count) classes, \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; \(p.validationFiles) evaluation files") }
+            case .step(let s):
+                if json { Terminal.write(to: FileHandle.standardOutput, "{\"epoch\": \(s.epoch), \"step\": \(s.step), \"loss\": \(jsonNumber(s.loss)), \"lr\": \(jsonNumber(s.lr))}\n") }
+                bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
+            case .validation(let v):
+                let validated = v.accuracy != nil || v.meanAveragePrecision != nil
+                if json && validated {
+                    var line = "{\"epoch\": \(v.epoch), \"step\": \(v.step), \"validation\": true, \"train_loss\": \(jsonNumber(v.trainLoss))"
+                    if let a = v.accuracy { line += ", \"val_accuracy\": \(jsonNumber(a))" }
+                    if let m = v.meanAveragePrecision { line += ", \"val_map\": \(jsonNumber(m))" }
+                    Terminal.write(to: FileHandle.standardOutput, line + ", \"best\": \(v.isBest)}\n")
+                } else if !json && !quiet {
+                    var line = String(format: "epoch %\(String(total.epochs).count)d/%d  train loss %.4f", v.epoch, total.epochs, v.trainLoss)
+                    if let a = v.accuracy { line += String(format: "  eval acc %5.1f%%", 100 * a) }
+                    if let m = v.meanAveragePrecision { line += String(format: "  eval mAP %5.1f%%", 100 * m) }
+                    if v.isBest && validated { line += "  *" }
+                    say(line)
+                }
+            case .resumed(let step): if !quiet { say("resumed from the checkpoint after step \(step)") }
+            case .stoppedEarly(let e): if !quiet { say("stopped early after epoch \(e)") }
+            case .warning(let w): if !quiet { Terminal.warn(w) }
+            case .decoding, .checkpoint: break
+            }
+        }
+        bar.bar?.finish()
+        if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch \(result.report.savedEpoch)); use it with: ced tag --model \(output) FILE") }
+    }
+}
+
+extension DistillationOptions.LabelType: ExpressibleByArgument {}
