@@ -200,7 +200,7 @@ public struct DistillationJob {
         let trainSeed = options.seed, fresh = options.noConsistency
         let draw: (Int, Int) -> CedAugmentation.Draw = { s, epoch in
             let stored = contents.seeds[s * epochsStored + epoch % epochsStored]
-            return augmentation.draw(seed: fresh ? TrainingNoise.key(TrainingNoise.key(trainSeed ^ stored, 0x4652_4553_48), UInt64(epoch)) : stored)
+            return augmentation.draw(seed: fresh ? TrainingNoise.key(TrainingNoise.key(trainSeed ^ UInt64(stored), 0x4652_4553_48), UInt64(epoch)) : UInt64(stored))
         }
 
         // Evaluation files.

@@ -208,14 +208,15 @@ public struct LogitExtractionJob {
         let workers = max(1, o.jobs ?? ProcessInfo.processInfo.activeProcessorCount)
         events?(.progress(done: next, total: mine.count))
         // Blocks of files: each written as soon as it is done.
-        let blockFiles = max(1, min(64, 4 * workers))
+        // (at least four blocks per shard, so a kill loses little)
+        let blockFiles = max(1, min(64, 4 * workers, (mine.count + 3) / 4))
         var position = next
         while position < mine.count {
             let end = min(mine.count, position + blockFiles)
             let block = Array(mine[position..<end])
             final class Results: @unchecked Sendable {
                 let lock = NSLock()
-                var items: [[ (LogitStore.Item, [UInt64], [UInt16], [UInt16]) ]?]
+                var items: [[ (LogitStore.Item, [UInt32], [UInt16], [UInt16]) ]?]
                 var error: Error?
                 var bytes = 0
                 init(_ n: Int) { items = .init(repeating: nil, count: n) }
@@ -229,7 +230,7 @@ public struct LogitExtractionJob {
                     let size = (try? fm.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
                     let wave = try Waveform(contentsOf: url, sampleRate: sr).samples
                     guard !wave.isEmpty else { throw DistillationError(.input, file: url.path, reason: "holds no audio samples") }
-                    var out: [(LogitStore.Item, [UInt64], [UInt16], [UInt16])] = []
+                    var out: [(LogitStore.Item, [UInt32], [UInt16], [UInt16])] = []
                     for (s, e) in Self.chunks(samples: wave.count, chunk: chunk, minimum: sr / 10) {
                         let piece = Array(wave[s..<e])
                         let seeds = (0..<epochs).map { LogitStore.viewSeed(seed, path: rel, start: s, epoch: $0) }
@@ -293,9 +294,9 @@ public struct LogitExtractionJob {
     /// its log-mel, the masks, then the mean over teachers of their probabilities (sigmoid
     /// of the logits for `logit` pooling).
     public static func ensemble(_ models: [CedForAudioClassification], extractor: CedFeatureExtractor, samples: [Float],
-                                seeds: [UInt64], augmentation: CedAugmentation) throws -> [[Float]] {
+                                seeds: [UInt32], augmentation: CedAugmentation) throws -> [[Float]] {
         let mels: [Tensor] = try seeds.map { seed in
-            let d = augmentation.draw(seed: seed)
+            let d = augmentation.draw(seed: UInt64(seed))
             var mel = try extractor(CedAugmentation.shifted(samples, draw: d))
             augmentation.mask(&mel, draw: d)
             return mel

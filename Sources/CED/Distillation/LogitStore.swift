@@ -13,14 +13,14 @@ import Foundation
 ///
 /// A shard file holds, for its `m` items and the store's `E` epochs and top `K`:
 /// `values` F16 `[m, E, K]` (the ensemble's probabilities, descending), `indices` U16
-/// `[m, E, K]` (their classes), `seeds` U64 `[m, E]` (each view's augmentation seed), and
+/// `[m, E, K]` (their classes), `seeds` U32 `[m, E]` (each view's augmentation seed), and
 /// in its `__metadata__`: `items` (a JSON array of `[path, sha256, start, end]`: the path
 /// relative to the data root, the file's SHA-256, the chunk's first and end sample at the
 /// store's sampling rate), `audio_bytes` (the size of its audio files) and `shard` (`i/n`).
 /// Shard i holds the files (sorted by relative path) whose position is i modulo n, each
 /// file's chunks in order. Item order over the whole store: by path, then start.
 ///
-/// The seed of item (path, start) in epoch e is `key(key(key(seed, fnv1a64(path)), start), e)`
+/// The seed of item (path, start) in epoch e is the low 32 bits of `key(key(key(seed, fnv1a64(path)), start), e)`
 /// with `key(p, x) = mix(p ⊕ mix(x))` and `mix` SplitMix64's finaliser (`x + 0x9E3779B97F4A7C15`,
 /// then the two multiply–xorshift rounds); `CedAugmentation.draw(seed:)` turns it into the
 /// view's shift and masks (xoshiro256** seeded through SplitMix64, in the documented order).
@@ -102,8 +102,8 @@ public struct LogitStore: Sendable {
     }
 
     public static let generatorDescription =
-        "seed(path, start, epoch) = key(key(key(seed, fnv1a64(path)), start), epoch), key(p, x) = splitmix64(p ^ splitmix64(x)); "
-        + "draws from xoshiro256** (seeded through splitmix64): shift applied if u0 < shift_p, fraction (2·u1 − 1)·shift, "
+        "seed(path, start, epoch) = low 32 bits of key(key(key(seed, fnv1a64(path)), start), epoch), key(p, x) = splitmix64(p ^ splitmix64(x)); "
+        + "draws from xoshiro256** (seeded through splitmix64 with the 32-bit seed): shift applied if u0 < shift_p, fraction (2·u1 − 1)·shift, "
         + "time mask width u2·time_mask at u3·(frames − width), frequency mask width u4·freq_mask at u5·(bins − width)"
 
     public let directory: URL
@@ -143,7 +143,7 @@ public struct LogitStore: Sendable {
     /// A shard file's content.
     struct ShardContent {
         var items: [Item]
-        var seeds: [UInt64]
+        var seeds: [UInt32]
         var indices: [UInt16]
         var values: [UInt16]
         var audioBytes: Int
@@ -161,7 +161,7 @@ public struct LogitStore: Sendable {
             return Item(path: p, sha256: h, start: s, end: e)
         }
         let m = items.count
-        let content = ShardContent(items: items, seeds: try f.values("seeds", "U64", as: UInt64.self),
+        let content = ShardContent(items: items, seeds: try f.values("seeds", "U32", as: UInt32.self),
                                    indices: try f.values("indices", "U16", as: UInt16.self),
                                    values: try f.values("values", "F16", as: UInt16.self),
                                    audioBytes: Int(f.metadata["audio_bytes"] ?? "0") ?? 0)
@@ -175,7 +175,7 @@ public struct LogitStore: Sendable {
         let m = c.items.count
         let itemsJSON = "[" + c.items.map { "[\(RawSafeTensors.jsonString($0.path)),\"\($0.sha256)\",\($0.start),\($0.end)]" }.joined(separator: ",") + "]"
         try RawSafeTensors.write([
-            "seeds": RawSafeTensors.entry(c.seeds, dtype: "U64", shape: [m, epochs]),
+            "seeds": RawSafeTensors.entry(c.seeds, dtype: "U32", shape: [m, epochs]),
             "indices": RawSafeTensors.entry(c.indices, dtype: "U16", shape: [m, epochs, topk]),
             "values": RawSafeTensors.entry(c.values, dtype: "F16", shape: [m, epochs, topk]),
         ], metadata: ["format": "\(formatName) \(formatVersion)", "items": itemsJSON, "audio_bytes": String(c.audioBytes), "shard": shard], to: url)
@@ -185,7 +185,7 @@ public struct LogitStore: Sendable {
     public struct Contents: Sendable {
         public var items: [Item]
         /// `[items, epochs]`
-        public var seeds: [UInt64]
+        public var seeds: [UInt32]
         /// `[items, epochs, topk]`
         public var indices: [UInt16]
         /// `[items, epochs, topk]`, float16 bit patterns.
@@ -311,8 +311,8 @@ public struct LogitStore: Sendable {
     }
 
     /// The seed of an item's view in an epoch (see the type's documentation).
-    public static func viewSeed(_ seed: UInt64, path: String, start: Int, epoch: Int) -> UInt64 {
-        TrainingNoise.key(TrainingNoise.key(TrainingNoise.key(seed, fnv1a64(path)), UInt64(start)), UInt64(epoch))
+    public static func viewSeed(_ seed: UInt64, path: String, start: Int, epoch: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: TrainingNoise.key(TrainingNoise.key(TrainingNoise.key(seed, fnv1a64(path)), UInt64(start)), UInt64(epoch)))
     }
 
     static func fnv1a64(_ s: String) -> UInt64 {
