@@ -114,6 +114,8 @@ public struct CaptureDevice: Sendable, Equatable, CustomStringConvertible {
 /// it was cut, not ended.
 public final class AudioStreamReader {
     private let reader: AudioFileReader
+    /// The ffmpeg capturing a device, when there is one.
+    private let capture: FFmpeg.Decode?
     private var warningsSeen = 0
     private var cutError: AudioError?
     private var framesDelivered = 0
@@ -157,6 +159,7 @@ public final class AudioStreamReader {
 
     private init(_ r: ByteReader, name: String, raw: RawPCMFormat?, ffmpeg: FFmpeg.Decode?, blockSeconds: Double) throws {
         reader = try AudioFileReader(stream: r, name: name, raw: raw, ffmpeg: ffmpeg, blockSeconds: blockSeconds)
+        capture = ffmpeg
         warningsSeen = reader.warnings.count
     }
 
@@ -184,6 +187,13 @@ public final class AudioStreamReader {
                               reason: "the stream was cut inside a sample frame after \(framesDelivered) frames: \(w.message.replacingOccurrences(of: ", which is ignored", with: ""))")
         }
         return nil
+    }
+
+    /// Asks a capturing ffmpeg to stop (safe from any thread, e.g. a signal handler, while
+    /// another thread reads): `read()` then returns what was captured and nil. Does nothing
+    /// for other streams.
+    public func stop() {
+        if let p = capture?.process, p.isRunning { p.terminate() }
     }
 
     /// Stops reading (and ffmpeg, when capturing).

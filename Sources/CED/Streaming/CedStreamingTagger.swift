@@ -463,7 +463,13 @@ private final class Pipeline: @unchecked Sendable {
         stats.modelSeconds += modelSeconds
         for r in new {
             if options.whenBehind == .wait {
-                while results.count - resultsHead >= options.maxBufferedResults && !cancelled { cond.wait() }
+                while results.count - resultsHead >= options.maxBufferedResults && !cancelled {
+                    // Hand over what is there before waiting for the consumer to take it
+                    // (resuming a continuation only schedules its task: safe under the lock).
+                    wakeWaiterLocked()?()
+                    cond.broadcast()
+                    cond.wait()
+                }
             } else if results.count - resultsHead >= options.maxBufferedResults {
                 resultsHead += 1
                 stats.droppedWindows += 1
