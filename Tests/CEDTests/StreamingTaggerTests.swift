@@ -4,7 +4,7 @@ import XCTest
 /// The threaded streaming tagger gives exactly the windows and scores of the synchronous file
 /// path, whatever the input rate and block sizes; it drops only when told to; it ends cleanly.
 final class StreamingTaggerTests: XCTestCase {
-    static let recording: EventRecording? = try? EventRecording.make(seconds: 40, seed: 7, gaps: 2...6, differentPairs: false)
+    static let recording: EventRecording? = try? EventRecording.make(seconds: 24, seed: 7, gaps: 2...6, differentPairs: false)
 
     func recording() throws -> EventRecording {
         _ = try Reference.require()
@@ -36,7 +36,7 @@ final class StreamingTaggerTests: XCTestCase {
         // The input at 44.1 kHz: what the stream resamples must equal resampling it whole.
         let x44 = try SincResampler.resample(x16, from: 16000, to: 44100)
         let expected = try reference(tagger, try SincResampler.resample(x44, from: 44100, to: 16000), try tagger.windowing(window: 2, hop: 0.5))
-        XCTAssertEqual(expected.count, 77)   // (40 − 2) / 0.5 + 1 regular windows
+        XCTAssertEqual(expected.count, 45)   // (24 − 2) / 0.5 + 1 regular windows
         let stream = try CedStreamingTagger(tagger: tagger, inputSampleRate: 44100,
                                             options: .init(window: 2, hop: 0.5, whenBehind: .wait, maxBufferedResults: 3))
         var rng = TrainingRandom(seed: 3)
@@ -98,7 +98,7 @@ final class StreamingTaggerTests: XCTestCase {
         let x = try recording().samples
         let w = try tagger.windowing(window: 2, hop: 0.5)
         let expected = try reference(tagger, x, w)
-        // All 40 s at once: the worker featurises 77 windows in one go, keeps the newest 2.
+        // All 24 s at once: the worker featurises 45 windows in one go, keeps the newest 2.
         let stream = try CedStreamingTagger(tagger: tagger, inputSampleRate: 16000,
                                             options: .init(window: 2, hop: 0.5, whenBehind: .dropWindows, maxQueuedWindows: 2,
                                                            maxPendingSeconds: 60))

@@ -31,10 +31,10 @@ final class StreamingWindowTests: XCTestCase {
         for config in [CedFeatureExtractorConfig(), odd] {
             let extractor = try CedFeatureExtractor(config: config)
             // (window, hop): overlapping, touching, gaps between windows, the longest window.
-            for (window, hop) in [(2.0, 0.5), (1.0, 1.0), (0.5, 0.7), (0.3, 0.1)] {
+            for (window, hop) in config.nFft == 512 ? [(2.0, 0.5), (1.0, 1.0), (0.5, 0.7), (0.3, 0.1)] : [(1.0, 0.25), (0.5, 0.7)] {
                 let windowing = try CedWindowing(window: window, hop: hop, featureExtractor: config, model: model)
                 // Shorter than a window, exactly a window, a tail window, a long stream.
-                for n in [700, windowing.windowSamples, windowing.windowSamples + 4321, 5 * 16000 + 77] {
+                for n in [700, windowing.windowSamples, windowing.windowSamples + 4321, 3 * 16000 + 77] {
                     let x = signal(n, seed: UInt64(n))
                     let stream = try CedWindowFeatureStream(windowing: windowing, featureExtractor: extractor)
                     let got = try windows(stream, x, blocks: &rng, maxBlock: 9000)
