@@ -60,16 +60,23 @@ final class EventCLITests: XCTestCase {
 
     static let rules = ["--window", "2", "--hop", "0.5", "--threshold", "0.7", "--merge-gap", "0.5", "--min-duration", "0.5"]
 
+    /// The recording's samples as its WAV file reads back, and the library's events (made once).
+    nonisolated(unsafe) static var cached: (samples: [Float], events: [CedEvent])?
+
     /// A 36 s recording as a WAV file, and the events the library finds in it.
     func recording() throws -> (path: String, samples: [Float], events: [CedEvent]) {
-        let rec = try EventRecording.make(seconds: 36, seed: 5, gaps: 2...6, differentPairs: false)
-        let url = tmp.appendingPathComponent("rec.wav")
-        try EventRecording.wav(rec.samples).write(to: url)
-        let x = EventRecording.quantized(rec.samples)
-        let tagger = try CedAudioTagger.fromPretrained(try teacher())
-        let options = try CedEventOptions(classCount: 4, threshold: 0.7, minDuration: 0.5, mergeGap: 0.5)
-        let events = try tagger.events(in: x, windowing: try tagger.windowing(window: 2, hop: 0.5), events: options).events
+        let model = try teacher()
+        if Self.cached == nil {
+            let rec = try EventRecording.make(seconds: 36, seed: 5, gaps: 2...6, differentPairs: false)
+            let x = EventRecording.quantized(rec.samples)
+            let tagger = try CedAudioTagger.fromPretrained(model)
+            let options = try CedEventOptions(classCount: 4, threshold: 0.7, minDuration: 0.5, mergeGap: 0.5)
+            Self.cached = (x, try tagger.events(in: x, windowing: try tagger.windowing(window: 2, hop: 0.5), events: options).events)
+        }
+        let (x, events) = Self.cached!
         XCTAssertGreaterThanOrEqual(events.count, 4)
+        let url = tmp.appendingPathComponent("rec.wav")
+        try EventRecording.wav(x).write(to: url)
         return (url.path, x, events)
     }
 
