@@ -16,11 +16,14 @@ struct CedCommand: ParsableCommand {
               ced tag recording.wav
               ced tag --model mispeech/ced-base --top-k 10 --format json clips/
               ced tag --window 10 field-recording.flac
+              ced tag --events --threshold 0.7 --format audacity field-recording.flac > labels.txt
+              ced listen --input default
               ced embed --output embeddings.npy clips/
               ced info mispeech/ced-tiny
             """,
         version: cedVersion,
-        subcommands: [Tag.self, Embed.self, Info.self, Download.self, TrainHead.self, Finetune.self, Distill.self, Bench.self, BenchTrain.self])
+        subcommands: [Tag.self, Listen.self, Embed.self, Info.self, Download.self, TrainHead.self, Finetune.self, Distill.self,
+                      Bench.self, BenchTrain.self])
 
     /// Runs a command with the tool's exit codes: 0 success, 1 when something failed
     /// (some files, a model that cannot be loaded), 2 for usage errors.

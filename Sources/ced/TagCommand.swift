@@ -21,6 +21,8 @@ enum TopK: ExpressibleByArgument, Equatable {
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json, jsonl, csv
+    /// Event formats (`--events`): an Audacity label track, a Raven selection table.
+    case audacity, raven
 }
 
 struct Tag: ParsableCommand {
@@ -39,6 +41,19 @@ struct Tag: ParsableCommand {
               ced tag --threshold 0.3 --format csv recordings/ > tags.csv
               ced tag --window 10 --hop 5 --format jsonl field-recording.flac
               curl -s https://example.org/clip.mp3 | ced tag -
+
+            With --events, each file is scored in windows of --window seconds (default 2) \
+            every --hop seconds (default a quarter of the window) and the scores become \
+            events, one per occurrence, with onset, offset, label, peak and mean score. A \
+            window score of at least --threshold (default 0.5; per class with --thresholds) \
+            starts an event, which lasts while scores stay at or above --release (default: \
+            the threshold); events of one class closer than --merge-gap seconds are merged, \
+            events shorter than --min-duration are dropped. Formats: json (default off a \
+            terminal), jsonl, csv, table, audacity (label track) and raven (selection table); \
+            --output-dir writes one file per input. `ced listen` does the same on live input.
+
+              ced tag --events --window 2 --hop 0.5 --threshold 0.7 --merge-gap 0.5 --min-duration 0.5 rec.wav
+              ced tag --events --thresholds birds.csv --format raven --output-dir tables/ recordings/
             """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -49,17 +64,38 @@ struct Tag: ParsableCommand {
     @Option(name: .customLong("top-k"), help: ArgumentHelp("Classes to report per file (or per segment): a number or 'all'.", valueName: "n|all"))
     var topK: TopK = .count(5)
 
-    @Option(help: ArgumentHelp("Report only classes scoring at least this.", valueName: "p"))
+    @Option(help: ArgumentHelp("Report only classes scoring at least this (with --events: a window score that starts an event, default 0.5).", valueName: "p"))
     var threshold: Float?
 
-    @Option(help: ArgumentHelp("Output format: table, json, jsonl or csv (default: table on a terminal, json otherwise).", valueName: "format"))
+    @Option(help: ArgumentHelp("Output format: table, json, jsonl or csv (default: table on a terminal, json otherwise); with --events also audacity or raven.", valueName: "format"))
     var format: OutputFormat?
 
-    @Option(help: ArgumentHelp("Also tag consecutive windows of this many seconds: a timeline of segments per file.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Also tag consecutive windows of this many seconds: a timeline of segments per file (with --events: the window the events are found with, default 2).", valueName: "seconds"))
     var window: Double?
 
-    @Option(help: ArgumentHelp("Step between window starts (default: the window length).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Step between window starts (default: the window length; with --events a quarter of it).", valueName: "seconds"))
     var hop: Double?
+
+    @Flag(help: "Report sound events (label, onset, offset, peak and mean score) instead of clip tags.")
+    var events = false
+
+    @Option(help: ArgumentHelp("Per-class thresholds for --events: a CSV of label,threshold[,release] (classes not listed use --threshold if given, else are not reported).", valueName: "csv"))
+    var thresholds: String?
+
+    @Option(help: ArgumentHelp("With --events: an event lasts while window scores stay at or above this (hysteresis; default: the threshold).", valueName: "p"))
+    var release: Float?
+
+    @Option(name: .customLong("min-duration"), help: ArgumentHelp("With --events: drop events shorter than this (default 0).", valueName: "seconds"))
+    var minDuration: Double?
+
+    @Option(name: .customLong("merge-gap"), help: ArgumentHelp("With --events: merge events of one class separated by less than this (default 0).", valueName: "seconds"))
+    var mergeGap: Double?
+
+    @Option(help: ArgumentHelp("With --events: how much of a window a sound fills when the window's score rises, which places onsets and offsets (0.5: window midpoints; default 0.25).", valueName: "fraction"))
+    var fill: Double?
+
+    @Option(name: .customLong("output-dir"), help: ArgumentHelp("With --events: write each input's events to its own file here (needed for audacity and raven with several inputs).", valueName: "dir"))
+    var outputDir: String?
 
     @Option(help: ArgumentHelp("How clips longer than the model's 10 s window are combined: hf (tokens of all chunks pooled once, Hugging Face) or original (per-chunk predictions averaged, the authors' repository).", valueName: "hf|original"))
     var chunking: CedChunking = .hf
@@ -75,8 +111,15 @@ struct Tag: ParsableCommand {
         if let t = threshold, !t.isFinite { throw ValidationError("--threshold must be a number") }
         if let w = window, !(w > 0 && w.isFinite) { throw ValidationError("--window must be a positive number of seconds") }
         if let h = hop {
-            guard window != nil else { throw ValidationError("--hop needs --window") }
+            guard window != nil || events else { throw ValidationError("--hop needs --window") }
             if !(h > 0 && h.isFinite) { throw ValidationError("--hop must be a positive number of seconds") }
+        }
+        if !events {
+            let eventOnly: [(String, Bool)] = [("--thresholds", thresholds != nil), ("--release", release != nil),
+                                               ("--min-duration", minDuration != nil), ("--merge-gap", mergeGap != nil),
+                                               ("--fill", fill != nil), ("--output-dir", outputDir != nil)]
+            if let (name, _) = eventOnly.first(where: { $0.1 }) { throw ValidationError("\(name) needs --events") }
+            if format == .audacity || format == .raven { throw ValidationError("--format \(format!.rawValue) needs --events") }
         }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be given once") }
@@ -97,6 +140,7 @@ struct Tag: ParsableCommand {
     }
 
     func run() throws {
+        if events { return try runEvents() }
         let (files, missing) = expandInputs(paths)
         let tagger = try modelOptions.tagger(quiet: quiet)
         let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
@@ -168,6 +212,61 @@ struct Tag: ParsableCommand {
     }
 }
 
+extension Tag {
+    /// `--events`: each file through the windowed scorer and the event detector (the same
+    /// code as `ced listen`), streamed block by block.
+    func runEvents() throws {
+        let (files, missing) = expandInputs(paths)
+        let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
+        if (format == .audacity || format == .raven) && outputDir == nil && files.count + missing.count > 1 {
+            throw ValidationError("--format \(format.rawValue) writes one table per recording: give --output-dir for \(files.count + missing.count) inputs")
+        }
+        let tagger = try modelOptions.tagger(quiet: quiet)
+        let windowSeconds = window ?? 2
+        let windowing: CedWindowing
+        do {
+            windowing = try tagger.windowing(window: windowSeconds, hop: hop ?? windowSeconds / 4)
+        } catch let e as StreamingError {
+            throw ValidationError("--window/--hop: \(e.reason)")
+        }
+        let options = try eventOptions(config: tagger.config, threshold: threshold, thresholdsFile: thresholds, release: release,
+                                       minDuration: minDuration ?? 0, mergeGap: mergeGap ?? 0, fill: fill ?? 0.25, ongoing: false)
+        let writer = EventWriter(format: format, model: modelOptions.model, config: tagger.config,
+                                 featureExtractor: tagger.featureExtractor, files: files.map(\.name), outputDir: outputDir)
+        var failed = 0
+        for (name, reason) in missing {
+            Terminal.error("\(name): \(reason)")
+            failed += 1
+        }
+        let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)
+        writer.begin()
+        runOrdered(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i -> Result<CedEventDetection, Error> in
+            Result { try tagger.events(contentsOf: URL(fileURLWithPath: files[i].path), windowing: windowing, events: options) }
+        } consume: { i, result in
+            do {
+                let d = try result.get()
+                if !quiet { for w in d.warnings { Terminal.warn(w.description) } }
+                if let path = try writer.write(name: files[i].name, detection: d), !quiet && !Terminal.stderrIsTTY {
+                    Terminal.write(to: .standardError, "\(files[i].name): \(d.events.count) events → \(path)\n")
+                }
+                progress.step(failed: false)
+            } catch {
+                writer.output.flush()
+                Terminal.error("\(files[i].name): \(describe(error))")
+                failed += 1
+                progress.step(failed: true)
+            }
+        }
+        writer.end()
+        if failed > 0 {
+            if files.count + missing.count > 1 && !quiet {
+                Terminal.write(to: .standardError, "\(failed) of \(files.count + missing.count) files failed\n")
+            }
+            throw ExitCode(1)
+        }
+    }
+}
+
 /// An error's message without the type name noise.
 func describe(_ error: Error) -> String {
     if let e = error as? LocalizedError, let d = e.errorDescription { return d }
@@ -202,7 +301,7 @@ final class ResultWriter {
             if windowed { header += "  " + lpad("START", 8) + "  " + lpad("END", 8) }
             header += "  " + lpad("RANK", 4) + "  " + pad("LABEL", labelWidth) + "  " + lpad("SCORE", 6)
             output.write(header + "\n")
-        case .jsonl: break
+        case .jsonl, .audacity, .raven: break  // the event formats are validated away without --events
         }
         output.flush()
     }
@@ -240,6 +339,8 @@ final class ResultWriter {
                     output.write(pad(rank == 0 ? name : "", fileWidth) + "  " + row(rank, p))
                 }
             }
+        case .audacity, .raven:
+            break  // validated away without --events
         }
         count += 1
         output.flush()

@@ -161,6 +161,58 @@ public final class AudioFileReader {
         blockFrames = max(1, min(options.blockFrames, (4 << 20) / blockAlign))
     }
 
+    /// Reads a stream that is not a regular file (standard input, a pipe, ffmpeg capturing a
+    /// device): a WAV header first (its data size may be 0 or 0xFFFFFFFF, "until the end"),
+    /// or raw PCM in `raw`'s format. Blocks hold about `blockSeconds` of audio, so a live
+    /// stream is delivered as it arrives.
+    init(stream r: ByteReader, name: String, raw: RawPCMFormat?, ffmpeg decode: FFmpeg.Decode?, blockSeconds: Double) throws {
+        let h: WAVHeader
+        if let raw {
+            h = WAVHeader(container: "raw", encoding: raw.sampleFormat.encoding, channels: raw.channels,
+                          sampleRate: raw.sampleRate, blockAlign: raw.channels * raw.sampleFormat.encoding.byteWidth,
+                          dataOffset: 0, dataBytes: nil, declaredDataBytes: nil, warnings: [])
+        } else {
+            do {
+                let m = try r.read(12)
+                guard WAVParser.isWAVMagic(m) else {
+                    if decode != nil { throw AudioError(file: name, kind: .ffmpegFailed, reason: "ffmpeg produced no audio") }
+                    if m.isEmpty {
+                        throw AudioError(file: name, kind: .empty, reason: "the stream ended before a WAV header arrived (0 bytes)")
+                    }
+                    let bytes = m.prefix(4).map { String(format: "%02X", $0) }.joined(separator: " ")
+                    throw AudioError(file: name, kind: .malformed,
+                                     reason: m.count < 12 && (m.starts(with: Array("RIFF".utf8)) || m.starts(with: Array("RF64".utf8)))
+                                        ? "the stream ends inside the RIFF header (\(m.count) bytes)"
+                                        : "the stream does not start with a RIFF/WAVE header (its first bytes are \(bytes)); a stream must be WAV (header first) or be read as raw PCM of a given format",
+                                     offset: 0)
+                }
+                h = try WAVParser.parse(r, magic: m)
+            } catch let c as UnsupportedWAVCodec {
+                decode?.cancel()
+                throw AudioError(file: name, kind: .unsupported, reason: "\(c.description) cannot be streamed; send PCM or IEEE float WAV")
+            } catch {
+                guard let decode else { throw error }
+                try? decode.stdout.fileHandleForReading.close()
+                let (status, messages) = decode.wait()
+                let detail = messages.isEmpty ? "\(error)" : messages
+                throw AudioError(file: name, kind: .ffmpegFailed, reason: "ffmpeg failed (exit status \(status)): \(detail)")
+            }
+        }
+        reader = r
+        ffmpeg = decode
+        encoding = h.encoding
+        channels = h.channels
+        blockAlign = h.blockAlign
+        remainingBytes = h.dataBytes
+        dataOffset = h.dataOffset
+        warnings = h.warnings
+        info = AudioFileInfo(path: name, decoder: decode == nil ? .wav : .ffmpeg, format: h.container, encoding: h.encoding,
+                             sampleRate: h.sampleRate, channels: h.channels,
+                             frameCount: h.dataBytes.map { Int($0 / Int64(h.blockAlign)) })
+        let frames = max(16, Int(Double(h.sampleRate) * max(0.001, blockSeconds)))
+        self.blockFrames = max(1, min(frames, (4 << 20) / h.blockAlign))
+    }
+
     deinit { close() }
 
     /// Stops decoding and releases the file (and ffmpeg). Called automatically on deinit.

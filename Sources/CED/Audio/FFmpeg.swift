@@ -73,18 +73,21 @@ enum FFmpeg {
         let executable: String
         private var ended = false
 
-        init(executable: String, file: String) throws {
+        convenience init(executable: String, file: String) throws {
+            let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
+            try self.init(executable: executable, name: file,
+                          input: ["-i", "file:" + absolute, "-map", "0:a:0", "-vn", "-sn", "-dn"], output: [])
+        }
+
+        /// ffmpeg with these input arguments (and extra output options), writing float32 WAV
+        /// to its stdout. `name` is what messages call the input.
+        init(executable: String, name file: String, input: [String], output: [String]) throws {
             self.executable = executable
             self.file = file
-            let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
             process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = [
-                "-nostdin", "-hide_banner", "-loglevel", "error",
-                "-i", "file:" + absolute,
-                "-map", "0:a:0", "-vn", "-sn", "-dn",
-                "-c:a", "pcm_f32le", "-f", "wav", "-",
-            ]
+            process.arguments = ["-nostdin", "-hide_banner", "-loglevel", "error"] + input + output
+                + ["-c:a", "pcm_f32le", "-f", "wav", "-"]
             stdout = Pipe()
             // stderr goes to a file so a chatty ffmpeg can never block on a full pipe.
             stderrURL = FileManager.default.temporaryDirectory

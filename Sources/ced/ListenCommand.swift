@@ -1,0 +1,428 @@
+import ArgumentParser
+import CED
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension RawPCMFormat.SampleFormat: ExpressibleByArgument {}
+extension CedStreamingTagger.Backpressure: ExpressibleByArgument {}
+
+/// `ced listen`: live tagging of a capture device or of audio arriving on stdin, events
+/// printed as they end.
+struct Listen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Listen to live audio (a capture device or standard input) and report sound events as they happen.",
+        discussion: """
+            Audio comes from a capture device through ffmpeg (--input DEVICE: ALSA or \
+            PulseAudio on Linux, AVFoundation on macOS; `alsa:hw:1,0`, `pulse:default`, \
+            `avfoundation:0`; plain `default` picks the platform's usual backend), or from \
+            standard input (-): a WAV stream, header first, or raw PCM with --raw --rate R \
+            --channels C --sample-format s16le|f32le. Any sample rate is resampled to 16 kHz.
+
+            The audio is scored in windows of --window seconds every --hop seconds and the \
+            scores become events exactly as in `ced tag --events` (the same options; a file \
+            and the same audio streamed give the same events). Each event is printed when it \
+            has ended: as a JSON line (--format jsonl, the default off a terminal) \
+            {"label", "index", "start", "end", "score", "mean_score"} with times in seconds \
+            from the start of the stream, or as a row of a live table on a terminal. \
+            --ongoing adds {"ongoing": true, "id": N, ...} lines while an event lasts; \
+            --windows adds every window's top classes.
+
+            When the model cannot keep up with a live device, windows are dropped and \
+            counted (--when-behind drop, the default for --input); standard input is read \
+            no faster than the model scores it (--when-behind wait, the default for -), so \
+            a file piped in gives every window. Ctrl-C or the end of the input flushes the \
+            open events and exits 0; unreadable input exits 1.
+
+            Examples:
+              ced listen --input default
+              ced listen --model mispeech/ced-base --threshold 0.6 --merge-gap 1 --input pulse:default
+              arecord -q -f S16_LE -r 16000 -c 1 -t raw | ced listen --raw --rate 16000 -
+              ffmpeg -loglevel error -i rtsp://camera/stream -f wav - | ced listen --format jsonl -
+              ced listen --list-devices
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Argument(help: ArgumentHelp("- to read audio from standard input (instead of --input).", valueName: "-"))
+    var source: String?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Capture device, [backend:]name (alsa, pulse, avfoundation; lavfi for test signals).", valueName: "device"))
+    var input: String?
+
+    @Flag(help: "Standard input is raw PCM (no header): give --rate, --channels and --sample-format.")
+    var raw = false
+
+    @Option(help: ArgumentHelp("Sample rate of raw input.", valueName: "hz"))
+    var rate: Int?
+
+    @Option(help: ArgumentHelp("Channels of raw input (interleaved).", valueName: "n"))
+    var channels: Int = 1
+
+    @Option(name: .customLong("sample-format"), help: ArgumentHelp("Sample format of raw input: s16le, s24le, s32le, f32le, f64le or u8.", valueName: "format"))
+    var sampleFormat: RawPCMFormat.SampleFormat = .s16le
+
+    @Option(help: ArgumentHelp("A window score of at least this starts an event (default 0.5).", valueName: "p"))
+    var threshold: Float?
+
+    @Option(help: ArgumentHelp("Per-class thresholds: a CSV of label,threshold[,release] (classes not listed use --threshold if given, else are not reported).", valueName: "csv"))
+    var thresholds: String?
+
+    @Option(help: ArgumentHelp("An event lasts while window scores stay at or above this (hysteresis; default: the threshold).", valueName: "p"))
+    var release: Float?
+
+    @Option(name: .customLong("min-duration"), help: ArgumentHelp("Drop events shorter than this.", valueName: "seconds"))
+    var minDuration: Double = 0
+
+    @Option(name: .customLong("merge-gap"), help: ArgumentHelp("Merge events of one class separated by less than this.", valueName: "seconds"))
+    var mergeGap: Double = 0
+
+    @Option(help: ArgumentHelp("How much of a window a sound fills when the window's score rises, which places onsets and offsets (0.5: window midpoints).", valueName: "fraction"))
+    var fill: Double = 0.25
+
+    @Option(help: ArgumentHelp("Window length.", valueName: "seconds"))
+    var window: Double = 2
+
+    @Option(help: ArgumentHelp("Step between windows (default: a quarter of the window).", valueName: "seconds"))
+    var hop: Double?
+
+    @Option(help: ArgumentHelp("Output: jsonl or table (default: table on a terminal, jsonl otherwise).", valueName: "format"))
+    var format: ListenFormat?
+
+    @Flag(help: "Also report events while they last ({\"ongoing\": true, \"id\": N, ...} lines).")
+    var ongoing = false
+
+    @Flag(help: "Also print every window's top classes ({\"window\": N, \"start\", \"end\", \"labels\"} lines; jsonl only).")
+    var windows = false
+
+    @Option(name: .customLong("when-behind"), help: ArgumentHelp("When the model cannot keep up: drop windows (and count them) or wait for it (default: drop for --input, wait for -).", valueName: "drop|wait"))
+    var whenBehind: CedStreamingTagger.Backpressure?
+
+    @Option(help: ArgumentHelp("Stop after this many seconds of audio.", valueName: "seconds"))
+    var duration: Double?
+
+    @Flag(name: .customLong("wall-clock"), help: "Add the wall-clock times of onset and offset (\"wall_start\", \"wall_end\", ISO 8601), counted from when the first audio arrived.")
+    var wallClock = false
+
+    @Flag(name: .customLong("list-devices"), help: "List the capture devices ffmpeg sees, then exit.")
+    var listDevices = false
+
+    @Flag(name: .shortAndLong, help: "No status or summary on stderr (errors are still reported).")
+    var quiet = false
+
+    enum ListenFormat: String, ExpressibleByArgument, CaseIterable { case jsonl, table }
+
+    func validate() throws {
+        if listDevices { return }
+        if let s = source, s != "-" { throw ValidationError("the only argument is - (standard input); give a device with --input") }
+        if (source == nil) == (input == nil) { throw ValidationError("give either --input DEVICE or - (standard input)") }
+        if raw {
+            guard source == "-" else { throw ValidationError("--raw describes standard input: give -") }
+            guard rate != nil else { throw ValidationError("--raw needs --rate") }
+        } else if rate != nil {
+            throw ValidationError("--rate describes raw input: add --raw (a WAV stream carries its own rate)")
+        }
+        if let r = rate, !supportedSampleRates.contains(r) {
+            throw ValidationError("--rate \(r) is outside the supported range \(supportedSampleRates.lowerBound)–\(supportedSampleRates.upperBound) Hz")
+        }
+        if !(1...1024).contains(channels) { throw ValidationError("--channels must be between 1 and 1024") }
+        if !(window > 0 && window.isFinite) { throw ValidationError("--window must be a positive number of seconds") }
+        if let h = hop, !(h > 0 && h.isFinite) { throw ValidationError("--hop must be a positive number of seconds") }
+        if let d = duration, !(d > 0 && d.isFinite) { throw ValidationError("--duration must be a positive number of seconds") }
+        if windows && format == .table { throw ValidationError("--windows needs --format jsonl") }
+    }
+
+    func run() throws {
+        if listDevices { return try printDevices() }
+        let tagger = try modelOptions.tagger(quiet: quiet)
+        let options = try eventOptions(config: tagger.config, threshold: threshold, thresholdsFile: thresholds, release: release,
+                                       minDuration: minDuration, mergeGap: mergeGap, fill: fill, ongoing: ongoing)
+        do { _ = try tagger.windowing(window: window, hop: hop ?? window / 4) } catch let e as StreamingError {
+            throw ValidationError("--window/--hop: \(e.reason)")
+        }
+        let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .jsonl)
+
+        // The input.
+        let reader: AudioStreamReader
+        let sourceName: String
+        do {
+            if let input {
+                let device = CaptureDevice(parsing: input)
+                sourceName = device.description
+                reader = try AudioStreamReader(capturing: device)
+            } else {
+                sourceName = "standard input"
+                let rawFormat = try raw ? RawPCMFormat(sampleRate: rate!, channels: channels, sampleFormat: sampleFormat) : nil
+                reader = try AudioStreamReader.standardInput(raw: rawFormat)
+            }
+        } catch let e as AudioError {
+            throw ListenError(streamMessage(e) + (input == nil && !raw && e.reason.contains("does not start with a RIFF/WAVE header") ? " (for raw PCM use --raw --rate R --channels C --sample-format F)" : ""))
+        }
+
+        let stream = try CedStreamingTagger(
+            tagger: tagger, inputSampleRate: reader.sampleRate,
+            options: .init(window: window, hop: hop ?? window / 4, whenBehind: whenBehind ?? (input != nil ? .dropWindows : .wait)))
+        let detector = try CedEventDetector(options: options, config: tagger.config)
+        let session = ListenSession(stream: stream, reader: reader, maxFrames: duration.map { Int($0 * Double(reader.sampleRate)) })
+        session.installSignalHandlers()
+        let printer = EventPrinter(format: format, config: tagger.config, wallClock: wallClock, quiet: quiet)
+        printer.ongoingIDs = ongoing
+        if !quiet && format == .table {
+            Terminal.write(to: .standardError, "Listening to \(sourceName) (\(reader.sampleRate) Hz, \(reader.info.channels) ch) with \(modelOptions.model): window \(stream.windowing.window) s, hop \(stream.windowing.hop) s. Ctrl-C stops.\n")
+        }
+        printer.begin()
+        let wallStart = Date()
+        session.start()
+
+        var eventCount = 0
+        var workerFailure: Error?
+        do {
+            while let r = try stream.next() {
+                if printer.startTime == nil { printer.startTime = session.firstAudio ?? wallStart }
+                if windows {
+                    printer.window(r, labels: tagger.config.predictions(from: r.scores, topK: 5))
+                }
+                let found = try detector.process(r)
+                eventCount += found.filter { !$0.ongoing }.count
+                printer.events(found)
+                printer.status(audioSeconds: r.end, active: detector.activeEvents, dropped: stream.statistics.droppedWindows)
+            }
+        } catch {
+            workerFailure = error  // the events found so far are still flushed
+        }
+        let rest = detector.finish()
+        eventCount += rest.count
+        printer.events(rest)
+        printer.end()
+
+        let stats = stream.statistics
+        let elapsed = Date().timeIntervalSince(wallStart)
+        if !quiet {
+            let audio = Double(reader.frameCount) / Double(reader.sampleRate)
+            var line = String(format: "%.1f s of audio in %.1f s (%.1f× real time): %d windows scored, %d dropped; %d events",
+                              audio, elapsed, elapsed > 0 ? audio / elapsed : 0, stats.windowsScored, stats.droppedWindows, eventCount)
+            if session.interrupted { line += "; stopped by a signal" }
+            Terminal.write(to: .standardError, line + "\n")
+        }
+        if stats.droppedWindows > 0 && !quiet {
+            Terminal.warn("\(stats.droppedWindows) windows were dropped because the model could not keep up (a smaller model, a longer --hop or --precision bf16 help)")
+        }
+        if let e = session.failure ?? workerFailure, !session.interrupted || workerFailure != nil {
+            throw ListenError((e as? AudioError).map(streamMessage) ?? describe(e))
+        }
+    }
+
+    /// "standard input: reason" rather than AudioError's "cannot read audio file standard input: …".
+    func streamMessage(_ e: AudioError) -> String {
+        "\(e.file)\(e.offset.map { " at byte \($0)" } ?? ""): \(e.reason)"
+    }
+
+    func printDevices() throws {
+        guard let ffmpeg = ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":")
+            .map({ String($0) + "/ffmpeg" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw ListenError("listing devices needs ffmpeg on PATH")
+        }
+        #if os(macOS)
+        let runs = [["-hide_banner", "-f", "avfoundation", "-list_devices", "true", "-i", ""]]
+        #else
+        let runs = [["-hide_banner", "-sources", "pulse"], ["-hide_banner", "-sources", "alsa"]]
+        #endif
+        for args in runs {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: ffmpeg)
+            p.arguments = args
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+        }
+        print("Give one as --input backend:device, e.g. --input pulse:default or --input alsa:hw:1,0 (Linux), --input avfoundation:0 (macOS).")
+    }
+}
+
+struct ListenError: Error, LocalizedError {
+    var message: String
+    init(_ m: String) { message = m }
+    var errorDescription: String? { message }
+}
+
+/// The reader thread, the signals and how the input ended.
+final class ListenSession: @unchecked Sendable {
+    let stream: CedStreamingTagger
+    let reader: AudioStreamReader
+    let maxFrames: Int?
+    private let lock = NSLock()
+    private var _failure: Error?
+    private var _interrupted = false
+    private var _firstAudio: Date?
+    private var signalSources: [DispatchSourceSignal] = []
+
+    init(stream: CedStreamingTagger, reader: AudioStreamReader, maxFrames: Int?) {
+        self.stream = stream
+        self.reader = reader
+        self.maxFrames = maxFrames
+    }
+
+    var failure: Error? { lock.lock(); defer { lock.unlock() }; return _failure }
+    var interrupted: Bool { lock.lock(); defer { lock.unlock() }; return _interrupted }
+    var firstAudio: Date? { lock.lock(); defer { lock.unlock() }; return _firstAudio }
+
+    /// Ctrl-C / SIGTERM: the input ends here (open events are flushed); a second one exits at once.
+    func installSignalHandlers() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [self] in
+                lock.lock()
+                let again = _interrupted
+                _interrupted = true
+                lock.unlock()
+                if again { Foundation.exit(130) }
+                reader.stop()
+                stream.finish()
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    func start() {
+        let t = Thread { [self] in self.readLoop() }
+        t.name = "ced.listen.reader"
+        t.start()
+    }
+
+    private func readLoop() {
+        var frames = 0
+        do {
+            while let block = try reader.read() {
+                lock.lock()
+                if _firstAudio == nil { _firstAudio = Date() }
+                let stop = _interrupted
+                lock.unlock()
+                if stop { break }
+                var b = block
+                if let maxFrames, frames + b.count >= maxFrames {
+                    b = Array(b.prefix(maxFrames - frames))
+                    frames = maxFrames
+                    try stream.append(b)
+                    break
+                }
+                frames += b.count
+                try stream.append(b)
+            }
+        } catch let e as StreamingError where e.kind == .inputEnded || e.kind == .cancelled {
+            // Interrupted while appending: the stream is already finishing.
+        } catch {
+            lock.lock(); _failure = error; lock.unlock()
+        }
+        if maxFrames != nil { reader.stop() }
+        stream.finish()
+    }
+}
+
+/// Prints events as JSON lines or as a live table with a status line.
+final class EventPrinter {
+    let format: Listen.ListenFormat
+    let wallClock: Bool
+    let quiet: Bool
+    let labelWidth: Int
+    var startTime: Date?
+    private var statusShown = false
+    private var lastStatus = Date.distantPast
+    private let iso: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
+
+    init(format: Listen.ListenFormat, config: CedConfig, wallClock: Bool, quiet: Bool) {
+        self.format = format
+        self.wallClock = wallClock
+        self.quiet = quiet
+        labelWidth = min(36, max(5, (0..<config.outputdim).map { config.label(for: $0).count }.max() ?? 5))
+    }
+
+    private var interactive: Bool { format == .table && Terminal.stdoutIsTTY }
+
+    func begin() {
+        guard format == .table else { return }
+        var header = padLeft("START", 10) + "  " + padLeft("END", 10) + "  " + padLeft("DUR", 6) + "  " + padRight("LABEL", labelWidth) + "  "
+            + padLeft("PEAK", 5) + "  " + padLeft("MEAN", 5)
+        if wallClock { header += "  WALL CLOCK" }
+        emit(header + "\n")
+    }
+
+    func events(_ events: [CedEvent]) {
+        for e in events {
+            switch format {
+            case .jsonl:
+                var extra = ""
+                if e.ongoing || ongoingIDs { extra += ", \"id\": \(e.id)" }
+                if e.ongoing { extra += ", \"ongoing\": true" }
+                if wallClock, let t0 = startTime {
+                    extra += ", \"wall_start\": \"\(iso.string(from: t0.addingTimeInterval(e.start)))\", \"wall_end\": \"\(iso.string(from: t0.addingTimeInterval(e.end)))\""
+                }
+                emit(jsonEvent(e, extra: extra) + "\n")
+            case .table:
+                guard !e.ongoing else { continue }  // the status line shows what is going on
+                let label = e.label.count <= labelWidth ? e.label : String(e.label.prefix(labelWidth - 1)) + "…"
+                var row = padLeft(clockTime(e.start), 10) + "  " + padLeft(clockTime(e.end), 10) + "  "
+                    + padLeft(String(format: "%.1f", e.duration), 6) + "  " + padRight(label, labelWidth) + "  "
+                    + padLeft(String(format: "%.2f", e.score), 5) + "  " + padLeft(String(format: "%.2f", e.meanScore), 5)
+                if wallClock, let t0 = startTime {
+                    let f = DateFormatter()
+                    f.dateFormat = "HH:mm:ss"
+                    row += "  " + f.string(from: t0.addingTimeInterval(e.start))
+                }
+                emit(row + "\n")
+            }
+        }
+    }
+
+    /// Ongoing updates carry ids; final reports carry them too once updates are on.
+    var ongoingIDs = false
+
+    func window(_ r: CedWindowResult, labels: [CedPrediction]) {
+        let ls = "[" + labels.map { "{\"index\": \($0.index), \"label\": \($0.label.jsonQuoted), \"score\": \(jsonNumber($0.score))}" }
+            .joined(separator: ", ") + "]"
+        emit("{\"window\": \(r.index), \"start\": \(jsonTime(r.start)), \"end\": \(jsonTime(r.end)), \"labels\": \(ls)}\n")
+    }
+
+    /// The live status line under the table (terminal only, at most 10 times a second).
+    func status(audioSeconds: Double, active: [CedEvent], dropped: Int) {
+        guard interactive && !quiet else { return }
+        let now = Date()
+        guard now.timeIntervalSince(lastStatus) >= 0.1 else { return }
+        lastStatus = now
+        var line = "▸ \(clockTime(audioSeconds))  "
+        line += active.isEmpty ? "listening…" : active.map { "\($0.label) \(String(format: "%.2f", $0.score)) since \(clockTime($0.start))" }.joined(separator: " · ")
+        if dropped > 0 { line += "  (\(dropped) windows dropped)" }
+        let width = 120
+        if line.count > width { line = String(line.prefix(width - 1)) + "…" }
+        Terminal.lock.lock(); defer { Terminal.lock.unlock() }
+        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
+        statusShown = true
+    }
+
+    func end() {
+        if statusShown {
+            Terminal.lock.lock()
+            FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+            statusShown = false
+            Terminal.lock.unlock()
+        }
+    }
+
+    /// Writes a line now (events must not wait in a buffer).
+    private func emit(_ text: String) {
+        Terminal.lock.lock(); defer { Terminal.lock.unlock() }
+        if statusShown {
+            FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+            statusShown = false
+        }
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+}
