@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh            full run (about 12 minutes on 2 cores)
 #   scripts/bench.sh --quick    a smoke run with few repetitions (numbers not meaningful)
+#   scripts/bench.sh --train    training speed beside PyTorch (scripts/train_bench.sh)
 #
 # Environment: CED_SHARED_DIR (default ../shared: the reference tiny model and ONNX files),
 # CED_BENCH_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/ced-bench: venv, generated ONNX models
@@ -13,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=20 WARMUP=3 ROUNDS=3 CLIPS=100 REPEAT=2 HOURS=1
+# Training speed beside PyTorch is scripts/train_bench.sh (also: scripts/bench.sh --train).
+if [[ "${1:-}" == "--train" ]]; then shift; exec scripts/train_bench.sh "$@"; fi
 if [[ "${1:-}" == "--quick" ]]; then RUNS=3 WARMUP=1 ROUNDS=1 CLIPS=10 REPEAT=1 HOURS=0.05; shift; fi
 if [[ $# -gt 0 ]]; then echo "usage: scripts/bench.sh [--quick]" >&2; exit 2; fi
 
