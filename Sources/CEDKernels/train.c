@@ -23,6 +23,42 @@ static inline float exp_neg_scalar(double y) {
     return ex * scale;
 }
 
+/// Φ(x) and GELU'(x) at once.
+static inline void gelu_phi_grad_scalar(float x, float *phi_out, float *grad_out) {
+    float t = x < 0 ? -x : x;
+    if (!(t <= CED_GELU_TMAX)) {
+        float v = (x != x) ? x : (x < 0 ? 0.0f : 1.0f);
+        *phi_out = v;
+        *grad_out = v;
+        return;
+    }
+    float g = exp_neg_scalar(-0.5 * (double)t * (double)t);
+    float phi;
+    if (t <= CED_GELU_SPLIT) {
+        float x2 = x * x;
+        float p = ced_gelu_p[6];
+        for (int i = 5; i >= 0; i--) p = p * x2 + ced_gelu_p[i];
+        phi = 0.5f + x * p;
+    } else {
+        float w = 1.0f / (1.0f + 0.5f * t);
+        float s = ced_gelu_s[8];
+        for (int i = 7; i >= 0; i--) s = s * w + ced_gelu_s[i];
+        float lower = g * s;
+        phi = x < 0 ? lower : 1.0f - lower;
+    }
+    *phi_out = phi;
+    *grad_out = phi + x * g * CED_INV_SQRT_2PI;
+}
+
+static void gelu_and_grad_portable(const float *h, float *y, float *gp, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float phi, grad;
+        gelu_phi_grad_scalar(h[i], &phi, &grad);
+        y[i] = h[i] * phi;
+        gp[i] = grad;
+    }
+}
+
 static inline float gelu_grad_scalar(float x) {
     float t = x < 0 ? -x : x;
     if (!(t <= CED_GELU_TMAX)) {
@@ -69,13 +105,11 @@ AVX512 static inline __m512 exp_neg_avx512(__m512 y) {
     return _mm512_mask_blend_ps(tiny, out, _mm512_setzero_ps());
 }
 
-AVX512 static void gelu_backward_avx512(const float *h, const float *dy, float *dx, int64_t n) {
+/// Φ(x) (in *phi) and GELU'(x) for 16 values.
+AVX512 static inline __m512 gelu_phi_grad_avx512(__m512 x, __m512 *phi_out) {
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
     const __m512 split = _mm512_set1_ps(CED_GELU_SPLIT), tmax = _mm512_set1_ps(CED_GELU_TMAX);
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        __m512 x = _mm512_maskz_loadu_ps(m, h + i);
-        __m512 d = _mm512_maskz_loadu_ps(m, dy + i);
+    {
         __m512 t = _mm512_abs_ps(x);
         __m512 tc = _mm512_min_ps(t, tmax);
         __m512 g = exp_neg_avx512(_mm512_mul_ps(_mm512_mul_ps(tc, tc), _mm512_set1_ps(-0.5f)));
@@ -99,10 +133,41 @@ AVX512 static void gelu_backward_avx512(const float *h, const float *dy, float *
         grad = _mm512_mask_blend_ps(big, grad, _mm512_mask_blend_ps(neg, one, _mm512_setzero_ps()));
         __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
         grad = _mm512_mask_blend_ps(nan, grad, x);
-        _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(d, grad));
+        phi = _mm512_mask_blend_ps(big, phi, _mm512_mask_blend_ps(neg, one, _mm512_setzero_ps()));
+        *phi_out = _mm512_mask_blend_ps(nan, phi, x);
+        return grad;
+    }
+}
+
+AVX512 static void gelu_backward_avx512(const float *h, const float *dy, float *dx, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(m, h + i), phi;
+        __m512 grad = gelu_phi_grad_avx512(x, &phi);
+        _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), grad));
+    }
+}
+
+AVX512 static void gelu_and_grad_avx512(const float *h, float *y, float *gp, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(m, h + i), phi;
+        __m512 grad = gelu_phi_grad_avx512(x, &phi);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(x, phi));
+        _mm512_mask_storeu_ps(gp + i, m, grad);
     }
 }
 #endif
+
+void ced_gelu_and_grad(const float *h, float *y, float *gp, int64_t n, int32_t variant) {
+#if defined(__x86_64__)
+    if (variant >= 2) {
+        gelu_and_grad_avx512(h, y, gp, n);
+        return;
+    }
+#endif
+    gelu_and_grad_portable(h, y, gp, n);
+}
 
 void ced_gelu_backward(const float *h, const float *dy, float *dx, int64_t n, int32_t variant) {
 #if defined(__x86_64__)

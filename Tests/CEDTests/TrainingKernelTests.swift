@@ -92,14 +92,17 @@ final class TrainingKernelTests: XCTestCase {
         let h: [Float] = stride(from: -14.0, through: 14.0, by: 0.0137).map { Float($0) } + [0, -0.0, 1e-30, .nan]
         let dy = values(h.count, seed: 12)
         for variant in GEMMKernel.available.map(\.geluVariant) + [0] {
-            var dx = [Float](repeating: 0, count: h.count)
+            var dx = [Float](repeating: 0, count: h.count), y = dx, gp = dx
             ced_gelu_backward(h, dy, &dx, Int64(h.count), variant)
+            ced_gelu_and_grad(h, &y, &gp, Int64(h.count), variant)
             for i in 0..<h.count {
                 let x = Double(h[i])
-                if x.isNaN { XCTAssertTrue(dx[i].isNaN); continue }
+                if x.isNaN { XCTAssertTrue(dx[i].isNaN && y[i].isNaN); continue }
                 let phi = 0.5 * (1 + erf(x / 2.0.squareRoot())), pdf = exp(-x * x / 2) / (2 * Double.pi).squareRoot()
                 let want = Double(dy[i]) * (phi + x * pdf)
                 XCTAssertEqual(Double(dx[i]), want, accuracy: 2e-6 * max(1, abs(Double(dy[i]))), "GELU' at \(x), variant \(variant)")
+                XCTAssertEqual(Double(gp[i]), phi + x * pdf, accuracy: 2e-6, "fused GELU' at \(x), variant \(variant)")
+                XCTAssertEqual(Double(y[i]), x * phi, accuracy: 2e-6 * max(1, abs(x)), "fused GELU at \(x), variant \(variant)")
             }
         }
     }

@@ -758,7 +758,12 @@ public final class CedTrainingModel {
         // MLP branch: xout = xmid + drop(fc2(drop(GELU(fc1(norm2(xmid)))))).
         let dout: UnsafeMutablePointer<Float> = plain ? D : a + pl.dtmp
         if !plain { maskBranchGradient(pl, D, into: dout, dropKey: noiseKey(.mlp2, block: l), path: .pathMLP, block: l) }
-        geluOutput(pl, l, hidden: hidden, into: gelu)
+        // GELU(hidden) for fc2's weight gradient, and GELU'(hidden) for later, in one pass.
+        let geluGrad = a + pl.geluGrad
+        TrainingKernels.geluAndGrad(hidden, into: gelu, gradient: geluGrad, count: rows * pl.ldH)
+        if forwardMode == .train && dropRate > 0 {
+            applyDropout(gelu, ld: pl.ldH, rows: rows, cols: hdim, key: noiseKey(.mlp1, block: l), p: dropRate)
+        }
         TrainingGEMM.backwardWeight(dy: dout, lddy: pl.ldE, x: gelu, ldx: pl.ldH, rows: rows, out: e, in: hdim,
                                     dw: g(B.fc2Weight), accumulate: true, bf16: bf16)
         TrainingKernels.columnSums(dout, lddy: pl.ldE, rows: rows, cols: e, into: g(B.fc2Bias), accumulate: true)
@@ -767,7 +772,7 @@ public final class CedTrainingModel {
         if forwardMode == .train && dropRate > 0 {
             applyDropout(dh, ld: pl.ldH, rows: rows, cols: hdim, key: noiseKey(.mlp1, block: l), p: dropRate)
         }
-        TrainingKernels.geluBackward(hidden, dh, into: dh, count: rows * pl.ldH)
+        TrainingKernels.multiply(dh, by: geluGrad, count: rows * pl.ldH)
         TrainingKernels.layerNormApply(xmid, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
                                        weight: w(B.norm2Weight), bias: w(B.norm2Bias), y: normed, ldy: pl.ldE)
         TrainingGEMM.backwardWeight(dy: dh, lddy: pl.ldH, x: normed, ldx: pl.ldE, rows: rows, out: hdim, in: e,

@@ -216,9 +216,24 @@ enum TrainingKernels {
         run(task.tasks, task)
     }
 
+    /// `y = GELU(h)`, `gp = GELU'(h)` in one pass.
+    static func geluAndGrad(_ h: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, gradient gp: UnsafeMutablePointer<Float>,
+                            count: Int) {
+        let task = Elementwise(a: h, b: nil, out: y, out2: gp, count: count, op: .geluAndGrad, tasks: taskCount(rows: count / 64 + 1, work: 8 * count))
+        run(task.tasks, task)
+    }
+
+    /// `x ⊙= y` elementwise.
+    static func multiply(_ x: UnsafeMutablePointer<Float>, by y: UnsafePointer<Float>, count: Int) {
+        let task = Elementwise(a: y, b: nil, out: x, count: count, op: .multiply, tasks: taskCount(rows: count / 64 + 1, work: count))
+        run(task.tasks, task)
+    }
+
     struct Elementwise: ComputeTask {
-        enum Op { case gelu, geluBackward }
-        let a: UnsafePointer<Float>, b: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, count: Int
+        enum Op { case gelu, geluBackward, geluAndGrad, multiply }
+        let a: UnsafePointer<Float>, b: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>
+        var out2: UnsafeMutablePointer<Float>? = nil
+        let count: Int
         let op: Op
         let tasks: Int
 
@@ -231,6 +246,8 @@ enum TrainingKernels {
             switch op {
             case .gelu: ced_gelu(a + lo, out + lo, Int64(hi - lo), variant)
             case .geluBackward: ced_gelu_backward(a + lo, b! + lo, out + lo, Int64(hi - lo), variant)
+            case .geluAndGrad: ced_gelu_and_grad(a + lo, out + lo, out2! + lo, Int64(hi - lo), variant)
+            case .multiply: for i in lo..<hi { out[i] *= a[i] }
             }
         }
     }

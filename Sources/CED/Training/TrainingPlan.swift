@@ -56,7 +56,7 @@ struct TrainingPlan: Equatable {
     var residual = 0, xmid = 0, qkv = 0, probs = 0, context = 0, mlpHidden = 0
     var stats = 0, pooled = 0, headMean = 0, headRstd = 0, headNormed = 0, logits = 0, outputs = 0
     // Scratch shared by all blocks
-    var normed = 0, geluOut = 0, tmp = 0
+    var normed = 0, geluOut = 0, geluGrad = 0, tmp = 0
     var dres = 0, dtmp = 0, dln = 0, dqkv = 0, dhidden = 0, dctx = 0, dpatch = 0, dcols = 0, dplanes = 0
     var dlogits = 0, dheadNormed = 0, dpooled = 0
     var recomputation: CedRecomputation = .none
@@ -112,6 +112,7 @@ struct TrainingPlan: Equatable {
         savedFloats = cursor
         normed = take(r * ldE)
         geluOut = take(r * ldH)
+        geluGrad = take(r * ldH)
         tmp = take(r * ldE)
         dres = take(r * ldE)
         dtmp = take(r * ldE)

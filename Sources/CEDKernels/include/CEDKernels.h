@@ -232,6 +232,10 @@ enum { CED_Q8_PORTABLE_MR = 4, CED_Q8_PORTABLE_NR = 32 };
 /// 2 = AVX-512 (the caller checks the CPU), anything else portable C.
 void ced_gelu_backward(const float *h, const float *dy, float *dx, int64_t n, int32_t variant);
 
+/// `y[i] = GELU(h[i])` and `gp[i] = GELU'(h[i])` in one pass (the backward pass needs both),
+/// same approximation and `variant` as ced_gelu_backward.
+void ced_gelu_and_grad(const float *h, float *y, float *gp, int64_t n, int32_t variant);
+
 /// `dst[j·ldd + i] (=|+=) src[i·lds + j]` for a `rows`×`cols` block (`add` nonzero: +=).
 /// `variant` ≥ 1: AVX2 8×8 register blocks (the caller checks the CPU), 0 portable C.
 void ced_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd, int32_t add,
