@@ -30,6 +30,21 @@ static const float ced_exp_e[5] = {CED_EXP_E_LIST};
 #define CED_LN2_HI 0.693359375f
 #define CED_LN2_LO (-2.12194440e-4f)
 
+/// exp(y) for y ≤ 0: y = n·ln2 + r (the reduction in double), exp(r) = 1 + r + r²·E(r),
+/// times 2^n; 0 below −87.
+static inline float ced_exp_neg_scalar(double y) {
+    if (y < -87.0) return 0.0f;
+    double n = (double)(int32_t)(y * 1.4426950408889634 - 0.5); // y < 0: round to nearest
+    float r = (float)(y - n * 0.6931471805599453);
+    float e = ced_exp_e[4];
+    for (int i = 3; i >= 0; i--) e = e * r + ced_exp_e[i];
+    float ex = 1.0f + r + r * r * e;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return ex * scale;
+}
+
 /// Scalar version (portable kernel). Same formula, unfused arithmetic; the exp argument
 /// reduction is done in double (exact t², no fma needed).
 static inline float ced_gelu_scalar(float x) {
@@ -47,16 +62,7 @@ static inline float ced_gelu_scalar(float x) {
     float w = 1.0f / (1.0f + 0.5f * t);
     float s = ced_gelu_s[8];
     for (int i = 7; i >= 0; i--) s = s * w + ced_gelu_s[i];
-    double y = -0.5 * (double)t * (double)t;                  // exact in double
-    double n = (double)(int32_t)(y * 1.4426950408889634 - 0.5); // y < 0: round to nearest
-    float r = (float)(y - n * 0.6931471805599453);
-    float e = ced_exp_e[4];
-    for (int i = 3; i >= 0; i--) e = e * r + ced_exp_e[i];
-    float ex = 1.0f + r + r * r * e;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    float lower = ex * scale * s;   // Φ(-t)
+    float lower = ced_exp_neg_scalar(-0.5 * (double)t * (double)t) * s;   // Φ(-t); t² exact in double
     return x * (x < 0 ? lower : 1.0f - lower);
 }
 

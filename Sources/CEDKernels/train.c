@@ -9,20 +9,6 @@
 
 #define CED_INV_SQRT_2PI 0.3989422804014327f
 
-/// exp(y) for y ≤ 0 as in gelu.h (y = n·ln2 + r), 0 below -87.
-static inline float exp_neg_scalar(double y) {
-    if (y < -87.0) return 0.0f;
-    double n = (double)(int32_t)(y * 1.4426950408889634 - 0.5);
-    float r = (float)(y - n * 0.6931471805599453);
-    float e = ced_exp_e[4];
-    for (int i = 3; i >= 0; i--) e = e * r + ced_exp_e[i];
-    float ex = 1.0f + r + r * r * e;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return ex * scale;
-}
-
 /// Φ(x) and GELU'(x) at once.
 static inline void gelu_phi_grad_scalar(float x, float *phi_out, float *grad_out) {
     float t = x < 0 ? -x : x;
@@ -32,7 +18,7 @@ static inline void gelu_phi_grad_scalar(float x, float *phi_out, float *grad_out
         *grad_out = v;
         return;
     }
-    float g = exp_neg_scalar(-0.5 * (double)t * (double)t);
+    float g = ced_exp_neg_scalar(-0.5 * (double)t * (double)t);
     float phi;
     if (t <= CED_GELU_SPLIT) {
         float x2 = x * x;
@@ -59,31 +45,12 @@ static void gelu_and_grad_portable(const float *h, float *y, float *gp, int64_t 
     }
 }
 
-static inline float gelu_grad_scalar(float x) {
-    float t = x < 0 ? -x : x;
-    if (!(t <= CED_GELU_TMAX)) {
-        if (x != x) return x;        // NaN stays NaN
-        return x < 0 ? 0.0f : 1.0f;  // Φ is 0 or 1, x·φ(x) underflows
-    }
-    float g = exp_neg_scalar(-0.5 * (double)t * (double)t);   // exp(−x²/2)
-    float phi;
-    if (t <= CED_GELU_SPLIT) {
-        float x2 = x * x;
-        float p = ced_gelu_p[6];
-        for (int i = 5; i >= 0; i--) p = p * x2 + ced_gelu_p[i];
-        phi = 0.5f + x * p;
-    } else {
-        float w = 1.0f / (1.0f + 0.5f * t);
-        float s = ced_gelu_s[8];
-        for (int i = 7; i >= 0; i--) s = s * w + ced_gelu_s[i];
-        float lower = g * s;   // Φ(−t)
-        phi = x < 0 ? lower : 1.0f - lower;
-    }
-    return phi + x * g * CED_INV_SQRT_2PI;
-}
-
 static void gelu_backward_portable(const float *h, const float *dy, float *dx, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * gelu_grad_scalar(h[i]);
+    for (int64_t i = 0; i < n; i++) {
+        float phi, grad;
+        gelu_phi_grad_scalar(h[i], &phi, &grad);
+        dx[i] = dy[i] * grad;
+    }
 }
 
 #if defined(__x86_64__)

@@ -339,21 +339,14 @@ struct DistillTrain: ParsableCommand {
                 bar.bar = StepProgress(total: p.totalSteps, enabled: Terminal.stderrIsTTY && !quiet)
                 if !quiet { say("distilling: \(p.trainSegments) items of \(p.trainFiles) files, \(p.classes.count) classes, \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; \(p.validationFiles) evaluation files") }
             case .step(let s):
-                if json { Terminal.write(to: FileHandle.standardOutput, "{\"epoch\": \(s.epoch), \"step\": \(s.step), \"loss\": \(jsonNumber(s.loss)), \"lr\": \(jsonNumber(s.lr))}\n") }
+                if json { Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(s) + "\n") }
                 bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
             case .validation(let v):
                 let validated = v.accuracy != nil || v.meanAveragePrecision != nil
                 if json && validated {
-                    var line = "{\"epoch\": \(v.epoch), \"step\": \(v.step), \"validation\": true, \"train_loss\": \(jsonNumber(v.trainLoss))"
-                    if let a = v.accuracy { line += ", \"val_accuracy\": \(jsonNumber(a))" }
-                    if let m = v.meanAveragePrecision { line += ", \"val_map\": \(jsonNumber(m))" }
-                    Terminal.write(to: FileHandle.standardOutput, line + ", \"best\": \(v.isBest)}\n")
+                    Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(v) + "\n")
                 } else if !json && !quiet {
-                    var line = String(format: "epoch %\(String(total.epochs).count)d/%d  train loss %.4f", v.epoch, total.epochs, v.trainLoss)
-                    if let a = v.accuracy { line += String(format: "  eval acc %5.1f%%", 100 * a) }
-                    if let m = v.meanAveragePrecision { line += String(format: "  eval mAP %5.1f%%", 100 * m) }
-                    if v.isBest && validated { line += "  *" }
-                    say(line)
+                    say(TrainingLog.text(v, epochs: total.epochs, metric: "eval"))
                 }
             case .resumed(let step): if !quiet { say("resumed from the checkpoint after step \(step)") }
             case .stoppedEarly(let e): if !quiet { say("stopped early after epoch \(e)") }

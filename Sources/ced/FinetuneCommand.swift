@@ -221,26 +221,14 @@ struct Finetune: ParsableCommand {
                     + "\(p.keptHead ? "the model's head and classes kept" : "a new head for \(p.classes.count) classes"); loss \(p.loss.rawValue); lr \(p.learningRate); "
                     + String(format: "activations %.0f MB", Double(p.activationBytes) / 1e6))
             case .step(let s):
-                if json {
-                    var line = "{\"epoch\": \(s.epoch), \"step\": \(s.step), \"loss\": \(jsonNumber(s.loss)), \"lr\": \(jsonNumber(s.lr))"
-                    if let g = s.gradNorm { line += ", \"grad_norm\": \(jsonNumber(g))" }
-                    Terminal.write(to: FileHandle.standardOutput, line + "}\n")
-                }
+                if json { Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(s) + "\n") }
                 bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
             case .validation(let v):
                 let validated = v.accuracy != nil || v.meanAveragePrecision != nil
                 if json && validated {
-                    var line = "{\"epoch\": \(v.epoch), \"step\": \(v.step), \"validation\": true, \"train_loss\": \(jsonNumber(v.trainLoss))"
-                    if let a = v.accuracy { line += ", \"val_accuracy\": \(jsonNumber(a))" }
-                    if let m = v.meanAveragePrecision { line += ", \"val_map\": \(jsonNumber(m))" }
-                    line += ", \"best\": \(v.isBest)}"
-                    Terminal.write(to: FileHandle.standardOutput, line + "\n")
+                    Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(v) + "\n")
                 } else if !json && !quiet {
-                    var line = String(format: "epoch %\(String(total.epochs).count)d/%d  train loss %.4f", v.epoch, total.epochs, v.trainLoss)
-                    if let a = v.accuracy { line += String(format: "  val acc %5.1f%%", 100 * a) }
-                    if let m = v.meanAveragePrecision { line += String(format: "  val mAP %5.1f%%", 100 * m) }
-                    if v.isBest && (v.accuracy != nil || v.meanAveragePrecision != nil) { line += "  *" }
-                    say(line)
+                    say(TrainingLog.text(v, epochs: total.epochs, metric: "val"))
                 }
             case .checkpoint:
                 break
@@ -383,5 +371,32 @@ final class StepProgress: @unchecked Sendable {
         guard enabled, shown else { return }
         Terminal.lock.lock(); defer { Terminal.lock.unlock() }
         Progress.clearLineIfShown()
+    }
+}
+
+/// The lines `ced finetune` and `ced distill train` print per step and per epoch.
+enum TrainingLog {
+    /// `{"epoch": e, "step": s, "loss": x, "lr": y[, "grad_norm": g]}`
+    static func json(_ s: FinetuneStepLog) -> String {
+        var line = "{\"epoch\": \(s.epoch), \"step\": \(s.step), \"loss\": \(jsonNumber(s.loss)), \"lr\": \(jsonNumber(s.lr))"
+        if let g = s.gradNorm { line += ", \"grad_norm\": \(jsonNumber(g))" }
+        return line + "}"
+    }
+
+    /// `{"epoch", "step", "validation": true, "train_loss", "val_accuracy"|"val_map", "best"}`
+    static func json(_ v: FinetuneValidationLog) -> String {
+        var line = "{\"epoch\": \(v.epoch), \"step\": \(v.step), \"validation\": true, \"train_loss\": \(jsonNumber(v.trainLoss))"
+        if let a = v.accuracy { line += ", \"val_accuracy\": \(jsonNumber(a))" }
+        if let m = v.meanAveragePrecision { line += ", \"val_map\": \(jsonNumber(m))" }
+        return line + ", \"best\": \(v.isBest)}"
+    }
+
+    /// `epoch  3/10  train loss 0.2345  val acc  95.0%  *`
+    static func text(_ v: FinetuneValidationLog, epochs: Int, metric: String) -> String {
+        var line = String(format: "epoch %\(String(epochs).count)d/%d  train loss %.4f", v.epoch, epochs, v.trainLoss)
+        if let a = v.accuracy { line += String(format: "  \(metric) acc %5.1f%%", 100 * a) }
+        if let m = v.meanAveragePrecision { line += String(format: "  \(metric) mAP %5.1f%%", 100 * m) }
+        if v.isBest && (v.accuracy != nil || v.meanAveragePrecision != nil) { line += "  *" }
+        return line
     }
 }
