@@ -255,3 +255,32 @@ final class TrainingKernelTests: XCTestCase {
         XCTAssertEqual(v, 0.125, accuracy: 0.01, "Beta(0.5, 0.5) has variance 1/8")
     }
 }
+
+/// `--precision bf16` training: bf16 products, fp32 everything else, close to fp32.
+final class TrainingBF16Tests: XCTestCase {
+    func testBF16StepIsCloseToFP32() throws {
+        let cases = try TrainingGoldenTests.sharedCases()
+        let c = try XCTUnwrap(cases.first { $0.name == "micro-logit-bcewithlogits" } ?? cases.first)
+        let mel = try XCTUnwrap(try c.golden("input_mel")), targets = try XCTUnwrap(try c.golden("targets"))
+        let fp32 = try CedTrainingModel(config: c.config, weights: c.weights)
+        let bf16 = try CedTrainingModel(config: c.config, weights: c.weights)
+        bf16.precision = .bf16
+        let a = try fp32.gradients(mels: mel, targets: targets, loss: c.loss)
+        let b = try bf16.gradients(mels: mel, targets: targets, loss: c.loss)
+        if BF16Kernel.best == nil {
+            XCTAssertEqual(a.gradients, b.gradients, "without a bf16 kernel, bf16 trains in fp32")
+            return
+        }
+        XCTAssertEqual(a.loss, b.loss, accuracy: 5e-3 * a.loss)
+        XCTAssertLessThan(maxAbsDiff(a.outputs.scalars, b.outputs.scalars), 0.05)
+        // The gradient as a whole points the same way (cosine similarity over every parameter).
+        var dot = 0.0, na = 0.0, nb = 0.0
+        for (name, ga) in a.gradients {
+            for (x, y) in zip(ga.scalars, b.gradients[name]!.scalars) { dot += Double(x) * Double(y); na += Double(x * x); nb += Double(y * y) }
+        }
+        let cosine = dot / (na * nb).squareRoot()
+        XCTAssertGreaterThan(cosine, 0.99, "bf16 gradient direction")
+        XCTAssertNotEqual(a.gradients, b.gradients, "bf16 products were used")
+        print("bf16 training step: loss \(b.loss) vs \(a.loss), gradient cosine \(cosine)")
+    }
+}
