@@ -284,3 +284,39 @@ final class TrainingBF16Tests: XCTestCase {
         print("bf16 training step: loss \(b.loss) vs \(a.loss), gradient cosine \(cosine)")
     }
 }
+
+/// Dropout, attention dropout and drop path regenerate the same masks in the backward pass
+/// and in recomputed forward passes: every recomputation level gives the same bits.
+final class TrainingDropoutTests: XCTestCase {
+    func testRecomputationWithDropoutGivesTheSameBits() throws {
+        var config = CedConfig(name: nil)
+        config.embedDim = 32; config.numHeads = 2; config.depth = 3; config.outputdim = 5; config.targetLength = 200
+        config.dropRate = 0.2; config.attnDropRate = 0.15; config.dropPathRate = 0.3; config.pooling = .logit
+        var rng = TrainingRandom(seed: 9)
+        let mels = Tensor(shape: [3, 64, 150], scalars: (0..<(3 * 64 * 150)).map { _ in Float(-40 + 10 * rng.nextGaussian()) })
+        let targets = Tensor(shape: [3, 5], scalars: (0..<15).map { _ in Float(rng.nextDouble()) })
+        var states: [[String: Tensor]] = []
+        var losses: [[Double]] = []
+        for level in CedRecomputation.allCases {
+            let m = try CedTrainingModel(config: config, seed: 4)
+            m.recomputation = level
+            m.noiseSeed = 77
+            let adam = CedAdamW(model: m, options: .init(learningRate: 1e-3))
+            var l: [Double] = []
+            for step in 0..<3 {
+                m.noiseStep = step
+                l.append(try m.trainingStep(mels: mels, targets: targets, optimizer: adam).loss)
+            }
+            states.append(m.stateDict().tensors)
+            losses.append(l)
+        }
+        for i in 1..<states.count {
+            XCTAssertEqual(losses[i], losses[0], "losses with recomputation \(CedRecomputation.allCases[i])")
+            XCTAssertEqual(states[i], states[0], "weights with recomputation \(CedRecomputation.allCases[i])")
+        }
+        // Dropout is on: another noise seed gives other losses.
+        let m = try CedTrainingModel(config: config, seed: 4)
+        m.noiseSeed = 78
+        XCTAssertNotEqual(try m.lossAndGradients(mels: mels, targets: targets).loss, losses[0][0])
+    }
+}

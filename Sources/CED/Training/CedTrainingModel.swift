@@ -548,16 +548,7 @@ public final class CedTrainingModel {
                              bias: B.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
         TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
                                   dropout: train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
-        if branchIsPlain(l) {
-            copyRows(xin, into: xmid, pl)
-            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
-                                 y: xmid, ldy: pl.ldE, accumulate: true, bf16: bf16)
-        } else {
-            let t = a + pl.tmp
-            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
-                                 y: t, ldy: pl.ldE, bf16: bf16)
-            addBranch(pl, src: xin, branch: t, into: xmid, dropKey: noiseKey(.proj, block: l), p: dropRate, path: .pathAttn, block: l)
-        }
+        attentionResidual(pl, l, xin: xin, context: ctx, into: xmid)
         TrainingKernels.layerNormForward(xmid, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm2Weight), bias: w(B.norm2Bias),
                                          eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l))
         TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.fc1Weight), out: pl.hidden, in: e,
@@ -573,6 +564,22 @@ public final class CedTrainingModel {
             TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2Weight), out: e, in: pl.hidden,
                                  bias: w(B.fc2Bias), y: t, ldy: pl.ldE, bf16: bf16)
             addBranch(pl, src: xmid, branch: t, into: xout, dropKey: noiseKey(.mlp2, block: l), p: dropRate, path: .pathMLP, block: l)
+        }
+    }
+
+    /// `xmid = xin + drop(proj(context))` (dropout and drop path as in train mode).
+    func attentionResidual(_ pl: TrainingPlan, _ l: Int, xin: UnsafePointer<Float>, context ctx: UnsafePointer<Float>,
+                           into xmid: UnsafeMutablePointer<Float>) {
+        let B = layout.blocks[l], e = pl.embed
+        if branchIsPlain(l) {
+            copyRows(xin, into: xmid, pl)
+            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: pl.rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
+                                 y: xmid, ldy: pl.ldE, accumulate: true, bf16: bf16)
+        } else {
+            let t = arena! + pl.tmp
+            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: pl.rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
+                                 y: t, ldy: pl.ldE, bf16: bf16)
+            addBranch(pl, src: xin, branch: t, into: xmid, dropKey: noiseKey(.proj, block: l), p: dropRate, path: .pathAttn, block: l)
         }
     }
 
@@ -747,6 +754,16 @@ public final class CedTrainingModel {
         let gelu = a + pl.geluOut, dh = a + pl.dhidden, dln = a + pl.dln
         let plain = branchIsPlain(l)
         let B0 = layout.blocks[l]
+        if pl.recomputation >= .blocks {
+            // The block's attention half again: norm1 → q|k|v → attention → xmid.
+            TrainingKernels.layerNormApply(xin, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
+                                           weight: w(B0.norm1Weight), bias: w(B0.norm1Bias), y: normed, ldy: pl.ldE)
+            TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B0.qkvWeight), out: 3 * e, in: e,
+                                 bias: B0.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
+            TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
+                                      dropout: forwardMode == .train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
+            attentionResidual(pl, l, xin: xin, context: ctx, into: xmid)
+        }
         if pl.recomputation >= .mlp {
             // The hidden layer again: norm2(xmid) → fc1.
             TrainingKernels.layerNormApply(xmid, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
@@ -758,8 +775,9 @@ public final class CedTrainingModel {
         // MLP branch: xout = xmid + drop(fc2(drop(GELU(fc1(norm2(xmid)))))).
         let dout: UnsafeMutablePointer<Float> = plain ? D : a + pl.dtmp
         if !plain { maskBranchGradient(pl, D, into: dout, dropKey: noiseKey(.mlp2, block: l), path: .pathMLP, block: l) }
-        // GELU(hidden) for fc2's weight gradient, and GELU'(hidden) for later, in one pass.
-        let geluGrad = a + pl.geluGrad
+        // GELU(hidden) for fc2's weight gradient, and GELU'(hidden) for later (in place of
+        // the hidden layer, which nothing reads after this), in one pass.
+        let geluGrad = hidden
         TrainingKernels.geluAndGrad(hidden, into: gelu, gradient: geluGrad, count: rows * pl.ldH)
         if forwardMode == .train && dropRate > 0 {
             applyDropout(gelu, ld: pl.ldH, rows: rows, cols: hdim, key: noiseKey(.mlp1, block: l), p: dropRate)
@@ -783,13 +801,7 @@ public final class CedTrainingModel {
         TrainingKernels.layerNormBackward(dy: dln, lddy: pl.ldE, x: xmid, ldx: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
                                           weight: w(B.norm2Weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
                                           dweight: g(B.norm2Weight), dbias: g(B.norm2Bias))
-        if pl.recomputation >= .blocks {
-            TrainingKernels.layerNormApply(xin, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
-                                           weight: w(B.norm1Weight), bias: w(B.norm1Bias), y: normed, ldy: pl.ldE)
-            TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.qkvWeight), out: 3 * e, in: e,
-                                 bias: B.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
-        }
-        if pl.recomputation >= .attention {
+        if pl.recomputation == .attention || pl.recomputation == .mlp {
             // The softmax weights (and the context) again, with the forward pass's dropout masks.
             TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
                                       dropout: forwardMode == .train ? attnDropRate : 0, key: noiseKey(.attn, block: l))

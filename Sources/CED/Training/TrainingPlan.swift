@@ -20,7 +20,8 @@ public enum CedRecomputation: Int, Sendable, Codable, CaseIterable, Comparable {
     case attention
     /// Also the MLP's hidden layer (LayerNorm 2 and fc1 again): about 1/9 more work per step.
     case mlp
-    /// Also q|k|v and the attention context: only the residual stream is kept.
+    /// Also q|k|v, the attention context and the residual after attention: only each block's
+    /// input is kept.
     case blocks
 
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
@@ -56,7 +57,7 @@ struct TrainingPlan: Equatable {
     var residual = 0, xmid = 0, qkv = 0, probs = 0, context = 0, mlpHidden = 0
     var stats = 0, pooled = 0, headMean = 0, headRstd = 0, headNormed = 0, logits = 0, outputs = 0
     // Scratch shared by all blocks
-    var normed = 0, geluOut = 0, geluGrad = 0, tmp = 0
+    var normed = 0, geluOut = 0, tmp = 0
     var dres = 0, dtmp = 0, dln = 0, dqkv = 0, dhidden = 0, dctx = 0, dpatch = 0, dcols = 0, dplanes = 0
     var dlogits = 0, dheadNormed = 0, dpooled = 0
     var recomputation: CedRecomputation = .none
@@ -97,7 +98,7 @@ struct TrainingPlan: Equatable {
         planes = take(batch * nMels * paddedFrames)
         cols = take(batch * patches * area)
         residual = take((depth + 1) * r * ldE)
-        xmid = take(depth * r * ldE)
+        xmid = take(xmidSlots * r * ldE)
         qkv = take(qkvSlots * r * ld3)
         probs = take(probSlots * batch * heads * tokens * tokens)
         context = take(qkvSlots * r * ldE)
@@ -112,7 +113,6 @@ struct TrainingPlan: Equatable {
         savedFloats = cursor
         normed = take(r * ldE)
         geluOut = take(r * ldH)
-        geluGrad = take(r * ldH)
         tmp = take(r * ldE)
         dres = take(r * ldE)
         dtmp = take(r * ldE)
@@ -132,12 +132,13 @@ struct TrainingPlan: Equatable {
     /// Blocks whose q|k|v and context, softmax weights, MLP hidden layer are kept (one
     /// shared slot when they are recomputed).
     var qkvSlots: Int { recomputation >= .blocks ? 1 : depth }
+    var xmidSlots: Int { recomputation >= .blocks ? 1 : depth }
     var probSlots: Int { recomputation >= .attention ? 1 : depth }
     var hiddenSlots: Int { recomputation >= .mlp ? 1 : depth }
 
     /// Offsets of block `l`'s saved tensors.
     func residual(_ l: Int) -> Int { residual + l * rows * ldE }
-    func xmid(_ l: Int) -> Int { xmid + l * rows * ldE }
+    func xmid(_ l: Int) -> Int { xmid + (l % xmidSlots) * rows * ldE }
     func qkv(_ l: Int) -> Int { qkv + (l % qkvSlots) * rows * ld3 }
     func probs(_ l: Int) -> Int { probs + (l % probSlots) * batch * heads * tokens * tokens }
     func context(_ l: Int) -> Int { context + (l % qkvSlots) * rows * ldE }
