@@ -342,12 +342,7 @@ struct DistillTrain: ParsableCommand {
                 if json { Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(s) + "\n") }
                 bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
             case .validation(let v):
-                let validated = v.accuracy != nil || v.meanAveragePrecision != nil
-                if json && validated {
-                    Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(v) + "\n")
-                } else if !json && !quiet {
-                    say(TrainingLog.text(v, epochs: total.epochs, metric: "eval"))
-                }
+                TrainingLog.report(v, json: json, quiet: quiet, epochs: total.epochs, metric: "eval", say: say)
             case .resumed(let step): if !quiet { say("resumed from the checkpoint after step \(step)") }
             case .stoppedEarly(let e): if !quiet { say("stopped early after epoch \(e)") }
             case .warning(let w): if !quiet { Terminal.warn(w) }

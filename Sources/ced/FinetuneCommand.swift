@@ -224,12 +224,7 @@ struct Finetune: ParsableCommand {
                 if json { Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(s) + "\n") }
                 bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
             case .validation(let v):
-                let validated = v.accuracy != nil || v.meanAveragePrecision != nil
-                if json && validated {
-                    Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(v) + "\n")
-                } else if !json && !quiet {
-                    say(TrainingLog.text(v, epochs: total.epochs, metric: "val"))
-                }
+                TrainingLog.report(v, json: json, quiet: quiet, epochs: total.epochs, metric: "val", say: say)
             case .checkpoint:
                 break
             case .resumed(let step):
@@ -398,5 +393,16 @@ enum TrainingLog {
         if let m = v.meanAveragePrecision { line += String(format: "  \(metric) mAP %5.1f%%", 100 * m) }
         if v.isBest && (v.accuracy != nil || v.meanAveragePrecision != nil) { line += "  *" }
         return line
+    }
+
+    /// Prints a validation: its JSON object on stdout with `--log-format jsonl` (only when the
+    /// epoch was evaluated), else its text line through `say` unless quiet.
+    static func report(_ v: FinetuneValidationLog, json: Bool, quiet: Bool, epochs: Int, metric: String, say: (String) -> Void) {
+        let validated = v.accuracy != nil || v.meanAveragePrecision != nil
+        if json && validated {
+            Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(v) + "\n")
+        } else if !json && !quiet {
+            say(text(v, epochs: epochs, metric: metric))
+        }
     }
 }
