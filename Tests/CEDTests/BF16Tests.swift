@@ -192,31 +192,40 @@ final class BF16Tests: XCTestCase {
         Array(scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }.prefix(count))
     }
 
-    func testTinyBF16WithinAccuracyBound() throws {
+    /// The tiny model at `precision` on every tiny golden case and both chunkings: its
+    /// probabilities beside the authors' fp32 ones.
+    static func tinyGoldenOutputs(precision: CedPrecision) throws -> [(name: String, got: [Float], want: [Float])] {
         let golden = try Reference.golden("tiny")
         let cases = try Reference.cases().filter { $0.model == "tiny" }
         XCTAssertFalse(cases.isEmpty)
         let dir = try Reference.model("tiny")
         let config = try CedConfig.load(from: dir.appendingPathComponent("config.json"))
         let weights = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("model.safetensors")).stateDict()
-        let model = try CedForAudioClassification(config: config, weights: weights, precision: .bf16)
-        var worst: Float = 0
+        let model = try CedForAudioClassification(config: config, weights: weights, precision: precision)
+        var outputs: [(name: String, got: [Float], want: [Float])] = []
         for c in cases {
             let mel = try golden.tensor("\(c.audio)/mel")
             for chunking in CedChunking.allCases {
                 let key = chunking == .hf ? "output_hf" : "output_original"
                 let want = try golden.tensor("\(c.audio)/\(c.variant)/\(key)").scalars
-                let got = try model(mel, chunking: chunking).scalars
-                let d = maxAbsDiff(got, want)
-                worst = max(worst, d)
-                if CedPrecision.bf16.isSupported {
-                    XCTAssertLessThanOrEqual(d, 0.01, "tiny bf16 \(c.audio) \(key): max probability error")
-                    XCTAssertEqual(Self.topK(got, 5), Self.topK(want, 5), "tiny bf16 \(c.audio) \(key): top 5")
-                } else {
-                    XCTAssertLessThanOrEqual(d, 1e-5, "tiny bf16 fallback (fp32) \(c.audio) \(key)")
-                }
-                print("tiny bf16 \(c.audio) \(key): max |Δp| \(d), top5 \(Self.topK(got, 5)) golden \(Self.topK(want, 5))")
+                outputs.append(("\(c.audio) \(key)", try model(mel, chunking: chunking).scalars, want))
             }
+        }
+        return outputs
+    }
+
+    func testTinyBF16WithinAccuracyBound() throws {
+        var worst: Float = 0
+        for (name, got, want) in try Self.tinyGoldenOutputs(precision: .bf16) {
+            let d = maxAbsDiff(got, want)
+            worst = max(worst, d)
+            if CedPrecision.bf16.isSupported {
+                XCTAssertLessThanOrEqual(d, 0.01, "tiny bf16 \(name): max probability error")
+                XCTAssertEqual(Self.topK(got, 5), Self.topK(want, 5), "tiny bf16 \(name): top 5")
+            } else {
+                XCTAssertLessThanOrEqual(d, 1e-5, "tiny bf16 fallback (fp32) \(name)")
+            }
+            print("tiny bf16 \(name): max |Δp| \(d), top5 \(Self.topK(got, 5)) golden \(Self.topK(want, 5))")
         }
         if CedPrecision.bf16.isSupported {
             // The products really ran in bf16 (fp32 stays within 1e-5).

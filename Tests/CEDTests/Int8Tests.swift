@@ -216,26 +216,13 @@ final class Int8Tests: XCTestCase {
     }
 
     func testTinyInt8WithinAccuracyBound() throws {
-        let golden = try Reference.golden("tiny")
-        let cases = try Reference.cases().filter { $0.model == "tiny" }
-        XCTAssertFalse(cases.isEmpty)
-        let dir = try Reference.model("tiny")
-        let config = try CedConfig.load(from: dir.appendingPathComponent("config.json"))
-        let weights = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("model.safetensors")).stateDict()
-        let model = try CedForAudioClassification(config: config, weights: weights, precision: .int8)
         var worst: Float = 0
-        for c in cases {
-            let mel = try golden.tensor("\(c.audio)/mel")
-            for chunking in CedChunking.allCases {
-                let key = chunking == .hf ? "output_hf" : "output_original"
-                let want = try golden.tensor("\(c.audio)/\(c.variant)/\(key)").scalars
-                let got = try model(mel, chunking: chunking).scalars
-                let d = maxAbsDiff(got, want)
-                worst = max(worst, d)
-                XCTAssertLessThanOrEqual(d, 0.01, "tiny int8 \(c.audio) \(key): max probability error")
-                XCTAssertEqual(BF16Tests.topK(got, 5), BF16Tests.topK(want, 5), "tiny int8 \(c.audio) \(key): top 5")
-                print("tiny int8 \(c.audio) \(key): max |Δp| \(d), top5 \(BF16Tests.topK(got, 5)) golden \(BF16Tests.topK(want, 5))")
-            }
+        for (name, got, want) in try BF16Tests.tinyGoldenOutputs(precision: .int8) {
+            let d = maxAbsDiff(got, want)
+            worst = max(worst, d)
+            XCTAssertLessThanOrEqual(d, 0.01, "tiny int8 \(name): max probability error")
+            XCTAssertEqual(BF16Tests.topK(got, 5), BF16Tests.topK(want, 5), "tiny int8 \(name): top 5")
+            print("tiny int8 \(name): max |Δp| \(d), top5 \(BF16Tests.topK(got, 5)) golden \(BF16Tests.topK(want, 5))")
         }
         XCTAssertGreaterThan(worst, 1e-4, "int8 model output identical to fp32")
     }
