@@ -405,7 +405,7 @@ struct BenchModels {
     var directory: String?
 
     /// Trainable parameters (BatchNorm running statistics are buffers, not parameters).
-    var parameters: Int { weights.tensors.filter { !$0.key.contains("running_") && !$0.key.hasSuffix("num_batches_tracked") }.values.reduce(0) { $0 + $1.count } }
+    var parameters: Int { CedParameterTable(config: config).parameterCount }
 
     static func defaultTinyDirectory() -> String? {
         var candidates: [String] = []
@@ -441,52 +441,11 @@ struct BenchModels {
                            description: "random (seed \(seed))", isFixture: false, directory: directory)
     }
 
-    /// Every tensor of `CedForAudioClassification` (mean pooling) with deterministic uniform
-    /// values at plausible scales: fan-in-scaled matrices (activations keep unit scale
-    /// through the 12 blocks), LayerNorm scales near 1, dB-like BatchNorm statistics, large
-    /// positional embeddings and a head whose probabilities spread over (0, 1).
+    /// Every tensor of the model at the scales of a trained one (`CedParameterTable`'s
+    /// `trainedScale` random weights), deterministic for a seed.
     static func randomWeights(config c: CedConfig, seed: UInt64) -> StateDict {
-        var rng = SplitMix64(seed: seed)
-        var t: [String: Tensor] = [:]
-        let e = c.embedDim, h = c.mlpHiddenDim, ph = c.patchSize.frequency, pw = c.patchSize.time
-        /// Uniform values with mean `mean` and standard deviation `std`.
-        func fill(_ name: String, _ shape: [Int], std: Double, mean: Double = 0) {
-            let n = shape.reduce(1, *)
-            let a = std * 3.0.squareRoot()
-            var v = [Float](repeating: 0, count: n)
-            for i in 0..<n { v[i] = Float(mean + a * (2 * rng.uniform() - 1)) }
-            t[name] = Tensor(shape: shape, scalars: v)
-        }
-        fill("encoder.init_bn.weight", [c.nMels], std: 0.1, mean: 1)
-        fill("encoder.init_bn.bias", [c.nMels], std: 0.1)
-        fill("encoder.init_bn.running_mean", [c.nMels], std: 10, mean: -40)
-        fill("encoder.init_bn.running_var", [c.nMels], std: 50, mean: 250)
-        fill("encoder.patch_embed.proj.weight", [e, 1, ph, pw], std: 1 / Double(ph * pw).squareRoot())
-        fill("encoder.patch_embed.proj.bias", [e], std: 0.02)
-        fill("encoder.time_pos_embed", [1, e, 1, c.maxTimePatches], std: 0.5)
-        fill("encoder.freq_pos_embed", [1, e, c.frequencyPatches, 1], std: 0.5)
-        for i in 0..<c.depth {
-            let b = "encoder.blocks.\(i)"
-            fill("\(b).norm1.weight", [e], std: 0.1, mean: 1)
-            fill("\(b).norm1.bias", [e], std: 0.05)
-            fill("\(b).attn.qkv.weight", [3 * e, e], std: 1.5 / Double(e).squareRoot())
-            if c.qkvBias { fill("\(b).attn.qkv.bias", [3 * e], std: 0.02) }
-            fill("\(b).attn.proj.weight", [e, e], std: 1 / Double(e).squareRoot())
-            fill("\(b).attn.proj.bias", [e], std: 0.02)
-            fill("\(b).norm2.weight", [e], std: 0.1, mean: 1)
-            fill("\(b).norm2.bias", [e], std: 0.05)
-            fill("\(b).mlp.fc1.weight", [h, e], std: 1 / Double(e).squareRoot())
-            fill("\(b).mlp.fc1.bias", [h], std: 0.02)
-            fill("\(b).mlp.fc2.weight", [e, h], std: 1 / Double(h).squareRoot())
-            fill("\(b).mlp.fc2.bias", [e], std: 0.02)
-        }
-        fill("encoder.norm.weight", [e], std: 0.1, mean: 1)
-        fill("encoder.norm.bias", [e], std: 0.05)
-        fill("outputlayer.0.weight", [e], std: 0.1, mean: 1)
-        fill("outputlayer.0.bias", [e], std: 0.05)
-        fill("outputlayer.1.weight", [c.outputdim, e], std: 1.5 / Double(e).squareRoot())
-        fill("outputlayer.1.bias", [c.outputdim], std: 0.3)
-        return StateDict(tensors: t, source: "random ced-\(c.embedDim) (seed \(seed))")
+        var rng = TrainingRandom(seed: seed)
+        return CedParameterTable(config: c).randomWeights(rng: &rng, scheme: .trainedScale)
     }
 }
 

@@ -54,9 +54,6 @@ struct BenchTrain: ParsableCommand {
     @Option(help: ArgumentHelp("Output: table (default) or json.", valueName: "format"))
     var format: Format = .table
 
-    @Flag(help: .hidden)
-    var products = false
-
     var modelList: [String] { models.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() } }
 
     func validate() throws {
@@ -93,7 +90,6 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
-        if products { try CedTrainingModel.benchmarkProducts(); return }
         var rows: [Row] = []
         for size in modelList {
             var config = CedConfig(name: "ced-\(size)")
@@ -112,7 +108,7 @@ struct BenchTrain: ParsableCommand {
             var times: [Double] = [], cpu: [Double] = []
             for i in 0..<(warmup + runs) {
                 let t0 = DispatchTime.now().uptimeNanoseconds, c0 = Self.cpuSeconds()
-                try model.trainingStep(mels: mels, targets: targets, loss: .bceWithLogits, optimizer: adam)
+                try model.trainingStep(mels: mels, targets: targets, loss: .bceWithLogits, sink: adam.step())
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
                 if i >= warmup { times.append(dt); cpu.append(1000 * (Self.cpuSeconds() - c0)) }
             }

@@ -88,7 +88,7 @@ struct Finetune: ParsableCommand {
     var seed: UInt64 = 0
 
     @Option(help: ArgumentHelp("The loss (default: softmax cross-entropy for single-label data with a new head, else the pooling's: bce, or bce_with_logits for logit pooling).", valueName: "bce|bce_with_logits|cross_entropy"))
-    var loss: CedTrainingLoss?
+    var loss: CedLoss?
 
     @Option(help: ArgumentHelp("Mixup's α (upstream 0.5; 0: off).", valueName: "alpha"))
     var mixup: Double = 0
@@ -182,7 +182,7 @@ struct Finetune: ParsableCommand {
         let dataset = try TrainingDataset.load(from: URL(fileURLWithPath: (data as NSString).expandingTildeInPath), multiLabel: multiLabel)
         let outputURL = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
         try dataset.check(validationSplit: validationSplit ?? (freezeEncoder ? HeadTrainingOptions().validationSplit : FinetuneOptions().validationSplit))
-        try HeadCheckpointWriter.checkOutput(outputURL, overwrite: overwrite)
+        try CedModelWriter.checkOutput(outputURL, overwrite: overwrite)
         if freezeEncoder { return try runFrozen(dataset: dataset, output: outputURL) }
 
         let start = try resolveStart()
@@ -319,7 +319,7 @@ struct Finetune: ParsableCommand {
 
 extension FinetuneOptions.Schedule: ExpressibleByArgument {}
 extension FinetuneOptions.BatchNormStatistics: ExpressibleByArgument {}
-extension CedTrainingLoss: ExpressibleByArgument {}
+extension CedLoss: ExpressibleByArgument {}
 
 /// A one-line progress bar of optimiser steps on stderr: step, loss, lr, time left.
 final class StepProgress: @unchecked Sendable {

@@ -103,7 +103,7 @@ struct TrainHead: ParsableCommand {
         let outputURL = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
         // Fail on bad data or an occupied output before loading (maybe downloading) the model.
         try dataset.check(validationSplit: validationSplit)
-        try HeadCheckpointWriter.checkOutput(outputURL, overwrite: overwrite)
+        try CedModelWriter.checkOutput(outputURL, overwrite: overwrite)
         let checkpoint = try modelOptions.load(quiet: quiet)
         let cache: EmbeddingCache? = noCache ? nil
             : EmbeddingCache(directory: cacheDir.map { URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath) }

@@ -21,10 +21,10 @@ final class ClassificationLossTests: XCTestCase {
             let m = try mel(audio)
             let out = try model.forward(m, labels: .classIndex(62))
             // The output is the ordinary forward output, and the goldens' HF output.
-            XCTAssertEqual(out.output.logits.scalars, try model(m).scalars)
+            XCTAssertEqual(out.output.scores.scalars, try model(m).scalars)
             let golden = try Reference.golden("micro").tensor("\(audio)/default/output_hf")
-            XCTAssertLessThanOrEqual(maxAbsDiff(out.output.logits.scalars, golden.scalars), 1e-5)
-            let z = try XCTUnwrap(out.headLogits).scalars
+            XCTAssertLessThanOrEqual(maxAbsDiff(out.output.scores.scalars, golden.scalars), 1e-5)
+            let z = try XCTUnwrap(out.logits).scalars
             XCTAssertLessThanOrEqual(maxAbsDiff(z.map { 1 / (1 + expf(-$0)) }, golden.scalars), 2e-5)
             var y = [Double](repeating: 0, count: 527)
             y[62] = 1
@@ -40,13 +40,13 @@ final class ClassificationLossTests: XCTestCase {
     func testSoftmaxCrossEntropyAndBatchMean() throws {
         let model = try ModelGoldenTests.loadModel("micro")
         let a = try mel("snap_16k_mono_s16.wav"), b = try mel("chirp_44k1_stereo_s24.wav")
-        let out = try model.forward(a, labels: .classIndex(5), lossFunction: .softmaxCrossEntropy)
-        let z = try XCTUnwrap(out.headLogits).scalars.map(Double.init)
+        let out = try model.forward(a, labels: .classIndex(5), loss: .softmaxCrossEntropy)
+        let z = try XCTUnwrap(out.logits).scalars.map(Double.init)
         let m = z.max()!
         let logSumExp = m + log(z.reduce(0) { $0 + exp($1 - m) })
         XCTAssertEqual(Double(out.loss), logSumExp - z[5], accuracy: 1e-5)
-        let lb = try model.forward(b, labels: .classIndex(7), lossFunction: .softmaxCrossEntropy).loss
-        let batch = try model.loss([a, b], labels: [.classIndex(5), .classIndex(7)], lossFunction: .softmaxCrossEntropy)
+        let lb = try model.forward(b, labels: .classIndex(7), loss: .softmaxCrossEntropy).loss
+        let batch = try model.loss([a, b], labels: [.classIndex(5), .classIndex(7)], loss: .softmaxCrossEntropy)
         XCTAssertEqual(batch, (out.loss + lb) / 2, accuracy: 1e-6)
     }
 
@@ -54,19 +54,19 @@ final class ClassificationLossTests: XCTestCase {
         let m = try mel("chirp_44k1_stereo_s24.wav")
         let logit = try ModelGoldenTests.loadModel("micro", variant: "pooling-logit")
         let lo = try logit.forward(m, labels: .classIndex(1))
-        XCTAssertEqual(try XCTUnwrap(lo.headLogits).scalars, lo.output.logits.scalars)
+        XCTAssertEqual(try XCTUnwrap(lo.logits).scalars, lo.output.scores.scalars)
         var y = [Double](repeating: 0, count: 527); y[1] = 1
-        XCTAssertEqual(Double(lo.loss), naiveBCE(lo.output.logits.scalars, y), accuracy: 1e-6)
+        XCTAssertEqual(Double(lo.loss), naiveBCE(lo.output.scores.scalars, y), accuracy: 1e-6)
 
         let dm = try ModelGoldenTests.loadModel("micro", variant: "pooling-dm")
         let d = try dm.forward(m, labels: .classIndex(1))
-        XCTAssertNil(d.headLogits)
+        XCTAssertNil(d.logits)
         let golden = try Reference.golden("micro").tensor("chirp_44k1_stereo_s24.wav/pooling-dm/output_hf").scalars
-        XCTAssertLessThanOrEqual(maxAbsDiff(d.output.logits.scalars, golden), 1e-5)
+        XCTAssertLessThanOrEqual(maxAbsDiff(d.output.scores.scalars, golden), 1e-5)
         var bce = 0.0
         for (p, yi) in zip(golden, y) { bce -= yi * log(Double(p)) + (1 - yi) * log(1 - Double(p)) }
         XCTAssertEqual(Double(d.loss), bce / 527, accuracy: 1e-5)
-        XCTAssertThrowsError(try dm.forward(m, labels: .classIndex(1), lossFunction: .softmaxCrossEntropy))
+        XCTAssertThrowsError(try dm.forward(m, labels: .classIndex(1), loss: .softmaxCrossEntropy))
         // dm head inputs: one vector per time step.
         XCTAssertEqual(try dm.headInput(m).shape, [331 / 16, 64])
     }
@@ -74,8 +74,8 @@ final class ClassificationLossTests: XCTestCase {
     func testBadLabelsAreRejected() throws {
         let model = try ModelGoldenTests.loadModel("micro")
         let m = try mel("snap_16k_mono_s16.wav")
-        func expectError(_ labels: CedClassificationLabels, _ loss: CedLossFunction = .bceWithLogits, mentions: String) {
-            XCTAssertThrowsError(try model.forward(m, labels: labels, lossFunction: loss)) { e in
+        func expectError(_ labels: CedClassificationLabels, _ loss: CedLoss = .bceWithLogits, mentions: String) {
+            XCTAssertThrowsError(try model.forward(m, labels: labels, loss: loss)) { e in
                 XCTAssertTrue(e is CedInputError, "\(e)")
                 XCTAssertTrue("\(e)".contains(mentions), "\(e)")
             }
@@ -87,14 +87,20 @@ final class ClassificationLossTests: XCTestCase {
         expectError(.targets([Float](repeating: 0.5, count: 527)), .softmaxCrossEntropy, mentions: "sum to 1")
     }
 
-    /// The head input is the mean over every token of every chunk (HF semantics), which
-    /// `CedModel.embedding` computes another way, and the mean cls token for token pooling.
+    /// The head input (= the clip embedding) is the mean over every token of every chunk
+    /// (HF semantics) for mean pooling, and the mean of the chunks' cls tokens for token
+    /// pooling, both checked against the encoder's hidden states averaged here in double.
     func testHeadInputIsTheMeanOverAllChunks() throws {
         let model = try ModelGoldenTests.loadModel("micro")
         let m = try mel("tones_noise_16k_mono_f32_23s.wav")
         let v = try model.headInput(m)
         XCTAssertEqual(v.shape, [64])
-        XCTAssertLessThanOrEqual(maxAbsDiff(v.scalars, try model.encoder.embedding(m).scalars), 1e-5)
+        let hidden = try model.encoder(m).lastHiddenState
+        let rows = hidden.shape[0]
+        var all = [Double](repeating: 0, count: 64)
+        for r in 0..<rows { for i in 0..<64 { all[i] += Double(hidden.scalars[r * 64 + i]) / Double(rows) } }
+        XCTAssertLessThanOrEqual(maxAbsDiff(v.scalars, all.map { Float($0) }), 1e-5)
+        XCTAssertEqual(try model.encoder.embedding(m).scalars, v.scalars)
 
         let tokenModel = try ModelGoldenTests.loadModel("micro-token")
         let out = try tokenModel.encoder(m)
@@ -103,5 +109,7 @@ final class ClassificationLossTests: XCTestCase {
         var mean = [Double](repeating: 0, count: c)
         for s in 0..<3 { for i in 0..<c { mean[i] += Double(out.lastHiddenState.scalars[s * per * c + i]) / 3 } }
         XCTAssertLessThanOrEqual(maxAbsDiff(try tokenModel.headInput(m).scalars, mean.map { Float($0) }), 1e-6)
+        // `ced embed` and head training read the same vector: the cls tokens' mean.
+        XCTAssertLessThanOrEqual(maxAbsDiff(try tokenModel.encoder.embedding(m).scalars, mean.map { Float($0) }), 1e-6)
     }
 }

@@ -177,7 +177,7 @@ final class HeadTrainingDataTests: XCTestCase {
         // A failure while writing leaves nothing behind.
         let result = try job(data, output: root.appendingPathComponent("first")).run()
         let failing = root.appendingPathComponent("failing")
-        XCTAssertThrowsError(try HeadCheckpointWriter.write(
+        XCTAssertThrowsError(try CedModelWriter.write(
             base: try microCheckpoint(), config: result.config, head: result.trained.stateDict, to: failing,
             extraFiles: ["no/such/dir.json": Data()]))
         assertNothingWritten(failing)

@@ -4,109 +4,136 @@ import XCTest
 /// The head's hand-written gradients, the losses, AdamW, the metrics and the split, against
 /// finite differences and values worked out by hand.
 final class HeadTrainingMathTests: XCTestCase {
-    /// A small head with non-trivial parameters and random inputs.
-    func randomProblem(d: Int, k: Int, b: Int, seed: UInt64) -> (ClassificationHead, [[Float]]) {
+    /// A small head (the training model's head passes over a buffer of its own) with
+    /// non-trivial parameters, and random inputs.
+    func randomProblem(d: Int, k: Int, b: Int, seed: UInt64) throws -> (TrainableHead, [[Float]]) {
         var rng = TrainingRandom(seed: seed)
-        var head = ClassificationHead(inputDim: d, outputDim: k, rng: &rng)
-        head.normWeight = (0..<d).map { _ in 0.5 + rng.nextDouble() }
-        head.normBias = (0..<d).map { _ in rng.nextGaussian() * 0.3 }
-        head.weight = head.weight.map { _ in rng.nextGaussian() }
-        head.bias = (0..<k).map { _ in rng.nextGaussian() * 0.5 }
+        var config = CedConfig()
+        config.embedDim = d
+        config.outputdim = k
+        let head = try TrainableHead(config: config, rng: &rng)
+        let p = head.parameters
+        for i in 0..<d {
+            head.parameterValues[p.norm.weight.at + i] = Float(0.5 + rng.nextDouble())
+            head.parameterValues[p.norm.bias.at + i] = Float(rng.nextGaussian() * 0.3)
+        }
+        for i in 0..<(d * k) { head.parameterValues[p.linear.weight.at + i] = Float(rng.nextGaussian()) }
+        for i in 0..<k { head.parameterValues[p.linear.bias!.at + i] = Float(rng.nextGaussian() * 0.5) }
         let inputs = (0..<b).map { _ in (0..<d).map { _ in Float(rng.nextGaussian() * 2 + 0.5) } }
         return (head, inputs)
     }
 
-    func checkGradients(loss: CedLossFunction, targets: [Double], head: ClassificationHead, inputs: [[Float]]) {
-        let (_, g) = head.lossAndGradients(inputs: inputs, targets: targets, loss: loss)
+    /// The loss of the head in float64, written out here: LayerNorm (biased variance, eps
+    /// 1e-5), Linear, then BCE-with-logits or softmax cross-entropy, means over the batch.
+    func referenceLoss(_ v: [Double], _ head: TrainableHead, _ inputs: [[Float]], _ t: [[Float]], _ loss: CedLoss) -> Double {
+        let p = head.parameters, d = head.passes.dim, k = head.passes.classes
+        var total = 0.0
+        for (x, y) in zip(inputs, t) {
+            let mean = x.reduce(0.0) { $0 + Double($1) } / Double(d)
+            let variance = x.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(d)
+            let h = (0..<d).map { (Double(x[$0]) - mean) / (variance + 1e-5).squareRoot() * v[p.norm.weight.at + $0] + v[p.norm.bias.at + $0] }
+            let z = (0..<k).map { c in (0..<d).reduce(v[p.linear.bias!.at + c]) { $0 + v[p.linear.weight.at + c * d + $1] * h[$1] } }
+            if loss == .bceWithLogits {
+                for c in 0..<k {
+                    let s = 1 / (1 + exp(-z[c]))
+                    total -= (Double(y[c]) * log(s) + (1 - Double(y[c])) * log(1 - s)) / Double(k)
+                }
+            } else {
+                let m = z.max()!
+                let lse = m + log(z.reduce(0) { $0 + exp($1 - m) })
+                for c in 0..<k { total -= Double(y[c]) * (z[c] - lse) }
+            }
+        }
+        return total / Double(inputs.count)
+    }
+
+    /// The float32 backward pass against central differences of the float64 loss.
+    func checkGradients(loss: CedLoss, targets: [[Float]], head: TrainableHead, inputs: [[Float]]) throws {
+        let gradients = CedGradientBuffer(count: head.parameterCount)
+        let value = try head.trainingStep(inputs, targets: targets, loss: loss, sink: gradients, epoch: 1)
+        let v = (0..<head.parameterCount).map { Double(head.parameterValues[$0]) }
+        XCTAssertEqual(value, referenceLoss(v, head, inputs, targets, loss), accuracy: 1e-5)
         let h = 1e-6
-        func numeric(_ perturb: (inout ClassificationHead, Double) -> Void) -> Double {
-            var plus = head, minus = head
-            perturb(&plus, h)
-            perturb(&minus, -h)
-            return (plus.lossAndGradients(inputs: inputs, targets: targets, loss: loss).loss
-                - minus.lossAndGradients(inputs: inputs, targets: targets, loss: loss).loss) / (2 * h)
+        var worst = 0.0, largest = 0.0
+        for i in 0..<head.parameterCount {
+            var plus = v, minus = v
+            plus[i] += h
+            minus[i] -= h
+            let numeric = (referenceLoss(plus, head, inputs, targets, loss) - referenceLoss(minus, head, inputs, targets, loss)) / (2 * h)
+            worst = max(worst, abs(Double(gradients.values[i]) - numeric))
+            largest = max(largest, abs(numeric))
         }
-        func compare(_ analytic: Double, _ n: Double, _ what: String) {
-            XCTAssertEqual(analytic, n, accuracy: 1e-8 + 1e-6 * abs(n), "\(loss) \(what)")
-        }
-        var checked = 0
-        for i in 0..<head.inputDim {
-            compare(g.normWeight[i], numeric { $0.normWeight[i] += $1 }, "dγ[\(i)]")
-            compare(g.normBias[i], numeric { $0.normBias[i] += $1 }, "dβ[\(i)]")
-            checked += 2
-        }
-        for i in 0..<head.weight.count {
-            compare(g.weight[i], numeric { $0.weight[i] += $1 }, "dW[\(i)]")
-            checked += 1
-        }
-        for i in 0..<head.outputDim {
-            compare(g.bias[i], numeric { $0.bias[i] += $1 }, "db[\(i)]")
-            checked += 1
-        }
-        XCTAssertEqual(checked, 2 * head.inputDim + head.weight.count + head.outputDim)
+        XCTAssertLessThan(worst, 1e-5 + 1e-4 * largest, "\(loss): float32 gradients against the float64 loss's differences")
         // The gradient is not trivially zero.
-        XCTAssertGreaterThan(g.weight.map(abs).max()!, 1e-3)
-        XCTAssertGreaterThan(g.normWeight.map(abs).max()!, 1e-4)
+        XCTAssertGreaterThan(largest, 1e-2)
     }
 
-    func testGradientsMatchFiniteDifferencesSoftmax() {
-        let (head, inputs) = randomProblem(d: 7, k: 3, b: 5, seed: 11)
+    func testGradientsMatchFiniteDifferencesSoftmax() throws {
+        let (head, inputs) = try randomProblem(d: 7, k: 3, b: 5, seed: 11)
         let classes = [0, 2, 1, 2, 0]
-        var t = [Double](repeating: 0, count: 15)
-        for (r, c) in classes.enumerated() { t[r * 3 + c] = 1 }
-        checkGradients(loss: .softmaxCrossEntropy, targets: t, head: head, inputs: inputs)
+        let t: [[Float]] = classes.map { c in (0..<3).map { $0 == c ? 1 : 0 } }
+        try checkGradients(loss: .softmaxCrossEntropy, targets: t, head: head, inputs: inputs)
     }
 
-    func testGradientsMatchFiniteDifferencesBCE() {
-        let (head, inputs) = randomProblem(d: 6, k: 4, b: 3, seed: 12)
-        let t: [Double] = [1, 0, 1, 0,  0, 0, 0, 1,  1, 1, 0, 0]
-        checkGradients(loss: .bceWithLogits, targets: t, head: head, inputs: inputs)
+    func testGradientsMatchFiniteDifferencesBCE() throws {
+        let (head, inputs) = try randomProblem(d: 6, k: 4, b: 3, seed: 12)
+        let t: [[Float]] = [[1, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]]
+        try checkGradients(loss: .bceWithLogits, targets: t, head: head, inputs: inputs)
+    }
+
+    func value(_ loss: CedLoss, _ outputs: [Float], _ targets: [Float], classes: Int) -> (Double, [Float]) {
+        var grad = [Float](repeating: 0, count: outputs.count)
+        let v = loss.value(outputs, targets: targets, rows: outputs.count / classes, classes: classes, grad: &grad)
+        return (v, grad)
     }
 
     func testLossValuesAgainstClosedForms() {
         // BCE with logits: −[y·log σ(z) + (1−y)·log(1−σ(z))], averaged, by the naive formula.
-        let z: [Double] = [0, 2, -3, 0.5]
-        let y: [Double] = [1, 0, 1, 0]
+        let z: [Float] = [0, 2, -3, 0.5]
+        let y: [Float] = [1, 0, 1, 0]
         var naive = 0.0
         for (zi, yi) in zip(z, y) {
-            let s = 1 / (1 + exp(-zi))
-            naive -= yi * log(s) + (1 - yi) * log(1 - s)
+            let s = 1 / (1 + exp(-Double(zi)))
+            naive -= Double(yi) * log(s) + (1 - Double(yi)) * log(1 - s)
         }
-        let bce = CedLoss.bceWithLogits(logits: z, targets: y)
-        XCTAssertEqual(bce.loss, naive / 4, accuracy: 1e-12)
+        let bce = value(.bceWithLogits, z, y, classes: 4)
+        XCTAssertEqual(bce.0, naive / 4, accuracy: 1e-12)
         // Hand value: (log 2 + (2 + log(1+e⁻²)) + (3 + log(1+e⁻³)) + (0.5 + log(1+e^-0.5))) / 4
-        XCTAssertEqual(bce.loss, (0.6931471805599453 + 2.1269280110429727 + 3.048587351573742 + 0.9740769841801067) / 4, accuracy: 1e-12)
+        XCTAssertEqual(bce.0, (0.6931471805599453 + 2.1269280110429727 + 3.048587351573742 + 0.9740769841801067) / 4, accuracy: 1e-12)
+        // Its gradient: (σ(z) − y) / n.
+        for i in 0..<4 { XCTAssertEqual(Double(bce.1[i]), (1 / (1 + exp(-Double(z[i]))) - Double(y[i])) / 4, accuracy: 1e-7) }
         // Softmax CE: z = [1, 2, 3], class 2 → log(1 + e⁻¹ + e⁻²) = 0.40760596444438...
-        let ce = CedLoss.softmaxCrossEntropy(logits: [1, 2, 3, 3, 2, 1], targets: [0, 0, 1, 0, 0, 1], classes: 3)
-        XCTAssertEqual(ce.loss, (0.40760596444438 + 2.40760596444438) / 2, accuracy: 1e-12)
+        let ce = value(.softmaxCrossEntropy, [1, 2, 3, 3, 2, 1], [0, 0, 1, 0, 0, 1], classes: 3)
+        XCTAssertEqual(ce.0, (0.40760596444438 + 2.40760596444438) / 2, accuracy: 1e-12)
         // Gradient rows sum to zero (softmax minus one-hot).
-        XCTAssertEqual(ce.gradient[0] + ce.gradient[1] + ce.gradient[2], 0, accuracy: 1e-15)
+        XCTAssertEqual(ce.1[0] + ce.1[1] + ce.1[2], 0, accuracy: 1e-7)
         // Extreme logits stay finite.
-        let far = CedLoss.bceWithLogits(logits: [1000, -1000], targets: [0, 1])
-        XCTAssertEqual(far.loss, 1000, accuracy: 1e-9)
-        let farCE = CedLoss.softmaxCrossEntropy(logits: [1000, -1000], targets: [0, 1], classes: 2)
-        XCTAssertEqual(farCE.loss, 2000, accuracy: 1e-9)
-        XCTAssertEqual(CedLoss.binaryCrossEntropy(probabilities: [0, 0.5], targets: [1, 1]), (100 + log(2)) / 2, accuracy: 1e-12)
+        XCTAssertEqual(value(.bceWithLogits, [1000, -1000], [0, 1], classes: 2).0, 1000, accuracy: 1e-9)
+        XCTAssertEqual(value(.softmaxCrossEntropy, [1000, -1000], [0, 1], classes: 2).0, 2000, accuracy: 1e-9)
+        XCTAssertEqual(value(.bce, [0, 0.5], [1, 1], classes: 2).0, (100 + log(2)) / 2, accuracy: 1e-12)
     }
 
-    func testAdamWFirstStepByHand() {
-        var head = ClassificationHead(normWeight: [1, 2], normBias: [0, 0.5], weight: [0.3, -0.2, 0.1, 0.4], bias: [0.1, -0.1])
-        let before = head
-        var g = head.lossAndGradients(inputs: [[1, 2]], targets: [1, 0], loss: .softmaxCrossEntropy).gradients
-        g.weight = [0.5, -2, 0, 1e-3]
-        var adam = AdamW(learningRate: 0.01, weightDecay: 0.1)
-        adam.update(&head, gradients: g)
-        // Step 1: m̂ = g, v̂ = g², so θ ← θ(1 − lr·λ) − lr·g/(|g| + ε); no decay off the weight.
-        for i in 0..<4 {
-            let gi = g.weight[i]
-            let expect = before.weight[i] * (1 - 0.01 * 0.1) - 0.01 * gi / (abs(gi) + 1e-8)
-            XCTAssertEqual(head.weight[i], expect, accuracy: 1e-15)
-        }
-        for i in 0..<2 {
-            let gb = g.bias[i]
-            XCTAssertEqual(head.bias[i], before.bias[i] - 0.01 * gb / (abs(gb) + 1e-8), accuracy: 1e-15)
-            let gn = g.normWeight[i]
-            XCTAssertEqual(head.normWeight[i], before.normWeight[i] - 0.01 * gn / (abs(gn) + 1e-8), accuracy: 1e-15)
+    func testAdamWFirstStepByHand() throws {
+        var config = CedConfig()
+        config.embedDim = 2
+        config.outputdim = 2
+        var rng = TrainingRandom(seed: 1)
+        let head = try TrainableHead(config: config, rng: &rng)
+        let before = head.values()
+        let g: [Float] = [0.5, -2, 0, 1e-3, 0.25, -0.5, 3, -1e-4, 0.75, -0.125]
+        XCTAssertEqual(g.count, head.parameterCount)
+        let gradients = CedGradientBuffer(count: head.parameterCount)
+        gradients.values.update(from: g, count: g.count)
+        let adam = CedAdamW(model: head, options: .init(learningRate: 0.01, weightDecay: 0.1))
+        adam.update(gradients)
+        // Step 1: m̂ = g, v̂ = g², so θ ← θ(1 − lr·λ) − lr·g/(|g| + ε); decay on the Linear
+        // weight only (the LayerNorm and the biases are not decayed).
+        for p in head.parameters.entries {
+            for i in p.at ..< p.at + p.count {
+                let decay = p == head.parameters.linear.weight ? 1 - 0.01 * 0.1 : 1
+                let expect = Double(before[i]) * decay - 0.01 * Double(g[i]) / (abs(Double(g[i])) + 1e-8)
+                XCTAssertEqual(Double(head.parameterValues[i]), expect, accuracy: 1e-6, "\(p.name)")
+            }
         }
         XCTAssertEqual(adam.step, 1)
     }
@@ -180,7 +207,7 @@ final class HeadTrainingMathTests: XCTestCase {
         expect(.invalidOption, .init(learningRate: -1), mentions: "learning rate")
         expect(.invalidOption, .init(validationSplit: 1), mentions: "validation split")
         expect(.invalidOption, .init(batchSize: 0), mentions: "batch size")
-        expect(.invalidOption, .init(), labels: [[0], [1, 0], [0], [1]], mentions: "2 labels")
+        expect(.tooManyLabels, .init(), labels: [[0], [1, 0], [0], [1]], mentions: "2 labels")
         expect(.notEnoughExamples, .init(), labels: [[0], [1], [0], [0]], mentions: "'b' has 1 example")
     }
 }

@@ -72,13 +72,13 @@ final class HeadTrainingTinyTests: XCTestCase {
         let b = try run(f, output: "model-b", options: .init(seed: 1))
         XCTAssertEqual(b.cachedCount, 300)
         XCTAssertEqual(b.computedCount, 0)
-        XCTAssertEqual(b.trained.head, a.trained.head)
+        XCTAssertEqual(b.trained.stateDict, a.trained.stateDict)
         XCTAssertEqual(b.trained.validationIndices, a.trained.validationIndices)
         XCTAssertEqual(try Data(contentsOf: a.output.appendingPathComponent("model.safetensors")),
                        try Data(contentsOf: b.output.appendingPathComponent("model.safetensors")))
         // Another seed gives another split and head.
         let c = try run(f, output: "model-c", options: .init(learningRate: 3e-3, seed: 2))
-        XCTAssertNotEqual(c.trained.head, a.trained.head)
+        XCTAssertNotEqual(c.trained.stateDict, a.trained.stateDict)
         XCTAssertNotEqual(c.trained.validationIndices, a.trained.validationIndices)
 
         // The saved folder loads back and predicts what training evaluated, exactly.
@@ -115,7 +115,7 @@ final class HeadTrainingTinyTests: XCTestCase {
                 XCTAssertEqual(try saved.tensor(t.name).scalars, try base.tensor(t.name).scalars, t.name)
             }
         }
-        XCTAssertEqual(try saved.tensor("outputlayer.1.weight").scalars, r.trained.head.weight.map { Float($0) })
+        XCTAssertEqual(try saved.tensor("outputlayer.1.weight").scalars, r.trained.stateDict["outputlayer.1.weight"]!.scalars)
 
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: r.output.appendingPathComponent("config.json"))) as! [String: Any]
         XCTAssertEqual(json["outputdim"] as? Int, 4)

@@ -130,11 +130,11 @@ final class IndependentCaseTests: XCTestCase {
                 let orig = try m(mel, chunking: .original)
                 let chunks = try fx.tensor("\(aname)/\(vname)/chunks").scalars[0]
                 XCTAssertEqual(Float(hf.chunks), chunks, "\(aname) \(vname): chunks")
-                let dh = maxAbsDiff(hf.logits.scalars, try fx.tensor("\(aname)/\(vname)/output_hf").scalars)
+                let dh = maxAbsDiff(hf.scores.scalars, try fx.tensor("\(aname)/\(vname)/output_hf").scalars)
                 let dorig = maxAbsDiff(orig.scalars, try fx.tensor("\(aname)/\(vname)/output_original").scalars)
                 XCTAssertLessThanOrEqual(dh, 1e-5, "\(aname) \(vname) hf")
                 XCTAssertLessThanOrEqual(dorig, 1e-5, "\(aname) \(vname) original")
-                XCTAssertTrue(hf.logits.scalars.allSatisfy(\.isFinite))
+                XCTAssertTrue(hf.scores.scalars.allSatisfy(\.isFinite))
                 if vname == "mean" {
                     let expect = try fx.tensor("\(aname)/mean/last_hidden_state")
                     let hidden = try m.encoder(mel).lastHiddenState
@@ -153,7 +153,7 @@ final class IndependentCaseTests: XCTestCase {
         XCTAssertEqual(long.chunks, 3)
         XCTAssertEqual(long.encoder?.chunks, 3)
         XCTAssertEqual(long.encoder?.timePatches, 6)
-        XCTAssertEqual(long.chunkLogits.shape, [3, 10])
+        XCTAssertEqual(long.chunkScores.shape, [3, 10])
         let short = try m.forward(try fx.tensor("short/mel"), outputHiddenStates: true)
         XCTAssertEqual(short.chunks, 1)
         XCTAssertEqual(short.encoder?.timePatches, 1)
@@ -196,25 +196,30 @@ extension IndependentCaseTests {
                 let whole = try m.forward(mel, chunking: chunking, outputHiddenStates: true)
                 XCTAssertEqual(grouped.chunks, vname == "pad_last-false" ? 19 : 20)
                 XCTAssertNil(grouped.encoder)
-                XCTAssertLessThanOrEqual(maxAbsDiff(grouped.logits.scalars, whole.logits.scalars), 1e-6, "\(vname) \(chunking)")
-                XCTAssertLessThanOrEqual(maxAbsDiff(grouped.chunkLogits.scalars, whole.chunkLogits.scalars), 1e-6, "\(vname) \(chunking)")
+                XCTAssertLessThanOrEqual(maxAbsDiff(grouped.scores.scalars, whole.scores.scalars), 1e-6, "\(vname) \(chunking)")
+                XCTAssertLessThanOrEqual(maxAbsDiff(grouped.chunkScores.scalars, whole.chunkScores.scalars), 1e-6, "\(vname) \(chunking)")
             }
         }
     }
 }
 
 extension IndependentCaseTests {
-    /// The clip embedding is the mean of every token of every chunk, also across groups.
+    /// The clip embedding is what the head reads, averaged over chunks, also across
+    /// groups of chunks: the mean of every token of every chunk (mean pooling), the mean
+    /// of the chunks' cls tokens (token pooling).
     func testEmbeddingIsTheMeanToken() throws {
         let frames = 1950
         var rng = LCG(x: 5)
         let mel = Tensor(shape: [64, frames], scalars: rng.symmetric(64 * frames, 30).map { $0 - 50 })
-        for (_, change) in [Self.variants[0], Self.variants[3]] {
+        for (name, change) in [Self.variants[0], Self.variants[3]] {
             let m = try model(change)
-            let tokens = try m.encoder(mel).lastHiddenState
+            let out = try m.encoder(mel)
+            let tokens = out.lastHiddenState
             let n = tokens.shape[0], c = tokens.shape[1]
-            let expect = (0..<c).map { ch in Float((0..<n).reduce(0.0) { $0 + Double(tokens.scalars[$1 * c + ch]) } / Double(n)) }
-            XCTAssertLessThanOrEqual(maxAbsDiff(try m.encoder.embedding(mel).scalars, expect), 1e-6)
+            let rows = name == "token" ? (0..<out.chunks).map { $0 * out.tokensPerChunk } : Array(0..<n)
+            XCTAssertGreaterThan(out.chunks, CedModel.chunksPerGroup, "several groups of chunks")
+            let expect = (0..<c).map { ch in Float(rows.reduce(0.0) { $0 + Double(tokens.scalars[$1 * c + ch]) } / Double(rows.count)) }
+            XCTAssertLessThanOrEqual(maxAbsDiff(try m.encoder.embedding(mel).scalars, expect), 1e-6, name)
         }
     }
 }

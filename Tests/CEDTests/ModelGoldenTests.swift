@@ -34,7 +34,7 @@ final class ModelGoldenTests: XCTestCase {
             XCTAssertEqual(hf.chunks, c.chunks, "\(c.audio) \(c.variant): chunk count")
             let expectHF = try golden.tensor("\(c.audio)/\(c.variant)/output_hf")
             let expectOrig = try golden.tensor("\(c.audio)/\(c.variant)/output_original")
-            let dHF = maxAbsDiff(hf.logits.scalars, expectHF.scalars)
+            let dHF = maxAbsDiff(hf.scores.scalars, expectHF.scalars)
             XCTAssertLessThanOrEqual(dHF, 1e-5, "\(name) \(c.audio) \(c.variant): output_hf")
             let orig = try model(mel, chunking: .original)
             let dOrig = maxAbsDiff(orig.scalars, expectOrig.scalars)

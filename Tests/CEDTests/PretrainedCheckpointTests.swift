@@ -74,7 +74,7 @@ final class PretrainedCheckpointTests: XCTestCase {
         for name in ["tiny", "micro-token"] {
             let dir = try Reference.model(name)
             let sd = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("model.safetensors")).stateDict()
-            var inferred = try CedWeightLayout.inferConfig(from: sd, numHeads: name == "tiny" ? nil : 2)
+            var inferred = try CedParameterTable.inferConfig(from: sd, numHeads: name == "tiny" ? nil : 2)
             let config = try CedConfig.load(from: dir.appendingPathComponent("config.json"))
             inferred.name = config.name
             XCTAssertEqual(Self.architecture(inferred), Self.architecture(config), name)
@@ -148,7 +148,7 @@ final class PretrainedCheckpointTests: XCTestCase {
         XCTAssertEqual(CedWeightLayout.huggingFaceName(forOriginal: "cls_token"), "encoder.cls_token")
         XCTAssertNil(CedWeightLayout.huggingFaceName(forOriginal: "front_end.0.mel_scale.fb"))
         let sd = StateDict(tensors: ["module.init_bn.1.weight": Tensor(zeros: [2]), "module.front_end.1.foo": Tensor(zeros: [1])], source: "x")
-        let m = CedWeightLayout.toHuggingFace(sd)
+        let m = CedWeightLayout.sanitize(sd)
         XCTAssertEqual(m.weights.names, ["encoder.init_bn.weight"])
         XCTAssertEqual(m.dropped, ["front_end.1.foo"])
     }

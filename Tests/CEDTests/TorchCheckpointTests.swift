@@ -36,7 +36,7 @@ final class TorchCheckpointTests: XCTestCase {
         let pt = try TorchCheckpoint.load(path: try Reference.model("micro.pt").path)
         XCTAssertNil(pt.wrapperKey)
         XCTAssertTrue(pt.stateDict.names.contains("init_bn.1.weight"))
-        let mapped = CedWeightLayout.toHuggingFace(pt.stateDict)
+        let mapped = CedWeightLayout.sanitize(pt.stateDict)
         XCTAssertEqual(mapped.layout, .original)
         XCTAssertEqual(mapped.frontEnd.window?.shape, [512])
         XCTAssertEqual(mapped.frontEnd.melFilterbank?.shape, [257, 64])
@@ -48,13 +48,13 @@ final class TorchCheckpointTests: XCTestCase {
         let pt = try TorchCheckpoint.load(path: try Reference.model("micro-wrapped.pt").path)
         XCTAssertEqual(pt.wrapperKey, "model")
         XCTAssertEqual(pt.otherKeys, ["config", "epoch"])
-        Self.assertIdentical(CedWeightLayout.toHuggingFace(pt.stateDict).weights, ref)
+        Self.assertIdentical(CedWeightLayout.sanitize(pt.stateDict).weights, ref)
     }
 
     func testHuggingFacePytorchModelBin() throws {
         let ref = try SafeTensorsFile(contentsOf: try Reference.model("micro/model.safetensors")).stateDict()
         let bin = try TorchCheckpoint.load(path: try Reference.model("micro-bin/pytorch_model.bin").path)
-        let mapped = CedWeightLayout.toHuggingFace(bin.stateDict)
+        let mapped = CedWeightLayout.sanitize(bin.stateDict)
         XCTAssertEqual(mapped.layout, .huggingFace)
         Self.assertIdentical(mapped.weights, ref)
     }

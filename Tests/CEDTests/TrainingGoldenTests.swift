@@ -13,14 +13,14 @@ final class TrainingGoldenTests: XCTestCase {
         var name: String
         var config: CedConfig
         var weights: StateDict
-        var loss: CedTrainingLoss
+        var loss: CedLoss
         var steps: Int
         var adamw: CedAdamW.Options?
         /// Expected tensors by key relative to the case (`output`, `grad/<name>`, …).
         var golden: (String) throws -> Tensor?
     }
 
-    static func loss(_ name: String) throws -> CedTrainingLoss {
+    static func loss(_ name: String) throws -> CedLoss {
         switch name {
         case "bce": return .bce
         case "bce_with_logits": return .bceWithLogits
@@ -116,24 +116,35 @@ final class TrainingGoldenTests: XCTestCase {
         guard c.steps > 0, let options = c.adamw else { return }
         let trained = try CedTrainingModel(config: c.config, weights: c.weights)
         let adam = CedAdamW(model: trained, options: options)
+        let gradients = CedGradientBuffer(count: trained.parameterCount)
         var losses: [Double] = []
         for _ in 0..<c.steps {
-            losses.append(try trained.lossAndGradients(mels: mel, targets: targets, loss: c.loss).loss)
-            adam.update(trained)
+            // Every gradient first (PyTorch's loss.backward()), then the update.
+            losses.append(try trained.trainingStep(mels: mel, targets: targets, loss: c.loss, sink: gradients).loss)
+            adam.update(gradients)
         }
-        // The streamed step (update fused into the backward pass) gives the same bits.
+        // The update as the backward pass's sink, part by part, gives the same bits.
         let streamed = try CedTrainingModel(config: c.config, weights: c.weights)
         let adam2 = CedAdamW(model: streamed, options: options)
         for i in 0..<c.steps {
-            XCTAssertEqual(try streamed.trainingStep(mels: mel, targets: targets, loss: c.loss, optimizer: adam2).loss, losses[i])
+            XCTAssertEqual(try streamed.trainingStep(mels: mel, targets: targets, loss: c.loss, sink: adam2.step()).loss, losses[i])
         }
         XCTAssertEqual(streamed.stateDict().tensors, trained.stateDict().tensors, "\(c.name): streamed AdamW steps")
+        // So does clipping at a norm the gradients stay under (gathered, clipped, then applied).
+        let clipped = try CedTrainingModel(config: c.config, weights: c.weights)
+        let adam3 = CedAdamW(model: clipped, options: options)
+        for i in 0..<c.steps {
+            let update = adam3.step(clipNorm: 1e9)
+            XCTAssertEqual(try clipped.trainingStep(mels: mel, targets: targets, loss: c.loss, sink: update).loss, losses[i])
+            XCTAssertGreaterThan(try XCTUnwrap(update.gradientNorm), 0)
+        }
+        XCTAssertEqual(clipped.stateDict().tensors, trained.stateDict().tensors, "\(c.name): clipped AdamW steps")
         // Recomputing activations in the backward pass instead of keeping them: same bits.
         for level in CedRecomputation.allCases where level != .none {
             let r = try CedTrainingModel(config: c.config, weights: c.weights)
             r.recomputation = level
             let opt = CedAdamW(model: r, options: options)
-            for _ in 0..<c.steps { try r.trainingStep(mels: mel, targets: targets, loss: c.loss, optimizer: opt) }
+            for _ in 0..<c.steps { try r.trainingStep(mels: mel, targets: targets, loss: c.loss, sink: opt.step()) }
             XCTAssertEqual(r.stateDict().tensors, trained.stateDict().tensors, "\(c.name): recomputation \(level)")
             let saved = r.activationBytes(batch: mel.shape[0], frames: mel.shape[2])
             let all = trained.activationBytes(batch: mel.shape[0], frames: mel.shape[2])

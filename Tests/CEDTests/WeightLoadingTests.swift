@@ -76,7 +76,7 @@ final class WeightLoadingTests: XCTestCase {
             let out = try model.forward(Tensor(shape: [64, frames], scalars: cut), outputHiddenStates: true)
             XCTAssertEqual(out.encoder?.timePatches, 1)
             XCTAssertEqual(out.encoder?.lastHiddenState.shape, [4, 64])
-            XCTAssertTrue(out.logits.scalars.allSatisfy { $0.isFinite && $0 > 0 && $0 < 1 })
+            XCTAssertTrue(out.scores.scalars.allSatisfy { $0.isFinite && $0 > 0 && $0 < 1 })
         }
         // Padding a mel with values that BatchNorm maps to zero gives the same result.
         let bn = model.encoder.initBN
@@ -118,6 +118,6 @@ final class WeightLoadingTests: XCTestCase {
         }
         XCTAssertEqual(normed, enc.lastHiddenState.scalars)
         // Asking for them does not change the result.
-        XCTAssertEqual(try model(mel).scalars, out.logits.scalars)
+        XCTAssertEqual(try model(mel).scalars, out.scores.scalars)
     }
 }

@@ -28,7 +28,7 @@ public struct PretrainedCheckpoint: Sendable {
         case file(URL)
         /// `Options.config`.
         case given
-        /// Inferred from tensor shapes (`CedWeightLayout.inferConfig`).
+        /// Inferred from tensor shapes (`CedParameterTable.inferConfig`).
         case inferred
     }
 
@@ -79,7 +79,7 @@ public struct PretrainedCheckpoint: Sendable {
 
     public var config: CedConfig
     public var featureExtractorConfig: CedFeatureExtractorConfig
-    /// float32 tensors under Hugging Face names (`encoder.*`, `outputlayer.*`). Names and
+    /// float32 tensors under Hugging Face names (those of `CedParameterTable`). Names and
     /// shapes are checked against `config` when a model is built from them.
     public var weights: StateDict
     public var origin: Origin
@@ -176,7 +176,7 @@ public struct PretrainedCheckpoint: Sendable {
                          options: Options, notes: [String] = []) throws -> PretrainedCheckpoint {
         var warnings = notes
         let (raw, format) = try readStateDict(weightsFile)
-        let mapped = CedWeightLayout.toHuggingFace(raw)
+        let mapped = CedWeightLayout.sanitize(raw)
         if !mapped.dropped.isEmpty {
             warnings.append("ignored front-end buffers: \(mapped.dropped.joined(separator: ", "))")
         }
@@ -190,7 +190,7 @@ public struct PretrainedCheckpoint: Sendable {
             config = try CedConfig.load(from: file)
             configSource = .file(file)
         } else {
-            config = try CedWeightLayout.inferConfig(from: mapped.weights, frontEnd: mapped.frontEnd,
+            config = try CedParameterTable.inferConfig(from: mapped.weights, frontEnd: mapped.frontEnd,
                                                      numHeads: options.numHeads, pooling: options.pooling)
             configSource = .inferred
             if options.numHeads == nil {

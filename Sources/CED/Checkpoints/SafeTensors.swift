@@ -206,7 +206,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// Writes tensors as a safetensors file: names sorted, header padded to 8 bytes,
     /// float32 data unless `dtypes` names another type for a tensor (`I64` for integer
-    /// buffers such as `num_batches_tracked`, as PyTorch stores them). Written tensor by
+    /// buffers such as BatchNorm's step counter, as PyTorch stores them). Written tensor by
     /// tensor into a temporary file that is renamed into place, so the file appears complete
     /// or not at all. Pass `metadata: ["format": "pt"]` for files `transformers` loads.
     public static func write(_ tensors: [String: Tensor], dtypes: [String: SafeTensorsDType] = [:],

@@ -1,5 +1,5 @@
 /// Named float32 tensors as a checkpoint stores them (PyTorch `state_dict` names),
-/// whatever the file format. Integer buffers such as `num_batches_tracked` are
+/// whatever the file format. Integer buffers such as BatchNorm's step counter are
 /// converted to float.
 public struct StateDict: Sendable {
     public var tensors: [String: Tensor]

@@ -80,10 +80,27 @@ public struct CedConfig: Codable, Sendable, Equatable {
     public var attnDropRate: Double = 0
     public var dropPathRate: Double = 0
     public var loss: String?
+    // Normalisation constants. Upstream's code fixes them (timm's `LayerNorm(eps=1e-6)` in
+    // the encoder, PyTorch's defaults for the head's LayerNorm and the mel BatchNorm, whose
+    // momentum upstream sets to 0.01); `config.json` may override them, and they are
+    // written only when they differ from these defaults.
+    /// eps of the blocks' and the final LayerNorm (`layer_norm_eps`).
+    public var layerNormEps: Double = CedConfig.defaultLayerNormEps
+    /// eps of the classification head's LayerNorm (`head_layer_norm_eps`).
+    public var headLayerNormEps: Double = CedConfig.defaultHeadLayerNormEps
+    /// eps of the BatchNorm over mel bins (`batch_norm_eps`).
+    public var batchNormEps: Double = CedConfig.defaultBatchNormEps
+    /// Update rate of the BatchNorm's running statistics in training (`batch_norm_momentum`).
+    public var batchNormMomentum: Double = CedConfig.defaultBatchNormMomentum
     /// Class names by output index (`id2label`), nil when the config has none.
     public var id2label: [Int: String]?
     /// Output index by class name (`label2id`).
     public var label2id: [String: Int]?
+
+    public static let defaultLayerNormEps = 1e-6
+    public static let defaultHeadLayerNormEps = 1e-5
+    public static let defaultBatchNormEps = 1e-5
+    public static let defaultBatchNormMomentum = 0.01
 
     /// Upstream defaults (CED-Base shape).
     public init() {}
@@ -119,6 +136,10 @@ public struct CedConfig: Codable, Sendable, Equatable {
         case attnDropRate = "attn_drop_rate"
         case dropPathRate = "drop_path_rate"
         case loss
+        case layerNormEps = "layer_norm_eps"
+        case headLayerNormEps = "head_layer_norm_eps"
+        case batchNormEps = "batch_norm_eps"
+        case batchNormMomentum = "batch_norm_momentum"
         case id2label
         case label2id
         case modelType = "model_type"
@@ -163,6 +184,10 @@ public struct CedConfig: Codable, Sendable, Equatable {
         attnDropRate = try get(.attnDropRate, attnDropRate)
         dropPathRate = try get(.dropPathRate, dropPathRate)
         loss = try c.decodeIfPresent(String.self, forKey: .loss)
+        layerNormEps = try get(.layerNormEps, layerNormEps)
+        headLayerNormEps = try get(.headLayerNormEps, headLayerNormEps)
+        batchNormEps = try get(.batchNormEps, batchNormEps)
+        batchNormMomentum = try get(.batchNormMomentum, batchNormMomentum)
         if let raw = try c.decodeIfPresent([String: String].self, forKey: .id2label) {
             var map = [Int: String]()
             for (k, v) in raw {
@@ -203,6 +228,10 @@ public struct CedConfig: Codable, Sendable, Equatable {
         try c.encode(attnDropRate, forKey: .attnDropRate)
         try c.encode(dropPathRate, forKey: .dropPathRate)
         try c.encodeIfPresent(loss, forKey: .loss)
+        if layerNormEps != Self.defaultLayerNormEps { try c.encode(layerNormEps, forKey: .layerNormEps) }
+        if headLayerNormEps != Self.defaultHeadLayerNormEps { try c.encode(headLayerNormEps, forKey: .headLayerNormEps) }
+        if batchNormEps != Self.defaultBatchNormEps { try c.encode(batchNormEps, forKey: .batchNormEps) }
+        if batchNormMomentum != Self.defaultBatchNormMomentum { try c.encode(batchNormMomentum, forKey: .batchNormMomentum) }
         try c.encode("ced", forKey: .modelType)
         try c.encode(["CedForAudioClassification"], forKey: .architectures)
         if let id2label {
@@ -227,9 +256,9 @@ public struct CedConfig: Codable, Sendable, Equatable {
     /// Hidden width of each block's MLP (`int(embed_dim * mlp_ratio)` as upstream).
     public var mlpHiddenDim: Int { Int(Double(embedDim) * mlpRatio) }
     public var headDim: Int { embedDim / numHeads }
-    /// Frequency patches per column (rows of `freq_pos_embed`): `n_mels // patch_stride`.
+    /// Frequency patches per column (rows of the frequency positional embedding): `n_mels // patch_stride`.
     public var frequencyPatches: Int { nMels / patchStride.frequency }
-    /// Length of `time_pos_embed`: `target_length // patch_stride`.
+    /// Length of the time positional embedding: `target_length // patch_stride`.
     public var maxTimePatches: Int { targetLength / patchStride.time }
 
     /// Time patches the patch embedding produces from `frames` frames (0 below one patch).
@@ -288,13 +317,19 @@ public struct CedConfig: Codable, Sendable, Equatable {
         }
         if timePatches(frames: targetLength) != maxTimePatches {
             throw ConfigError(field: CodingKeys.targetLength.rawValue,
-                              reason: "a \(targetLength)-frame chunk gives \(timePatches(frames: targetLength)) time patches but time_pos_embed has \(maxTimePatches)")
+                              reason: "a \(targetLength)-frame chunk gives \(timePatches(frames: targetLength)) time patches but the time positional embedding has \(maxTimePatches)")
         }
         if !(fMin >= 0) || !fMin.isFinite {
             throw ConfigError(field: CodingKeys.fMin.rawValue, reason: "must be a finite frequency ≥ 0, found \(fMin)")
         }
         if let fMax, !(fMax > fMin) || !fMax.isFinite {
             throw ConfigError(field: CodingKeys.fMax.rawValue, reason: "must be a finite frequency above f_min \(fMin), found \(fMax)")
+        }
+        for (v, key) in [(layerNormEps, CodingKeys.layerNormEps), (headLayerNormEps, .headLayerNormEps), (batchNormEps, .batchNormEps)] {
+            if !(v > 0) || !v.isFinite { throw ConfigError(field: key.rawValue, reason: "must be a positive number, found \(v)") }
+        }
+        if !(batchNormMomentum >= 0 && batchNormMomentum <= 1) {
+            throw ConfigError(field: CodingKeys.batchNormMomentum.rawValue, reason: "must lie in [0, 1], found \(batchNormMomentum)")
         }
         if let id2label {
             if id2label.count != outputdim {

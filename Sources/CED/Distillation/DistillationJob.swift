@@ -63,9 +63,9 @@ public struct DistillationOptions: Sendable, Equatable {
 public struct DistillationJob {
     /// The element-wise mean of state dicts (running statistics included, as upstream's
     /// `average_models`; the step counter is the first's).
-    static func average(_ states: [StateDict]) -> StateDict {
+    static func average(_ states: [StateDict], table: CedParameterTable) -> StateDict {
         var out = states[0].tensors
-        for (name, t) in out where !name.hasSuffix("num_batches_tracked") {
+        for (name, t) in out where name != table.initBN.batchesTracked.name {
             var sum = [Double](repeating: 0, count: t.count)
             for s in states { for (i, v) in s.tensors[name]!.scalars.enumerated() { sum[i] += Double(v) } }
             out[name] = Tensor(shape: t.shape, scalars: sum.map { Float($0 / Double(states.count)) })
@@ -109,7 +109,7 @@ public struct DistillationJob {
         guard options.epochs >= 1, (options.batchSize ?? 1) >= 1, options.learningRate > 0, options.evalEvery >= 1 else {
             throw DistillationError(.input, reason: "epochs, batch size and eval-every must be at least 1, the learning rate positive")
         }
-        try HeadCheckpointWriter.checkOutput(output, overwrite: overwrite)
+        try CedModelWriter.checkOutput(output, overwrite: overwrite)
         let contents = try store.contents()
         let classes = meta.classes, c = classes.count, k = meta.topk, epochsStored = meta.epochs
 
@@ -139,9 +139,9 @@ public struct DistillationJob {
         }
         let table = CedParameterTable(config: config)
         var rng = TrainingRandom(seed: options.seed ^ 0x494E_4954_0000_0002)
-        var tensors = weights?.tensors ?? table.initialized(rng: &rng).tensors
+        var tensors = weights?.tensors ?? table.randomWeights(rng: &rng).tensors
         if weights != nil && !sameClasses {
-            for (n, t) in table.initialized(rng: &rng, only: CedParameterTable.isHead).tensors { tensors[n] = t }
+            for (n, t) in table.randomWeights(rng: &rng, only: { $0.isHead }).tensors { tensors[n] = t }
         }
         let model = try CedTrainingModel(config: config, weights: StateDict(tensors: tensors, source: "student"))
         model.noiseSeed = TrainingNoise.key(options.seed, 0x4E4F_4953_45)
@@ -272,7 +272,7 @@ public struct DistillationJob {
         saved.pooling = .mean
         let final: StateDict
         if evaluate != nil, progress.topStates.count > 1 {
-            final = Self.average(progress.topStates)
+            final = Self.average(progress.topStates, table: model.table)
         } else {
             final = (evaluate != nil ? progress.best : nil) ?? model.stateDict()
         }
@@ -291,8 +291,8 @@ public struct DistillationJob {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         var baseConfig: URL?
         if case .architecture(_, let f) = student { baseConfig = f }
-        if case .checkpoint(let ck) = student { baseConfig = HeadCheckpointWriter.baseFile("config.json", of: ck) }
-        try HeadCheckpointWriter.writeModel(config: saved, featureExtractorConfig: meta.featureExtractor, weights: final.tensors,
+        if case .checkpoint(let ck) = student { baseConfig = CedModelWriter.baseFile("config.json", of: ck) }
+        try CedModelWriter.writeModel(config: saved, featureExtractorConfig: meta.featureExtractor, weights: final.tensors,
                                             baseConfig: baseConfig, basePreprocessorConfig: nil, to: output, overwrite: overwrite,
                                             extraFiles: ["training_report.json": try enc.encode(report)])
         ckpt.remove()

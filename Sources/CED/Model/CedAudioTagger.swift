@@ -39,8 +39,8 @@ public struct CedAudioTagger: Sendable {
         config.predictions(from: try scores(waveform, chunking: chunking), topK: topK, threshold: threshold)
     }
 
-    /// A clip embedding `[embed_dim]` for a mono waveform at `samplingRate`: the mean of the
-    /// encoder's last hidden state (see `CedModel.embedding`).
+    /// A clip embedding `[embed_dim]` for a mono waveform at `samplingRate`: the vector the
+    /// classification head reads, averaged over 10 s chunks (see `CedModel.embedding`).
     public func embedding(_ waveform: [Float]) throws -> Tensor {
         try model.encoder.embedding(featureExtractor(waveform))
     }

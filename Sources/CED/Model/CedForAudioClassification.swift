@@ -13,50 +13,49 @@ public enum CedChunking: String, Sendable, CaseIterable, Codable {
 
 /// What `CedForAudioClassification.forward` returns.
 public struct CedClassificationOutput: Sendable {
-    /// `[outputdim]` class scores: sigmoid probabilities, or raw logits for `logit` pooling.
-    /// (Named as upstream, whose `logits` also hold the sigmoid output.)
-    public var logits: Tensor
-    /// `[chunks, outputdim]`: the head applied to each chunk separately (what the original
+    /// `[outputdim]` class scores: sigmoid probabilities, or raw logits for `logit`
+    /// pooling (`config.pooling.scoresAreProbabilities`). Upstream's Python calls these
+    /// `logits` even when they hold the sigmoid's output.
+    public var scores: Tensor
+    /// `[chunks, outputdim]`: the scores of each chunk on its own (what the original
     /// semantics combines with `eval_avg`).
-    public var chunkLogits: Tensor
+    public var chunkScores: Tensor
     /// Number of chunks the input was split into.
     public var chunks: Int
     /// The encoder's output, when hidden states or attentions were requested.
     public var encoder: CedModelOutput?
 }
 
-/// CED with its classification head (Hugging Face `CedForAudioClassification`): the encoder,
-/// then `outputlayer` = LayerNorm (eps 1e-5) + Linear over the pooled tokens, with sigmoid
-/// except for `logit` pooling.
+/// CED with its classification head (Hugging Face `CedForAudioClassification`): the
+/// encoder, pooling, then the head (LayerNorm + Linear over the pooled vector), with
+/// sigmoid except for `logit` pooling.
 ///
 /// Instances are immutable and safe to use from several tasks at once.
 public final class CedForAudioClassification: Sendable {
     public let config: CedConfig
     public let encoder: CedModel
-    let headNorm: LayerNorm
-    let head: Linear
+    let head: ClassificationHead
 
-    /// Builds the model from weights named as in a Hugging Face checkpoint
-    /// (`encoder.*`, `outputlayer.0.*`, `outputlayer.1.*`), checking every name and shape.
-    /// Throws `WeightLoadingError` listing missing, unexpected and mis-shaped tensors, or
-    /// `ConfigError` for an invalid configuration.
+    /// Builds the model from a checkpoint's weights (Hugging Face names, or any layout
+    /// `CedWeightLayout.sanitize` maps onto them), checking every name and shape against
+    /// `CedParameterTable`. Throws `WeightLoadingError` listing missing, unexpected and
+    /// mis-shaped tensors, or `ConfigError` for an invalid configuration.
     ///
     /// `precision` selects the arithmetic of the encoder's matrix products (`.fp32`, the
-    /// default, matches the reference; `.bf16` is an opt-in faster mode).
+    /// default, matches the reference; `.bf16` and `.int8` are opt-in faster modes).
     public init(config: CedConfig, weights: StateDict, precision: CedPrecision = .fp32) throws {
         try config.validate()
-        let reader = WeightReader(weights, precision: precision)
+        let table = CedParameterTable(config: config)
+        let reader = WeightReader(CedWeightLayout.sanitize(weights).weights, table: table, precision: precision)
         self.config = config
-        encoder = CedModel(config: config, reader: reader, prefix: "encoder")
-        headNorm = LayerNorm(reader, "outputlayer.0", dim: config.embedDim, eps: 1e-5)
-        // The head stays float32 in every precision (it is one small product per clip).
-        head = Linear(reader, "outputlayer.1", in: config.embedDim, out: config.outputdim, precision: .fp32)
+        encoder = CedModel(table: table, reader: reader)
+        head = ClassificationHead(reader, table.head, pooling: config.pooling)
         try reader.finish()
     }
 
     /// Class scores `[outputdim]` for a `[n_mels, T]` log-mel spectrogram.
     public func callAsFunction(_ mel: Tensor, chunking: CedChunking = .hf) throws -> Tensor {
-        try forward(mel, chunking: chunking).logits
+        try forward(mel, chunking: chunking).scores
     }
 
     /// Class scores for several spectrograms (any lengths), one `[outputdim]` tensor each,
@@ -93,95 +92,45 @@ public final class CedForAudioClassification: Sendable {
         let input = try encoder.prepare(mel)
         return encoder.workspaces.with { ws in
             var encoderOutput: CedModelOutput?
-            let pooled: PooledFeatures
+            let pooled: (count: Int, perChunk: Int)
             if outputHiddenStates || outputAttentions {
                 let out = encoder.encode(input, chunks: 0 ..< input.chunks,
                                          outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
-                var p = PooledFeatures()
-                out.lastHiddenState.scalars.withUnsafeBufferPointer { x in
-                    appendPooled(x.baseAddress!, layout: .init(chunks: out.chunks, frequencyPatches: out.frequencyPatches,
-                                                               timePatches: out.timePatches, hasClsToken: out.hasClsToken),
-                                 to: &p, workspace: ws)
+                var count = 0
+                let grid = TokenGrid(frequencyPatches: out.frequencyPatches, timePatches: out.timePatches, hasClsToken: out.hasClsToken)
+                let per = out.lastHiddenState.scalars.withUnsafeBufferPointer { x in
+                    encoder.appendPooled(x.baseAddress!, layout: .init(chunks: out.chunks, grid: grid), count: &count, workspace: ws)
                 }
-                pooled = p
+                pooled = (count, per)
                 encoderOutput = out
             } else {
-                pooled = encodePooled(input, workspace: ws)
+                pooled = encoder.encodePooled(input, workspace: ws)
             }
-            let (logits, chunkLogits) = headOutputs(pooled, chunking: chunking, workspace: ws)
-            return CedClassificationOutput(logits: logits, chunkLogits: chunkLogits, chunks: input.chunks, encoder: encoderOutput)
+            let (scores, chunkScores) = headOutputs(pooled, chunking: chunking, workspace: ws)
+            return CedClassificationOutput(scores: scores, chunkScores: chunkScores, chunks: input.chunks, encoder: encoderOutput)
         }
     }
 
-    /// How many pooled vectors `ws.pooled` holds: `vectorsPerChunk` per chunk (1, or the
-    /// time steps for `dm` pooling), `[count, embed_dim]` row-major.
-    struct PooledFeatures {
-        var chunks = 0
-        var vectorsPerChunk = 1
-        var count: Int { chunks * vectorsPerChunk }
-    }
-
-    /// Encodes every chunk of `input` (`CedModel.chunksPerGroup` at a time) and leaves the
-    /// pooled features of all chunks in `ws.pooled`.
-    func encodePooled(_ input: CedModel.PreparedInput, workspace ws: EncoderWorkspace) -> PooledFeatures {
-        var pooled = PooledFeatures()
-        let group = CedModel.chunksPerGroup
-        for start in stride(from: 0, to: input.chunks, by: group) {
-            let layout = encoder.run(input, chunks: start ..< min(start + group, input.chunks), workspace: ws)
-            appendPooled(ws.x.pointer, layout: layout, to: &pooled, workspace: ws)
-        }
-        return pooled
-    }
-
-    /// Appends the vectors the head runs on for each chunk of encoder output `x`
-    /// (`[layout.rows, C]`) to `ws.pooled`: the mean token (`mean`, `logit`), the cls token
-    /// (`token`), or one frequency mean per time step (`dm`). Means are accumulated in double.
-    func appendPooled(_ x: UnsafePointer<Float>, layout: CedModel.Layout, to pooled: inout PooledFeatures,
-                      workspace ws: EncoderWorkspace) {
-        let c = config.embedDim
-        let tokens = layout.tokensPerChunk
-        let fp = layout.frequencyPatches, tp = layout.timePatches
-        let perChunk = config.pooling == .dm ? tp : 1
-        precondition(pooled.chunks == 0 || pooled.vectorsPerChunk == perChunk, "chunks of different lengths")
-        let old = pooled.count * c
-        pooled.vectorsPerChunk = perChunk
-        pooled.chunks += layout.chunks
-        var out = ws.pooled.reserve(pooled.count * c, keeping: old) + old
-        for s in 0..<layout.chunks {
-            let chunk = x + s * tokens * c
-            switch config.pooling {
-            case .token:
-                out.update(from: chunk, count: c)
-            case .mean, .logit:
-                meanOfRows(chunk, rows: tokens, rowStride: c, count: c, into: out)
-            case .dm:
-                // Time step t of frequency row f is token f·tp + t.
-                for t in 0..<tp { meanOfRows(chunk + t * c, rows: fp, rowStride: tp * c, count: c, into: out + t * c) }
-            }
-            out += perChunk * c
-        }
-    }
-
-    /// The head on pooled features: `(scores [outputdim], per-chunk scores [chunks, outputdim])`
-    /// under `chunking`. `ws.scores` holds the head output of every pooled vector.
-    func headOutputs(_ pooled: PooledFeatures, chunking: CedChunking, workspace ws: EncoderWorkspace) -> (Tensor, Tensor) {
-        let n = config.outputdim, c = config.embedDim
-        let sigmoid = config.pooling != .logit
-        let chunks = pooled.chunks, per = pooled.vectorsPerChunk
+    /// The head on the pooled vectors in `ws.pooled`: `(scores [outputdim], per-chunk
+    /// scores [chunks, outputdim])` under `chunking`. `ws.scores` receives the head's
+    /// scores of every pooled vector.
+    func headOutputs(_ pooled: (count: Int, perChunk: Int), chunking: CedChunking,
+                     workspace ws: EncoderWorkspace) -> (Tensor, Tensor) {
+        let n = config.outputdim, c = config.embedDim, pooling = config.pooling
+        let per = pooled.perChunk, chunks = pooled.count / per
         let features = UnsafePointer(ws.pooled.pointer)
-        // Rows 0..<count: per vector; row count: room for one more (the pooled mean).
-        let scores = ws.scores.reserve((pooled.count + 1) * n)
-        for i in 0..<pooled.count { applyHead(features + i * c, into: scores + i * n, sigmoid: sigmoid, workspace: ws) }
+        let scores = ws.scores.reserve(pooled.count * n)
+        for i in 0..<pooled.count { head(features + i * c, into: scores + i * n, workspace: ws) }
 
         let chunkScores = [Float](unsafeUninitializedCapacity: chunks * n) { buffer, initialized in
             for s in 0..<chunks {
-                meanOfRows(scores + s * per * n, rows: per, rowStride: n, count: n, into: buffer.baseAddress! + s * n)
+                pooling.clipScores(scores + s * per * n, vectors: per, classes: n, into: buffer.baseAddress! + s * n)
             }
             initialized = chunks * n
         }
         let combined = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
             let out = buffer.baseAddress!
-            switch (chunking, config.pooling) {
+            switch (chunking, pooling) {
             case (.original, _):
                 chunkScores.withUnsafeBufferPointer { rows in
                     let r = rows.baseAddress!
@@ -198,9 +147,10 @@ public final class CedForAudioClassification: Sendable {
             case (.hf, .mean), (.hf, .logit), (.hf, .token):
                 // Every chunk has the same token count, so the mean of the chunk means is the
                 // mean over all tokens; for `token` it is the mean of the chunks' cls tokens.
-                applyHead(meanPooled(pooled, workspace: ws), into: out, sigmoid: sigmoid, workspace: ws)
+                head(meanPooled(pooled.count, workspace: ws), into: out, workspace: ws)
             case (.hf, .dm):
-                meanOfRows(scores, rows: pooled.count, rowStride: n, count: n, into: out)
+                // Every chunk's time steps join one timeline.
+                pooling.clipScores(scores, vectors: pooled.count, classes: n, into: out)
             }
             initialized = n
         }
@@ -209,45 +159,11 @@ public final class CedForAudioClassification: Sendable {
 
     /// The mean of the chunks' pooled vectors, in `ws.headVector`: what the head runs on
     /// under `.hf` for `mean`, `logit` and `token` pooling (one pooled vector per chunk).
-    func meanPooled(_ pooled: PooledFeatures, workspace ws: EncoderWorkspace) -> UnsafeMutablePointer<Float> {
+    func meanPooled(_ count: Int, workspace ws: EncoderWorkspace) -> UnsafeMutablePointer<Float> {
         let c = config.embedDim
         let mean = ws.headVector.reserve(c)
-        meanOfRows(ws.pooled.pointer, rows: pooled.chunks, rowStride: c, count: c, into: mean)
+        meanOfRows(ws.pooled.pointer, rows: count, rowStride: c, count: c, into: mean)
         return mean
     }
-
-    /// `outputlayer(v)` for one `[embed_dim]` vector, then sigmoid when asked.
-    func applyHead(_ v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, sigmoid: Bool,
-                   workspace ws: EncoderWorkspace) {
-        let normed = ws.headNormed.reserve(config.embedDim)
-        headNorm(v, rows: 1, into: normed)
-        head(normed, rows: 1, into: out)
-        if sigmoid { for i in 0..<config.outputdim { out[i] = 1 / (1 + expf(-out[i])) } }
-    }
 }
 
-/// `out[j] = mean over r < rows of x[r·rowStride + j]` for `j < count`, accumulated in
-/// double in row order; one row is copied unchanged.
-func meanOfRows(_ x: UnsafePointer<Float>, rows: Int, rowStride: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
-    precondition(rows > 0)
-    if rows == 1 { out.update(from: x, count: count); return }
-    let scale = Double(rows)
-    var j = 0
-    while j + 8 <= count {
-        var acc = SIMD8<Double>(repeating: 0)
-        for r in 0..<rows {
-            let p = x + r * rowStride + j
-            acc += SIMD8<Double>(Double(p[0]), Double(p[1]), Double(p[2]), Double(p[3]),
-                                 Double(p[4]), Double(p[5]), Double(p[6]), Double(p[7]))
-        }
-        let m = acc / scale
-        for i in 0..<8 { out[j + i] = Float(m[i]) }
-        j += 8
-    }
-    while j < count {
-        var acc = 0.0
-        for r in 0..<rows { acc += Double(x[r * rowStride + j]) }
-        out[j] = Float(acc / scale)
-        j += 1
-    }
-}

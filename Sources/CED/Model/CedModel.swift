@@ -42,48 +42,44 @@ public final class CedModel: Sendable {
     public let config: CedConfig
     let initBN: MelBatchNorm
     let patchEmbed: PatchEmbed
-    /// `time_pos_embed` transposed to `[maxTimePatches, C]`.
+    /// The time positional embedding transposed to `[maxTimePatches, C]`.
     let timePos: [Float]
-    /// `freq_pos_embed` transposed to `[frequencyPatches, C]`.
+    /// The frequency positional embedding transposed to `[frequencyPatches, C]`.
     let freqPos: [Float]
     /// Activation buffers, reused across calls.
     let workspaces = WorkspacePool()
-    /// `cls_token + token_pos_embed` `[C]` for `token` pooling.
+    /// The cls token plus its positional embedding, `[C]`, for `token` pooling.
     let clsToken: [Float]?
     let blocks: [CedBlock]
     let norm: LayerNorm
 
-    /// Builds the encoder from weights named as in a Hugging Face `CedModel` checkpoint
-    /// (with or without the `encoder.` prefix `CedForAudioClassification` uses).
+    /// Builds the encoder from a checkpoint's weights: Hugging Face `CedForAudioClassification`
+    /// names (the head's tensors, if any, are not read), a bare Hugging Face `CedModel`
+    /// (no `encoder.` prefix) or the authors' layout (`CedWeightLayout.sanitize`).
     public convenience init(config: CedConfig, weights: StateDict, precision: CedPrecision = .fp32) throws {
         try config.validate()
-        let prefix = weights.tensors.keys.contains { $0.hasPrefix("encoder.") } ? "encoder" : ""
-        let reader = WeightReader(weights, precision: precision, ignorable: { name in
-            name.hasSuffix("num_batches_tracked") || (!prefix.isEmpty && !name.hasPrefix("encoder."))
-        })
-        self.init(config: config, reader: reader, prefix: prefix)
+        let table = CedParameterTable(config: config)
+        let reader = WeightReader(CedWeightLayout.sanitize(weights).weights, table: table, precision: precision,
+                                  ignorable: CedParameterTable.isHead)
+        self.init(table: table, reader: reader)
         try reader.finish()
     }
 
-    init(config: CedConfig, reader r: WeightReader, prefix: String) {
-        func name(_ s: String) -> String { prefix.isEmpty ? s : "\(prefix).\(s)" }
+    init(table t: CedParameterTable, reader r: WeightReader) {
+        let config = t.config
         self.config = config
         let c = config.embedDim
-        initBN = MelBatchNorm(r, name("init_bn"), nMels: config.nMels)
-        patchEmbed = PatchEmbed(r, name("patch_embed"), config: config)
-        timePos = transpose(r.tensor(name("time_pos_embed"), shape: [1, c, 1, config.maxTimePatches]),
-                            rows: c, cols: config.maxTimePatches)
-        freqPos = transpose(r.tensor(name("freq_pos_embed"), shape: [1, c, config.frequencyPatches, 1]),
-                            rows: c, cols: config.frequencyPatches)
-        if config.pooling == .token {
-            let cls = r.tensor(name("cls_token"), shape: [1, 1, c])
-            let pos = r.tensor(name("token_pos_embed"), shape: [1, c])
-            clsToken = zip(cls, pos).map { $0 + $1 }
+        initBN = MelBatchNorm(r, t.initBN)
+        patchEmbed = PatchEmbed(r, t.patchEmbed, config: config)
+        timePos = transpose(r.tensor(t.timePosEmbed), rows: c, cols: config.maxTimePatches)
+        freqPos = transpose(r.tensor(t.freqPosEmbed), rows: c, cols: config.frequencyPatches)
+        if let cls = t.clsToken, let pos = t.tokenPosEmbed {
+            clsToken = zip(r.tensor(cls), r.tensor(pos)).map { $0 + $1 }
         } else {
             clsToken = nil
         }
-        blocks = (0..<config.depth).map { CedBlock(r, name("blocks.\($0)"), config: config) }
-        norm = LayerNorm(r, name("norm"), dim: c, eps: 1e-6)
+        blocks = t.blocks.map { CedBlock(r, $0, config: config) }
+        norm = LayerNorm(r, t.norm)
     }
 
     /// Encodes a `[n_mels, T]` (or `[1, n_mels, T]`) log-mel spectrogram.
@@ -94,23 +90,50 @@ public final class CedModel: Sendable {
                       outputHiddenStates: outputHiddenStates, outputAttentions: outputAttentions)
     }
 
-    /// A clip embedding `[embed_dim]`: the mean of `last_hidden_state` over every token of
-    /// every chunk (cls tokens included for `token` pooling), as `last_hidden_state.mean(1)`
-    /// in Python. Long inputs are encoded a group of chunks at a time, so memory stays bounded.
+    /// A clip embedding `[embed_dim]`: what the classification head reads, averaged over
+    /// the input's chunks (for a clip of at most `target_length` frames, exactly the head's
+    /// input): the mean of every token for `mean` and `logit` pooling (Python's
+    /// `last_hidden_state.mean(1)`), the cls token for `token` pooling, and the mean of
+    /// the per-time-step vectors (so again the mean of every token) for `dm`. Long inputs
+    /// are encoded a group of chunks at a time, so memory stays bounded.
     public func embedding(_ mel: Tensor) throws -> Tensor {
         let input = try prepare(mel)
         let c = config.embedDim
-        var sum = [Double](repeating: 0, count: c)
-        var rows = 0
-        workspaces.with { ws in
-            for start in stride(from: 0, to: input.chunks, by: Self.chunksPerGroup) {
-                let layout = run(input, chunks: start ..< min(start + Self.chunksPerGroup, input.chunks), workspace: ws)
-                let x = ws.x.pointer
-                for r in 0..<layout.rows { for ch in 0..<c { sum[ch] += Double(x[r * c + ch]) } }
-                rows += layout.rows
-            }
+        return workspaces.with { ws in
+            let (vectors, _) = encodePooled(input, workspace: ws)
+            return Tensor(shape: [c], scalars: [Float](unsafeUninitializedCapacity: c) { b, n in
+                meanOfRows(ws.pooled.pointer, rows: vectors, rowStride: c, count: c, into: b.baseAddress!)
+                n = c
+            })
         }
-        return Tensor(shape: [c], scalars: sum.map { Float($0 / Double(rows)) })
+    }
+
+    /// Encodes every chunk of `input` (`chunksPerGroup` at a time) and leaves the pooled
+    /// vectors of all chunks in `ws.pooled` (`[count, embed_dim]`): how many vectors, and
+    /// how many per chunk.
+    func encodePooled(_ input: PreparedInput, workspace ws: EncoderWorkspace) -> (count: Int, perChunk: Int) {
+        var count = 0, per = 1
+        for start in stride(from: 0, to: input.chunks, by: Self.chunksPerGroup) {
+            let layout = run(input, chunks: start ..< min(start + Self.chunksPerGroup, input.chunks), workspace: ws)
+            per = appendPooled(ws.x.pointer, layout: layout, count: &count, workspace: ws)
+        }
+        return (count, per)
+    }
+
+    /// Appends the head's input vectors of each chunk of encoder output `x`
+    /// (`[layout.rows, C]`) to `ws.pooled`, which holds `count` vectors; returns the
+    /// vectors per chunk.
+    @discardableResult
+    func appendPooled(_ x: UnsafePointer<Float>, layout: Layout, count: inout Int, workspace ws: EncoderWorkspace) -> Int {
+        let c = config.embedDim, pooling = config.pooling
+        let per = pooling.vectorsPerSequence(layout.grid)
+        let old = count * c
+        count += layout.chunks * per
+        let out = ws.pooled.reserve(count * c, keeping: old) + old
+        for s in 0..<layout.chunks {
+            pooling.pool(x + s * layout.grid.tokens * c, grid: layout.grid, ld: c, dim: c, into: out + s * per * c)
+        }
+        return per
     }
 
     /// Chunks encoded together when per-token outputs are not kept (8 × 10 s ≈ 2000
@@ -155,11 +178,8 @@ public final class CedModel: Sendable {
     /// Geometry of an encoded group of chunks.
     struct Layout {
         var chunks: Int
-        var frequencyPatches: Int
-        var timePatches: Int
-        var hasClsToken: Bool
-        var tokensPerChunk: Int { frequencyPatches * timePatches + (hasClsToken ? 1 : 0) }
-        var rows: Int { chunks * tokensPerChunk }
+        var grid: TokenGrid
+        var rows: Int { chunks * grid.tokens }
     }
 
     /// Copies chunks `range` of a prepared input into `planes` as `[range.count, n_mels,
@@ -190,8 +210,8 @@ public final class CedModel: Sendable {
         let c = config.embedDim, nMels = config.nMels, frames = input.frames
         let chunks = range.count
         let (fp, tp) = patchEmbed.grid(frames: frames)
-        let layout = Layout(chunks: chunks, frequencyPatches: fp, timePatches: tp, hasClsToken: clsToken != nil)
-        let patches = fp * tp, tokens = layout.tokensPerChunk, rows = layout.rows
+        let layout = Layout(chunks: chunks, grid: TokenGrid(frequencyPatches: fp, timePatches: tp, hasClsToken: clsToken != nil))
+        let patches = fp * tp, tokens = layout.grid.tokens, rows = layout.rows
         let area = config.patchSize.frequency * config.patchSize.time
 
         let planes = ws.planes.reserve(chunks * nMels * frames)
@@ -258,8 +278,8 @@ public final class CedModel: Sendable {
                                   attentions: outputAttentions ? (0..<blocks.count).map {
                                       Tensor(shape: [range.count, heads, tokens, tokens], scalars: Array(maps[$0 * perBlock ..< ($0 + 1) * perBlock]))
                                   } : nil,
-                                  chunks: layout.chunks, frequencyPatches: layout.frequencyPatches,
-                                  timePatches: layout.timePatches, hasClsToken: layout.hasClsToken)
+                                  chunks: layout.chunks, frequencyPatches: layout.grid.frequencyPatches,
+                                  timePatches: layout.grid.timePatches, hasClsToken: layout.grid.hasClsToken)
         }
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 
-// One type per layer, each owning its weights and created from the checkpoint names
-// under a prefix (e.g. `encoder.blocks.3.attn`). Activations are row-major
-// `[rows, features]` float32 buffers; a layer writes into caller-provided memory.
+// One type per layer, each owning its weights and created from its entries of
+// `CedParameterTable` (names, shapes, eps). Activations are row-major `[rows, features]`
+// float32 buffers; a layer writes into caller-provided memory.
 
 /// `nn.Linear`: `y = x·Wᵀ + b`, weight `[out, in]`.
 struct Linear: Sendable {
@@ -12,11 +12,10 @@ struct Linear: Sendable {
     var outFeatures: Int { weight.outFeatures }
 
     /// `precision`: nil uses the reader's (the model's) precision.
-    init(_ r: WeightReader, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true,
-         precision: CedPrecision? = nil) {
-        weight = PackedWeight(weight: r.tensor("\(prefix).weight", shape: [outFeatures, inFeatures]),
-                              outFeatures: outFeatures, inFeatures: inFeatures, precision: precision ?? r.precision)
-        bias = hasBias ? r.tensor("\(prefix).bias", shape: [outFeatures]) : nil
+    init(_ r: WeightReader, _ p: CedLinearParameters, precision: CedPrecision? = nil) {
+        weight = PackedWeight(weight: r.tensor(p.weight), outFeatures: p.outFeatures, inFeatures: p.inFeatures,
+                              precision: precision ?? r.precision)
+        bias = p.bias.map { r.tensor($0) }
     }
 
     /// `y[rows, out] (=|+=) act(x[rows, in]·Wᵀ + b)`; row strides `ldx`, `ldy` (default:
@@ -42,10 +41,10 @@ struct LayerNorm: Sendable {
     let bias: [Float]
     let eps: Float
 
-    init(_ r: WeightReader, _ prefix: String, dim: Int, eps: Float) {
-        weight = r.tensor("\(prefix).weight", shape: [dim])
-        bias = r.tensor("\(prefix).bias", shape: [dim])
-        self.eps = eps
+    init(_ r: WeightReader, _ p: CedLayerNormParameters) {
+        weight = r.tensor(p.weight)
+        bias = r.tensor(p.bias)
+        eps = Float(p.eps)
     }
 
     /// Normalises each of `rows` rows of `x` (contiguous) into `y` (row stride `ldy`,
@@ -60,17 +59,18 @@ struct LayerNorm: Sendable {
     }
 }
 
-/// `init_bn`: `BatchNorm2d(n_mels)` in eval mode applied over the mel bins of a `[n_mels, T]`
+/// The mel BatchNorm: `BatchNorm2d(n_mels)` in eval mode applied over the mel bins of a `[n_mels, T]`
 /// spectrogram (upstream permutes so the mel axis is the channel axis).
 struct MelBatchNorm: Sendable {
     let scale: [Float]
     let shift: [Float]
 
-    init(_ r: WeightReader, _ prefix: String, nMels: Int, eps: Double = 1e-5) {
-        let w = r.tensor("\(prefix).weight", shape: [nMels])
-        let b = r.tensor("\(prefix).bias", shape: [nMels])
-        let mean = r.tensor("\(prefix).running_mean", shape: [nMels])
-        let variance = r.tensor("\(prefix).running_var", shape: [nMels])
+    init(_ r: WeightReader, _ p: CedBatchNormParameters) {
+        let nMels = p.bins, eps = p.eps
+        let w = r.tensor(p.weight)
+        let b = r.tensor(p.bias)
+        let mean = r.tensor(p.runningMean)
+        let variance = r.tensor(p.runningVariance)
         var scale = [Float](repeating: 0, count: nMels), shift = scale
         for f in 0..<nMels {
             let inv = 1 / (Double(variance[f]) + eps).squareRoot()
@@ -88,7 +88,7 @@ struct MelBatchNorm: Sendable {
     }
 }
 
-/// `patch_embed.proj`: a `Conv2d(1, C, kernel=patch_size, stride=patch_stride)` over the
+/// The patch embedding: a `Conv2d(1, C, kernel=patch_size, stride=patch_stride)` over the
 /// `[n_mels, frames]` plane, computed as im2col + GEMM. Output tokens come out in the
 /// upstream order `b c f t -> b (f t) c` (frequency-major).
 struct PatchEmbed: Sendable {
@@ -97,15 +97,12 @@ struct PatchEmbed: Sendable {
     let stride: CedPair
     let nMels: Int
 
-    init(_ r: WeightReader, _ prefix: String, config: CedConfig) {
+    init(_ r: WeightReader, _ p: CedLinearParameters, config: CedConfig) {
         size = config.patchSize
         stride = config.patchStride
         nMels = config.nMels
-        let kernel = size.frequency * size.time
         // Conv weight [C, 1, ph, pw] is a Linear weight [C, ph·pw] in row-major order.
-        let w = r.tensor("\(prefix).proj.weight", shape: [config.embedDim, 1, size.frequency, size.time])
-        let b = r.tensor("\(prefix).proj.bias", shape: [config.embedDim])
-        proj = Linear(weight: PackedWeight(weight: w, outFeatures: config.embedDim, inFeatures: kernel), bias: b)
+        proj = Linear(r, p, precision: .fp32)
     }
 
     func grid(frames: Int) -> (frequency: Int, time: Int) {
@@ -154,18 +151,19 @@ struct Attention: Sendable {
     /// Row stride of the attention output (`GEMMDriver.activationStride`).
     let contextStride: Int
 
-    init(_ r: WeightReader, _ prefix: String, dim: Int, heads: Int, qkvBias: Bool) {
+    init(_ r: WeightReader, _ p: CedBlockParameters, heads: Int) {
         // The softmax scale head_dim^-0.5 is folded into the q rows of the qkv projection
         // (exact for CED's head size 64, a power of two; otherwise a rounding-level change),
         // so the attention products need no scaling epilogue.
+        let dim = p.proj.outFeatures
         let scale = Float(1 / Double(dim / heads).squareRoot())
-        var w = r.tensor("\(prefix).qkv.weight", shape: [3 * dim, dim])
-        var b = qkvBias ? r.tensor("\(prefix).qkv.bias", shape: [3 * dim]) : nil
+        var w = r.tensor(p.qkv.weight)
+        var b = p.qkv.bias.map { r.tensor($0) }
         for i in 0..<dim * dim { w[i] *= scale }
         if b != nil { for i in 0..<dim { b![i] *= scale } }
         qkv = Linear(weight: PackedWeight(weight: w, outFeatures: 3 * dim, inFeatures: dim,
                                           precision: r.precision.precision(of: .qkv)), bias: b)
-        proj = Linear(r, "\(prefix).proj", in: dim, out: dim, precision: r.precision.precision(of: .attentionProjection))
+        proj = Linear(r, p.proj, precision: r.precision.precision(of: .attentionProjection))
         self.heads = heads
         self.dim = dim
         precision = r.precision.precision(of: .attention).effective
@@ -198,10 +196,10 @@ struct MLP: Sendable {
     /// Row stride of the hidden layer (`GEMMDriver.activationStride`).
     let hiddenStride: Int
 
-    init(_ r: WeightReader, _ prefix: String, dim: Int, hidden: Int) {
-        fc1 = Linear(r, "\(prefix).fc1", in: dim, out: hidden, precision: r.precision.precision(of: .mlpIn))
-        fc2 = Linear(r, "\(prefix).fc2", in: hidden, out: dim, precision: r.precision.precision(of: .mlpOut))
-        hiddenStride = GEMMDriver.activationStride(hidden)
+    init(_ r: WeightReader, _ p: CedBlockParameters) {
+        fc1 = Linear(r, p.fc1, precision: r.precision.precision(of: .mlpIn))
+        fc2 = Linear(r, p.fc2, precision: r.precision.precision(of: .mlpOut))
+        hiddenStride = GEMMDriver.activationStride(p.fc1.outFeatures)
     }
 
     /// Adds `fc2(GELU(fc1(x)))` to `residual`; `x` has row stride `ldx` (default its width).
@@ -222,11 +220,11 @@ struct CedBlock: Sendable {
     /// Row stride of the normalised rows, which only products read (`GEMMDriver.activationStride`).
     let normedStride: Int
 
-    init(_ r: WeightReader, _ prefix: String, config: CedConfig) {
-        norm1 = LayerNorm(r, "\(prefix).norm1", dim: config.embedDim, eps: 1e-6)
-        attn = Attention(r, "\(prefix).attn", dim: config.embedDim, heads: config.numHeads, qkvBias: config.qkvBias)
-        norm2 = LayerNorm(r, "\(prefix).norm2", dim: config.embedDim, eps: 1e-6)
-        mlp = MLP(r, "\(prefix).mlp", dim: config.embedDim, hidden: config.mlpHiddenDim)
+    init(_ r: WeightReader, _ p: CedBlockParameters, config: CedConfig) {
+        norm1 = LayerNorm(r, p.norm1)
+        attn = Attention(r, p, heads: config.numHeads)
+        norm2 = LayerNorm(r, p.norm2)
+        mlp = MLP(r, p)
         normedStride = GEMMDriver.activationStride(config.embedDim)
     }
 
@@ -239,5 +237,38 @@ struct CedBlock: Sendable {
         attn(n, sequences: sequences, tokens: tokens, ldx: normedStride, addingInto: x, workspace: ws, attentionMaps: attentionMaps)
         norm2(x, rows: rows, into: n, ldy: normedStride)
         mlp(n, rows: rows, ldx: normedStride, addingInto: x, workspace: ws)
+    }
+}
+
+/// The classification head (`CedParameterTable.head`): LayerNorm, then Linear, then the
+/// pooling's activation (sigmoid, none for `logit`) on one pooled vector. It stays float32
+/// in every precision (one small product per vector).
+struct ClassificationHead: Sendable {
+    let norm: LayerNorm
+    let linear: Linear
+    let pooling: CedPooling
+
+    init(_ r: WeightReader, _ p: CedHeadParameters, pooling: CedPooling) {
+        norm = LayerNorm(r, p.norm)
+        linear = Linear(r, p.linear, precision: .fp32)
+        self.pooling = pooling
+    }
+
+    var inputDim: Int { linear.inFeatures }
+    var classes: Int { linear.outFeatures }
+
+    /// The head on one vector `v` into `out` (`[classes]`), activated unless
+    /// `activate` is false (the logits). `normed` is scratch of `inputDim` floats.
+    func callAsFunction(_ v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>,
+                        activate: Bool = true) {
+        norm(v, rows: 1, into: normed)
+        linear(normed, rows: 1, into: out)
+        if activate { pooling.activate(out, count: classes) }
+    }
+
+    /// As above with the scratch from a model workspace.
+    func callAsFunction(_ v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, workspace ws: EncoderWorkspace,
+                        activate: Bool = true) {
+        self(v, into: out, normed: ws.headNormed.reserve(inputDim), activate: activate)
     }
 }

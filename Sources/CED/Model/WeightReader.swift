@@ -1,4 +1,5 @@
-/// Hands checkpoint tensors to the layers that own them, by Hugging Face name, and
+/// Hands checkpoint tensors to the layers that own them, by their `CedParameterTable`
+/// entry (Hugging Face name and shape), and
 /// collects every problem (missing, mis-shaped, non-finite, unexpected) so that loading
 /// reports all of them at once in one `WeightLoadingError`.
 final class WeightReader {
@@ -12,16 +13,21 @@ final class WeightReader {
     /// Precision of the matrix products the layers being built will run.
     let precision: CedPrecision
 
-    init(_ dict: StateDict, precision: CedPrecision = .fp32,
-         ignorable: @escaping (String) -> Bool = { $0.hasSuffix("num_batches_tracked") }) {
+    /// `ignorable`: names a checkpoint may carry that the layers being built do not read
+    /// (besides the BatchNorm's step counter, which inference never reads).
+    init(_ dict: StateDict, table: CedParameterTable, precision: CedPrecision = .fp32,
+         ignorable: @escaping (String) -> Bool = { _ in false }) {
         self.dict = dict
         self.precision = precision
-        self.ignorable = ignorable
+        let counter = table.initBN.batchesTracked.name
+        self.ignorable = { $0 == counter || ignorable($0) }
     }
 
-    /// The tensor called `name`, which must have `shape`. On a problem the problem is
+    /// The values of a table entry, which must have its shape. On a problem the problem is
     /// recorded and zeros are returned so construction can go on and report everything.
-    func tensor(_ name: String, shape: [Int]) -> [Float] {
+    func tensor(_ p: CedParameter) -> [Float] { tensor(p.name, shape: p.shape) }
+
+    private func tensor(_ name: String, shape: [Int]) -> [Float] {
         used.insert(name)
         guard let t = dict[name] else {
             missing.append(name)

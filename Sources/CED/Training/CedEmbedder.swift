@@ -2,27 +2,19 @@ import Dispatch
 import Foundation
 
 extension CedForAudioClassification {
-    /// What `outputlayer` is applied to for a `[n_mels, T]` log-mel spectrogram under the
-    /// Hugging Face semantics (`CedChunking.hf`), bit for bit as `forward` computes it:
-    ///
-    /// - `mean`, `logit`: `[embed_dim]`, the mean of the last hidden state over every token
-    ///   of every chunk (computed as the mean of the per-chunk means; every chunk has the
-    ///   same token count);
-    /// - `token`: `[embed_dim]`, the mean of the chunks' cls tokens;
-    /// - `dm`: `[steps, embed_dim]`, the frequency mean at every time step of every chunk
-    ///   (the head and sigmoid run per step, then the scores are averaged).
-    ///
-    /// So `outputlayer(headInput(mel))` (with sigmoid except for `logit`) equals
-    /// `self(mel).scalars` exactly for `mean`, `logit` and `token`.
+    /// The vectors the classification head is applied to for a `[n_mels, T]` log-mel spectrogram
+    /// under the Hugging Face semantics (`CedChunking.hf`), bit for bit as `forward`
+    /// computes them: `[embed_dim]` for `mean`, `logit` and `token` pooling (the pooled
+    /// vector, averaged over chunks: `CedModel.embedding`), `[steps, embed_dim]` for `dm`
+    /// (the frequency mean at every time step of every chunk; the head and sigmoid run per
+    /// step, then the scores are averaged).
     public func headInput(_ mel: Tensor) throws -> Tensor {
+        if config.pooling != .dm { return try encoder.embedding(mel) }
         let input = try encoder.prepare(mel)
         let c = config.embedDim
         return encoder.workspaces.with { ws in
-            let pooled = encodePooled(input, workspace: ws)
-            if config.pooling == .dm {
-                return Tensor(shape: [pooled.count, c], scalars: Array(UnsafeBufferPointer(start: ws.pooled.pointer, count: pooled.count * c)))
-            }
-            return Tensor(shape: [c], scalars: Array(UnsafeBufferPointer(start: meanPooled(pooled, workspace: ws), count: c)))
+            let (count, _) = encoder.encodePooled(input, workspace: ws)
+            return Tensor(shape: [count, c], scalars: Array(UnsafeBufferPointer(start: ws.pooled.pointer, count: count * c)))
         }
     }
 }
@@ -52,14 +44,17 @@ public struct EmbeddedFiles: Sendable {
     public var computedCount: Int
 }
 
-/// Turns audio files into the vectors a classification head reads (`headInput`), with the
-/// encoder frozen, several files at a time and through an `EmbeddingCache`.
+/// Turns audio files into the vectors a classification head reads (the clip embedding,
+/// `CedModel.embedding`), with the encoder frozen, several files at a time and through an
+/// `EmbeddingCache`.
 ///
 /// Only `mean`, `logit` and `token` pooling are supported (every published CED model uses
 /// `mean`): their head reads one vector per clip. `dm` pooling runs the head on every time
 /// step, which a cached clip vector cannot reproduce.
 public final class CedEmbedder: Sendable {
-    public let tagger: CedAudioTagger
+    /// The frozen encoder.
+    public let encoder: CedModel
+    public let featureExtractor: CedFeatureExtractor
     /// SHA-256 (hex) identifying everything that determines the vectors: the kind of
     /// vector (`mean` for mean/logit pooling, `cls` for token pooling), the encoder's
     /// configuration, the feature-extractor settings and every encoder tensor's name,
@@ -69,24 +64,16 @@ public final class CedEmbedder: Sendable {
     /// A short description of where the model came from (for the cache's `model.json`).
     let originDescription: String
 
-    /// Builds the model from a checkpoint (a checkpoint without `outputlayer`, i.e. a bare
-    /// encoder, is fine: the head is not used). Throws `TrainingError` (`.unsupportedModel`)
-    /// for `dm` pooling, and whatever building the model throws.
+    /// Builds the encoder from a checkpoint (the head, if any, is not read: a bare encoder
+    /// is fine). Throws `TrainingError` (`.unsupportedModel`) for `dm` pooling, and
+    /// whatever building the encoder throws.
     public init(checkpoint: PretrainedCheckpoint) throws {
         guard checkpoint.config.pooling != .dm else {
             throw TrainingError(.unsupportedModel,
                                 reason: "the model uses 'dm' pooling (head applied per time step); head training supports mean, logit and token pooling")
         }
-        var checkpoint = checkpoint
-        if checkpoint.weights["outputlayer.1.weight"] == nil && checkpoint.weights["outputlayer.0.weight"] == nil {
-            // An encoder-only checkpoint: the head is never used here, give it a zero one.
-            let c = checkpoint.config
-            checkpoint.weights["outputlayer.0.weight"] = Tensor(shape: [c.embedDim], scalars: [Float](repeating: 1, count: c.embedDim))
-            checkpoint.weights["outputlayer.0.bias"] = Tensor(zeros: [c.embedDim])
-            checkpoint.weights["outputlayer.1.weight"] = Tensor(zeros: [c.outputdim, c.embedDim])
-            checkpoint.weights["outputlayer.1.bias"] = Tensor(zeros: [c.outputdim])
-        }
-        tagger = try CedAudioTagger(checkpoint)
+        encoder = try CedModel(config: checkpoint.config, weights: checkpoint.weights)
+        featureExtractor = try CedFeatureExtractor(config: checkpoint.featureExtractorConfig)
         modelIdentity = Self.identity(of: checkpoint)
         switch checkpoint.origin {
         case .hub(let repo, _, let commit, _): originDescription = "\(repo)@\(commit)"
@@ -94,18 +81,19 @@ public final class CedEmbedder: Sendable {
         }
     }
 
-    public var config: CedConfig { tagger.config }
+    public var config: CedConfig { encoder.config }
     /// Length of every vector (`embed_dim`).
-    public var dimension: Int { tagger.config.embedDim }
+    public var dimension: Int { config.embedDim }
+    var samplingRate: Int { featureExtractor.config.samplingRate }
 
     /// The vector for a mono waveform at the model's sampling rate (16 kHz).
     public func embedding(_ waveform: [Float]) throws -> [Float] {
-        try tagger.model.headInput(tagger.featureExtractor(waveform)).scalars
+        try encoder.embedding(featureExtractor(waveform)).scalars
     }
 
     /// The vector for an audio file (decoded with `Waveform`), with its decoder warnings.
     public func embedding(file: URL) throws -> (vector: [Float], warnings: [AudioWarning]) {
-        let wave = try Waveform(contentsOf: file, sampleRate: tagger.samplingRate)
+        let wave = try Waveform(contentsOf: file, sampleRate: samplingRate)
         guard !wave.samples.isEmpty else { throw CedInputError("\(file.path): the file holds no audio samples") }
         return (try embedding(wave.samples), wave.warnings)
     }
@@ -201,7 +189,8 @@ public final class CedEmbedder: Sendable {
         lines.append("target_length=\(c.targetLength) pad_last=\(c.padLast) n_mels=\(c.nMels)")
         lines.append("sampling_rate=\(fe.samplingRate) feature_size=\(fe.featureSize) n_fft=\(fe.nFft) win_size=\(fe.winSize) hop_size=\(fe.hopSize)")
         lines.append("f_min=\(fe.fMin) f_max=\(fe.resolvedFMax) center=\(fe.center) top_db=\(fe.topDb)")
-        for name in checkpoint.weights.names where name.hasPrefix("encoder.") && !name.hasSuffix("num_batches_tracked") {
+        let table = CedParameterTable(config: c)
+        for name in checkpoint.weights.names where CedParameterTable.isEncoder(name) && name != table.initBN.batchesTracked.name {
             let t = checkpoint.weights.tensors[name]!
             let digest = t.scalars.withUnsafeBufferPointer { Self.digest64($0) }
             lines.append("\(name) \(t.shape) \(t.count) \(String(digest, radix: 16))")

@@ -9,7 +9,7 @@ public enum CedTrainingMode: String, Sendable {
     case eval
 }
 
-/// What one `lossAndGradients` call returns.
+/// What one training step returns.
 public struct CedTrainingStep: Sendable {
     /// The loss (mean over the batch and, for BCE, the classes).
     public var loss: Double
@@ -25,20 +25,26 @@ public struct CedGradients: Sendable {
     public var outputs: Tensor
     /// Every trainable parameter's gradient, shaped like the parameter.
     public var gradients: [String: Tensor]
-    /// The BatchNorm running statistics after the pass (`encoder.init_bn.running_mean`,
-    /// `…running_var`), which a train-mode forward updates.
+    /// The BatchNorm running statistics after the pass (by their table names), which a
+    /// train-mode forward updates.
     public var runningStatistics: [String: Tensor]
 }
 
 /// CED as a trainable network: every parameter of `CedForAudioClassification` as raw
-/// float32 values (none of inference's folding), a forward pass that saves what its
-/// backward pass needs, and the backward pass, layer by layer, computing what PyTorch's
-/// autograd computes for upstream's `AudioTransformer`.
+/// float32 values in one flat buffer laid out by `CedParameterTable` (none of inference's
+/// folding), a forward pass that saves what its backward pass needs, and the backward
+/// pass, layer by layer, computing what PyTorch's autograd computes for upstream's
+/// `AudioTransformer`. The backward pass only computes: it hands each finished part's
+/// gradients to a `CedGradientSink` (a `CedGradientBuffer` that keeps them, or an
+/// optimiser step that applies them at once).
 ///
 /// ```swift
 /// let model = try CedTrainingModel(try PretrainedCheckpoint.load("mispeech/ced-tiny"))
 /// let g = try model.gradients(mels: batch, targets: targets)      // [B, 64, T], [B, 527]
-/// print(g.loss, g.gradients["encoder.blocks.0.attn.qkv.weight"]!.shape)
+/// print(g.loss, g.gradients[model.table.blocks[0].qkv.weight.name]!.shape)
+///
+/// let adam = CedAdamW(model: model, options: .init(learningRate: 1e-4))
+/// try model.trainingStep(mels: batch, targets: targets, sink: adam.step())   // forward, loss, backward → AdamW
 /// ```
 ///
 /// - Inputs are `[B, n_mels, T]` log-mels with `T ≤ target_length` (longer recordings are
@@ -55,28 +61,19 @@ public struct CedGradients: Sendable {
 ///
 /// Not thread-safe (it owns mutable buffers); use one per training loop. Export with
 /// `stateDict()` and pack for inference with `inferenceModel()`.
-public final class CedTrainingModel {
+public final class CedTrainingModel: CedTrainable {
     public let config: CedConfig
     public let table: CedParameterTable
-    let layout: ParameterLayout
     /// Number of trainable values.
     public let parameterCount: Int
-    /// Trainable parameters, flat, in table order.
-    let parameters: UnsafeMutablePointer<Float>
-    /// Their gradients, same layout (allocated on first use: a streamed training step
-    /// needs only `compactGradients`).
-    var gradientBuffer: UnsafeMutablePointer<Float>?
-    var gradients: UnsafeMutablePointer<Float> {
-        if let gradientBuffer { return gradientBuffer }
-        let g = UnsafeMutablePointer<Float>.allocate(capacity: max(1, parameterCount))
-        g.initialize(repeating: 0, count: max(1, parameterCount))
-        gradientBuffer = g
-        return g
-    }
-    /// During a streamed step (`trainingStep`): the gradients of everything outside the
-    /// blocks plus one block's, each block's slot reused once that block is updated.
-    var compactGradients: UnsafeMutablePointer<Float>?
-    var streaming: (optimizer: CedAdamW, learningRate: Double)?
+    /// Trainable parameters, flat, at their table offsets.
+    public let parameterValues: UnsafeMutablePointer<Float>
+    public var trainableParameters: [CedParameter] { table.parameters }
+    /// The gradients of the part of the network the backward pass is working on (one
+    /// block, or the head, or the embedding part): `partGradients[i]` is the gradient of
+    /// parameter value `partStart + i`.
+    let partGradients: UnsafeMutablePointer<Float>
+    var partStart = 0
     /// BatchNorm buffers.
     public internal(set) var runningMean: [Float]
     public internal(set) var runningVariance: [Float]
@@ -120,9 +117,8 @@ public final class CedTrainingModel {
     var forwardMode: CedTrainingMode = .eval
     var forwardKey: UInt64 = 0
     var hasForward = false
-
-    static let bnMomentum = 0.01
-    static let bnEps = 1e-5
+    /// The loss function of the last `loss(targets:)`, whose gradient `backward` starts from.
+    var hasLossGradient = false
 
     /// A model with the given weights (Hugging Face names, checked against the table; the
     /// BatchNorm running statistics default to 0 and 1 when absent).
@@ -132,22 +128,23 @@ public final class CedTrainingModel {
         try table.check(weights)
         self.config = config
         self.table = table
-        layout = ParameterLayout(table: table)
-        parameterCount = layout.total
-        parameters = .allocate(capacity: max(1, parameterCount))
+        parameterCount = table.parameterCount
+        parameterValues = .allocate(capacity: max(1, parameterCount))
         for p in table.parameters {
-            let t = weights[p.name]!
-            (parameters + layout.offsets[p.name]!).initialize(from: t.scalars, count: p.count)
+            (parameterValues + p.at).initialize(from: weights[p.name]!.scalars, count: p.count)
         }
-        runningMean = weights["encoder.init_bn.running_mean"]?.scalars ?? [Float](repeating: 0, count: config.nMels)
-        runningVariance = weights["encoder.init_bn.running_var"]?.scalars ?? [Float](repeating: 1, count: config.nMels)
-        batchesTracked = Int(weights["encoder.init_bn.num_batches_tracked"]?.scalars.first ?? 0)
+        let parts = [table.headPart, table.embeddingPart] + (0..<config.depth).map { table.blockPart($0) }
+        partGradients = .allocate(capacity: max(1, parts.map(\.count).max() ?? 1))
+        let bn = table.initBN
+        runningMean = weights[bn.runningMean.name]?.scalars ?? [Float](repeating: 0, count: config.nMels)
+        runningVariance = weights[bn.runningVariance.name]?.scalars ?? [Float](repeating: 1, count: config.nMels)
+        batchesTracked = Int(weights[bn.batchesTracked.name]?.scalars.first ?? 0)
     }
 
     /// A model with every tensor initialised as upstream initialises a new one, from `seed`.
     public convenience init(config: CedConfig, seed: UInt64) throws {
         var rng = TrainingRandom(seed: seed)
-        try self.init(config: config, weights: CedParameterTable(config: config).initialized(rng: &rng))
+        try self.init(config: config, weights: CedParameterTable(config: config).randomWeights(rng: &rng))
     }
 
     /// A model from a loaded checkpoint (its configuration and weights).
@@ -156,9 +153,8 @@ public final class CedTrainingModel {
     }
 
     deinit {
-        parameters.deallocate()
-        gradientBuffer?.deallocate()
-        compactGradients?.deallocate()
+        parameterValues.deallocate()
+        partGradients.deallocate()
         arena?.deallocate()
     }
 
@@ -166,24 +162,24 @@ public final class CedTrainingModel {
 
     /// The values of a parameter (a copy).
     public func parameter(_ name: String) -> Tensor? {
-        guard let p = table[name], p.isTrainable, let o = layout.offsets[name] else { return nil }
-        return Tensor(shape: p.shape, scalars: Array(UnsafeBufferPointer(start: parameters + o, count: p.count)))
+        guard let p = table[name], p.isTrainable else { return nil }
+        return Tensor(shape: p.shape, scalars: Array(UnsafeBufferPointer(start: parameterValues + p.at, count: p.count)))
     }
 
     /// Replaces a parameter's values.
     public func setParameter(_ name: String, _ value: Tensor) throws {
-        guard let p = table[name], p.isTrainable, let o = layout.offsets[name] else {
+        guard let p = table[name], p.isTrainable else {
             throw CedInputError("'\(name)' is not a trainable parameter of this model")
         }
         guard value.shape == p.shape else {
             throw CedInputError("'\(name)' has shape \(p.shape), got \(value.shape)")
         }
-        (parameters + o).update(from: value.scalars, count: p.count)
+        (parameterValues + p.at).update(from: value.scalars, count: p.count)
     }
 
-    /// Every parameter and buffer under its Hugging Face name (`num_batches_tracked` as a
-    /// float; the writer stores it as int64), ready for `HeadCheckpointWriter`-style saving
-    /// or `CedForAudioClassification(config:weights:)`.
+    /// Every parameter and buffer under its Hugging Face name (the BatchNorm's step counter as a
+    /// float; `CedModelWriter` stores it as int64), ready for saving or
+    /// `CedForAudioClassification(config:weights:)`.
     public func stateDict() -> StateDict {
         var tensors: [String: Tensor] = [:]
         for p in table.entries {
@@ -202,127 +198,66 @@ public final class CedTrainingModel {
         try CedForAudioClassification(config: config, weights: stateDict(), precision: precision)
     }
 
-    /// Every gradient from the last backward pass, by name.
-    public func gradientDict() -> [String: Tensor] {
-        var out: [String: Tensor] = [:]
-        for p in table.parameters {
-            let o = layout.offsets[p.name]!
-            out[p.name] = Tensor(shape: p.shape, scalars: Array(UnsafeBufferPointer(start: gradients + o, count: p.count)))
-        }
-        return out
-    }
-
-    @inline(__always) func w(_ offset: Int) -> UnsafeMutablePointer<Float> { parameters + offset }
-    /// The gradient of the parameter value at `offset`: in the full buffer, or during a
-    /// streamed step in the compact one (block parameters share one block's slot).
-    @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> {
-        guard streaming != nil, let c = compactGradients else { return gradients + offset }
-        let L = layout
-        if offset < L.blocksStart { return c + offset }
-        if offset >= L.blocksEnd { return c + L.blocksStart + L.blockSize + (offset - L.blocksEnd) }
-        return c + L.blocksStart + (offset - L.blocksStart) % L.blockSize
-    }
+    @inline(__always) func w(_ p: CedParameter) -> UnsafeMutablePointer<Float> { parameterValues + p.at }
+    /// The gradient of a parameter of the part being computed.
+    @inline(__always) func g(_ p: CedParameter) -> UnsafeMutablePointer<Float> { partGradients + (p.at - partStart) }
 
     // MARK: The public step
 
     /// PyTorch's `loss.backward()` then `{name: p.grad}` for a batch: train-mode forward (so
     /// the BatchNorm running statistics are updated), the loss, and every gradient.
     /// `mels` is `[B, n_mels, T]`, `targets` `[B, outputdim]` in [0, 1] (rows summing to 1
-    /// for softmax cross-entropy). `loss` nil: `bce_with_logits` for `logit` pooling,
-    /// BCE on the probabilities otherwise.
-    public func gradients(mels: Tensor, targets: Tensor, loss: CedTrainingLoss? = nil,
-                          mode: CedTrainingMode = .train) throws -> CedGradients {
-        let step = try lossAndGradients(mels: mels, targets: targets, loss: loss, mode: mode)
-        return CedGradients(loss: step.loss, outputs: step.outputs, gradients: gradientDict(), runningStatistics: [
-            "encoder.init_bn.running_mean": Tensor(shape: [config.nMels], scalars: runningMean),
-            "encoder.init_bn.running_var": Tensor(shape: [config.nMels], scalars: runningVariance),
-        ])
+    /// for softmax cross-entropy). `loss` nil: upstream's loss for the pooling
+    /// (`CedLoss.automatic`).
+    public func gradients(mels: Tensor, targets: Tensor, loss: CedLoss? = nil, mode: CedTrainingMode = .train) throws -> CedGradients {
+        let buffer = CedGradientBuffer(count: parameterCount)
+        let step = try trainingStep(mels: mels, targets: targets, loss: loss, mode: mode, sink: buffer)
+        let bn = table.initBN
+        return CedGradients(loss: step.loss, outputs: step.outputs,
+                            gradients: Dictionary(uniqueKeysWithValues: table.parameters.map { ($0.name, buffer.tensor($0)) }),
+                            runningStatistics: [
+                                bn.runningMean.name: Tensor(shape: [config.nMels], scalars: runningMean),
+                                bn.runningVariance.name: Tensor(shape: [config.nMels], scalars: runningVariance),
+                            ])
     }
 
-    /// Forward, loss and backward for a batch, leaving the gradients in the model (read
-    /// them with `gradientDict()` or let `CedAdamW` apply them). With `accumulate`, the
-    /// gradients are added to those already held (several batches per optimiser step).
+    /// One training step: the forward pass, the loss and the backward pass, whose gradients
+    /// go to `sink` part by part (an optimiser step such as `CedAdamW.step()`, or a
+    /// `CedGradientBuffer`).
     @discardableResult
-    public func lossAndGradients(mels: Tensor, targets: Tensor, loss: CedTrainingLoss? = nil,
-                                 mode: CedTrainingMode = .train, accumulate: Bool = false) throws -> CedTrainingStep {
-        let lossFunction = loss ?? .automatic(for: config.pooling)
-        try checkTargets(targets, batch: mels.shape.first ?? 0, loss: lossFunction)
+    public func trainingStep(mels: Tensor, targets: Tensor, loss: CedLoss? = nil, mode: CedTrainingMode = .train,
+                             sink: CedGradientSink) throws -> CedTrainingStep {
+        // The targets are checked before the forward pass changes the running statistics.
+        try checkTargets(targets, batch: mels.shape.first ?? 0, loss: loss ?? .automatic(for: config.pooling))
         let out = try forward(mels: mels, mode: mode)
-        let value = targets.scalars.withUnsafeBufferPointer { t in
-            computeLossGradient(targets: t.baseAddress!, loss: lossFunction)
-        }
-        guard value.isFinite else {
-            throw TrainingError(.nonFiniteLoss, reason: "the loss is \(value) (the model's outputs or the targets overflow)")
-        }
-        backward(accumulate: accumulate)
+        let value = try self.loss(targets: targets, loss: loss)
+        backward(into: sink)
         return CedTrainingStep(loss: value, outputs: out)
     }
 
-    /// One optimiser step: forward, loss, backward, and `optimizer`'s AdamW update applied
-    /// to each part of the network as soon as its gradients are complete (the head and the
-    /// final norm, then each block from the last, then the embedding), so the full gradient
-    /// buffer is never needed: gradient memory is one block's. The result is bit for bit
-    /// that of `lossAndGradients` followed by `optimizer.update`. (Gradient clipping needs
-    /// the global norm first: use the two calls then.)
-    @discardableResult
-    public func trainingStep(mels: Tensor, targets: Tensor, loss: CedTrainingLoss? = nil, optimizer: CedAdamW,
-                             learningRate: Double? = nil) throws -> CedTrainingStep {
+    /// The loss of the last forward pass against `targets` (`[B, outputdim]`), and its
+    /// gradient with respect to the head's outputs for `backward`. Throws
+    /// `TrainingError(.nonFiniteLoss)` for a NaN or infinite loss.
+    public func loss(targets: Tensor, loss: CedLoss? = nil) throws -> Double {
+        precondition(hasForward, "loss without a forward pass")
         let lossFunction = loss ?? .automatic(for: config.pooling)
-        try checkTargets(targets, batch: mels.shape.first ?? 0, loss: lossFunction)
-        let out = try forward(mels: mels, mode: .train)
+        let pl = plan!
+        try checkTargets(targets, batch: pl.batch, loss: lossFunction)
         let value = targets.scalars.withUnsafeBufferPointer { t in
             computeLossGradient(targets: t.baseAddress!, loss: lossFunction)
         }
-        guard value.isFinite else {
-            throw TrainingError(.nonFiniteLoss, reason: "the loss is \(value) (the model's outputs or the targets overflow)")
-        }
-        let L = layout
-        if compactGradients == nil {
-            compactGradients = .allocate(capacity: max(1, L.total - L.depth * L.blockSize + L.blockSize))
-        }
-        optimizer.beginStep(learningRate: learningRate)
-        streaming = (optimizer, learningRate ?? optimizer.options.learningRate)
-        defer { streaming = nil }
-        backward(accumulate: false)
-        return CedTrainingStep(loss: value, outputs: out)
+        guard value.isFinite else { throw TrainingError.nonFiniteLoss(value) }
+        hasLossGradient = true
+        return value
     }
 
-    /// During a streamed step: AdamW on the parameter values `[lo, hi)`, whose gradients
-    /// start at `g(lo)` and are contiguous.
-    func streamUpdate(_ lo: Int, _ hi: Int) {
-        guard let s = streaming, lo < hi else { return }
-        s.optimizer.apply(self, offsets: lo..<hi, gradients: g(lo))
-    }
-
-    func checkTargets(_ targets: Tensor, batch: Int, loss: CedTrainingLoss) throws {
+    func checkTargets(_ targets: Tensor, batch: Int, loss: CedLoss) throws {
+        try loss.check(pooling: config.pooling)
         let c = config.outputdim
         guard targets.shape == [batch, c] else {
             throw CedInputError("targets have shape \(targets.shape), expected [\(batch), \(c)] (one row of \(c) class targets per clip)")
         }
-        if let bad = targets.scalars.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
-            throw CedInputError("target [\(bad / c), \(bad % c)] is \(targets.scalars[bad]), outside [0, 1]")
-        }
-        switch loss {
-        case .bce:
-            if config.pooling == .logit {
-                throw CedInputError("BCE on probabilities needs a sigmoid head, but 'logit' pooling outputs raw logits; use bce_with_logits")
-            }
-        case .bceWithLogits:
-            if config.pooling == .dm {
-                throw CedInputError("'dm' pooling averages per-step probabilities, so it has no clip logits; use BCE")
-            }
-        case .softmaxCrossEntropy:
-            if config.pooling == .dm {
-                throw CedInputError("softmax cross-entropy needs logits, but 'dm' pooling averages per-step probabilities; use BCE")
-            }
-            for b in 0..<batch {
-                var s = 0.0
-                for j in 0..<c { s += Double(targets.scalars[b * c + j]) }
-                if abs(s - 1) > 1e-4 {
-                    throw CedInputError("softmax cross-entropy targets must sum to 1 per clip, clip \(b)'s sum to \(s)")
-                }
-            }
-        }
+        try loss.checkTargets(targets.scalars, batch: batch, classes: c)
     }
 
     // MARK: Forward
@@ -352,6 +287,7 @@ public final class CedTrainingModel {
         forwardKey = TrainingNoise.key(noiseSeed, UInt64(truncatingIfNeeded: noiseStep))
         runForward(pl, mode: mode)
         hasForward = true
+        hasLossGradient = false
         return Tensor(shape: [pl.batch, pl.classes], scalars: Array(UnsafeBufferPointer(start: a + pl.outputs, count: pl.batch * pl.classes)))
     }
 
@@ -392,7 +328,7 @@ public final class CedTrainingModel {
     }
 
     func runForward(_ pl: TrainingPlan, mode: CedTrainingMode) {
-        let a = arena!, L = layout, train = mode == .train
+        let a = arena!, T = table, train = mode == .train
         let rows = pl.rows, e = pl.embed
         batchNormForward(pl, train: train && !freezeBatchNormStatistics)
         im2col(pl)
@@ -401,34 +337,31 @@ public final class CedTrainingModel {
         if pl.hasCls {
             for b in 0..<pl.batch {
                 TrainingGEMM.forward(x: a + pl.cols + b * pl.patches * pl.area, ldx: pl.area, rows: pl.patches,
-                                     weight: w(L.patchWeight), out: e, in: pl.area, bias: w(L.patchBias),
+                                     weight: w(T.patchEmbed.weight), out: e, in: pl.area, bias: w(T.patchEmbed.bias!),
                                      y: x0 + (b * pl.tokens + 1) * pl.ldE, ldy: pl.ldE, bf16: bf16)
             }
         } else {
-            TrainingGEMM.forward(x: a + pl.cols, ldx: pl.area, rows: pl.batch * pl.patches, weight: w(L.patchWeight),
-                                 out: e, in: pl.area, bias: w(L.patchBias), y: x0, ldy: pl.ldE, bf16: bf16)
+            TrainingGEMM.forward(x: a + pl.cols, ldx: pl.area, rows: pl.batch * pl.patches, weight: w(T.patchEmbed.weight),
+                                 out: e, in: pl.area, bias: w(T.patchEmbed.bias!), y: x0, ldy: pl.ldE, bf16: bf16)
         }
         addPositions(pl, x0)
         if train && dropRate > 0 { applyDropout(x0, ld: pl.ldE, rows: rows, cols: e, key: noiseKey(.pos), p: dropRate) }
         for l in 0..<pl.depth { blockForward(pl, l, train: train) }
         // Final norm, pooling, head.
         let xf = a + pl.residual(pl.depth), normed = a + pl.normed
-        TrainingKernels.layerNormForward(xf, ldx: pl.ldE, rows: rows, cols: e, weight: w(L.normWeight), bias: w(L.normBias),
-                                         eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.finalMean, rstd: a + pl.finalRstd)
+        TrainingKernels.layerNormForward(xf, ldx: pl.ldE, rows: rows, cols: e, weight: w(T.norm.weight), bias: w(T.norm.bias),
+                                         eps: Float(T.norm.eps), y: normed, ldy: pl.ldE, mean: a + pl.finalMean, rstd: a + pl.finalRstd)
         pool(pl, normed)
-        TrainingKernels.layerNormForward(a + pl.pooled, ldx: e, rows: pl.headVectors, cols: e, weight: w(L.headNormWeight),
-                                         bias: w(L.headNormBias), eps: 1e-5, y: a + pl.headNormed, ldy: e,
-                                         mean: a + pl.headMean, rstd: a + pl.headRstd)
-        TrainingGEMM.forward(x: a + pl.headNormed, ldx: e, rows: pl.headVectors, weight: w(L.headWeight), out: pl.classes,
-                             in: e, bias: w(L.headBias), y: a + pl.logits, ldy: pl.classes, bf16: bf16)
+        TrainingHead(p: T.head).forward(w, x: a + pl.pooled, rows: pl.headVectors, normed: a + pl.headNormed,
+                                        mean: a + pl.headMean, rstd: a + pl.headRstd, logits: a + pl.logits, bf16: bf16)
         headOutputs(pl)
     }
 
     func batchNormForward(_ pl: TrainingPlan, train: Bool) {
-        let a = arena!, L = layout
+        let a = arena!, T = table
         let f = pl.nMels, t = pl.frames, tp = pl.paddedFrames, b = pl.batch
         let input = a + pl.input, planes = a + pl.planes
-        let gamma = w(L.bnWeight), beta = w(L.bnBias)
+        let gamma = w(T.initBN.weight), beta = w(T.initBN.bias)
         let n = Double(b * t)
         for bin in 0..<f {
             var mean: Double, variance: Double
@@ -439,14 +372,14 @@ public final class CedTrainingModel {
                 var q = 0.0
                 for i in 0..<b { let row = input + (i * f + bin) * t; for j in 0..<t { let d = Double(row[j]) - mean; q += d * d } }
                 variance = q / n
-                let m = Self.bnMomentum
+                let m = table.initBN.momentum
                 runningMean[bin] = Float((1 - m) * Double(runningMean[bin]) + m * mean)
                 runningVariance[bin] = Float((1 - m) * Double(runningVariance[bin]) + m * variance * n / max(n - 1, 1))
             } else {
                 mean = Double(runningMean[bin])
                 variance = Double(runningVariance[bin])
             }
-            let rstd = Float(1 / (variance + Self.bnEps).squareRoot())
+            let rstd = Float(1 / (variance + table.initBN.eps).squareRoot())
             let m = Float(mean)
             a[pl.bnMean + bin] = m
             a[pl.bnRstd + bin] = rstd
@@ -481,13 +414,13 @@ public final class CedTrainingModel {
     /// Adds the time and frequency positional embeddings to the patch tokens and writes
     /// the cls rows (cls token + its positional embedding).
     func addPositions(_ pl: TrainingPlan, _ x0: UnsafeMutablePointer<Float>) {
-        let L = layout, e = pl.embed, fp = pl.frequencyPatches, tpN = pl.timePatches
+        let T = table, e = pl.embed, fp = pl.frequencyPatches, tpN = pl.timePatches
         let tmax = config.maxTimePatches
-        let tpos = w(L.timePos), fpos = w(L.freqPos)
+        let tpos = w(T.timePosEmbed), fpos = w(T.freqPosEmbed)
         let off = pl.hasCls ? 1 : 0
         for b in 0..<pl.batch {
             if pl.hasCls {
-                let row = x0 + b * pl.tokens * pl.ldE, cls = w(L.clsToken!), tok = w(L.tokenPos!)
+                let row = x0 + b * pl.tokens * pl.ldE, cls = w(T.clsToken!), tok = w(T.tokenPosEmbed!)
                 for ch in 0..<e { row[ch] = cls[ch] + tok[ch] }
             }
             for fi in 0..<fp {
@@ -538,31 +471,31 @@ public final class CedTrainingModel {
     }
 
     func blockForward(_ pl: TrainingPlan, _ l: Int, train: Bool) {
-        let a = arena!, B = layout.blocks[l]
+        let a = arena!, B = table.blocks[l]
         let rows = pl.rows, e = pl.embed
         let xin = a + pl.residual(l), xmid = a + pl.xmid(l), xout = a + pl.residual(l + 1)
         let normed = a + pl.normed, qkv = a + pl.qkv(l), ctx = a + pl.context(l), hidden = a + pl.mlpHidden(l)
-        TrainingKernels.layerNormForward(xin, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm1Weight), bias: w(B.norm1Bias),
-                                         eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l))
-        TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.qkvWeight), out: 3 * e, in: e,
-                             bias: B.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
+        TrainingKernels.layerNormForward(xin, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm1.weight), bias: w(B.norm1.bias),
+                                         eps: Float(B.norm1.eps), y: normed, ldy: pl.ldE, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l))
+        TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.qkv.weight), out: 3 * e, in: e,
+                             bias: B.qkv.bias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
         TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
                                   dropout: train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
         attentionResidual(pl, l, xin: xin, context: ctx, into: xmid)
-        TrainingKernels.layerNormForward(xmid, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm2Weight), bias: w(B.norm2Bias),
-                                         eps: 1e-6, y: normed, ldy: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l))
-        TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.fc1Weight), out: pl.hidden, in: e,
-                             bias: w(B.fc1Bias), y: hidden, ldy: pl.ldH, bf16: bf16)
+        TrainingKernels.layerNormForward(xmid, ldx: pl.ldE, rows: rows, cols: e, weight: w(B.norm2.weight), bias: w(B.norm2.bias),
+                                         eps: Float(B.norm2.eps), y: normed, ldy: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l))
+        TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B.fc1.weight), out: pl.hidden, in: e,
+                             bias: w(B.fc1.bias!), y: hidden, ldy: pl.ldH, bf16: bf16)
         let gelu = a + pl.geluOut
         geluOutput(pl, l, hidden: hidden, into: gelu)
         if branchIsPlain(l) {
             copyRows(xmid, into: xout, pl)
-            TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2Weight), out: e, in: pl.hidden,
-                                 bias: w(B.fc2Bias), y: xout, ldy: pl.ldE, accumulate: true, bf16: bf16)
+            TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2.weight), out: e, in: pl.hidden,
+                                 bias: w(B.fc2.bias!), y: xout, ldy: pl.ldE, accumulate: true, bf16: bf16)
         } else {
             let t = a + pl.tmp
-            TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2Weight), out: e, in: pl.hidden,
-                                 bias: w(B.fc2Bias), y: t, ldy: pl.ldE, bf16: bf16)
+            TrainingGEMM.forward(x: gelu, ldx: pl.ldH, rows: rows, weight: w(B.fc2.weight), out: e, in: pl.hidden,
+                                 bias: w(B.fc2.bias!), y: t, ldy: pl.ldE, bf16: bf16)
             addBranch(pl, src: xmid, branch: t, into: xout, dropKey: noiseKey(.mlp2, block: l), p: dropRate, path: .pathMLP, block: l)
         }
     }
@@ -570,14 +503,14 @@ public final class CedTrainingModel {
     /// `xmid = xin + drop(proj(context))` (dropout and drop path as in train mode).
     func attentionResidual(_ pl: TrainingPlan, _ l: Int, xin: UnsafePointer<Float>, context ctx: UnsafePointer<Float>,
                            into xmid: UnsafeMutablePointer<Float>) {
-        let B = layout.blocks[l], e = pl.embed
+        let B = table.blocks[l], e = pl.embed
         if branchIsPlain(l) {
             copyRows(xin, into: xmid, pl)
-            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: pl.rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
+            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: pl.rows, weight: w(B.proj.weight), out: e, in: e, bias: w(B.proj.bias!),
                                  y: xmid, ldy: pl.ldE, accumulate: true, bf16: bf16)
         } else {
             let t = arena! + pl.tmp
-            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: pl.rows, weight: w(B.projWeight), out: e, in: e, bias: w(B.projBias),
+            TrainingGEMM.forward(x: ctx, ldx: pl.ldE, rows: pl.rows, weight: w(B.proj.weight), out: e, in: e, bias: w(B.proj.bias!),
                                  y: t, ldy: pl.ldE, bf16: bf16)
             addBranch(pl, src: xin, branch: t, into: xmid, dropKey: noiseKey(.proj, block: l), p: dropRate, path: .pathAttn, block: l)
         }
@@ -597,44 +530,22 @@ public final class CedTrainingModel {
 
     /// Pools the final-norm tokens into the head's input vectors.
     func pool(_ pl: TrainingPlan, _ normed: UnsafePointer<Float>) {
-        let a = arena!, e = pl.embed, n = pl.tokens
-        let out = a + pl.pooled
+        let a = arena!, e = pl.embed, per = pl.headVectors / pl.batch
         for b in 0..<pl.batch {
-            let seq = normed + b * n * pl.ldE
-            switch config.pooling {
-            case .token:
-                (out + b * e).update(from: seq, count: e)
-            case .mean, .logit:
-                meanOfRows(seq, rows: n, rowStride: pl.ldE, count: e, into: out + b * e)
-            case .dm:
-                let tpN = pl.timePatches
-                for t in 0..<tpN {
-                    meanOfRows(seq + t * pl.ldE, rows: pl.frequencyPatches, rowStride: tpN * pl.ldE, count: e,
-                               into: out + (b * tpN + t) * e)
-                }
-            }
+            config.pooling.pool(normed + b * pl.tokens * pl.ldE, grid: pl.grid, ld: pl.ldE, dim: e, into: a + pl.pooled + b * per * e)
         }
     }
 
-    /// Outputs from the head's logits: sigmoid, raw logits, or the mean over time of the
-    /// per-step sigmoids.
+    /// Outputs from the head's logits: the pooling's activation of every head vector
+    /// (sigmoid, or none for `logit`) into `headScores`, and each clip's scores (for `dm`
+    /// the mean over time) into `outputs`.
     func headOutputs(_ pl: TrainingPlan) {
-        let a = arena!, c = pl.classes
-        let z = a + pl.logits, out = a + pl.outputs
-        switch config.pooling {
-        case .logit:
-            out.update(from: z, count: pl.batch * c)
-        case .mean, .token:
-            for i in 0..<pl.batch * c { out[i] = 1 / (1 + expf(-z[i])) }
-        case .dm:
-            let tpN = pl.timePatches
-            for b in 0..<pl.batch {
-                for j in 0..<c {
-                    var s = 0.0
-                    for t in 0..<tpN { s += Double(1 / (1 + expf(-z[(b * tpN + t) * c + j]))) }
-                    out[b * c + j] = Float(s / Double(tpN))
-                }
-            }
+        let a = arena!, c = pl.classes, per = pl.headVectors / pl.batch
+        let probs = a + pl.headScores
+        probs.update(from: a + pl.logits, count: pl.headVectors * c)
+        config.pooling.activate(probs, count: pl.headVectors * c)
+        for b in 0..<pl.batch {
+            config.pooling.clipScores(probs + b * per * c, vectors: per, classes: c, into: a + pl.outputs + b * c)
         }
     }
 
@@ -642,124 +553,94 @@ public final class CedTrainingModel {
 
     /// The loss of the last forward pass and its gradient with respect to the head's
     /// logits, into `dlogits`.
-    func computeLossGradient(targets: UnsafePointer<Float>, loss: CedTrainingLoss) -> Double {
+    func computeLossGradient(targets: UnsafePointer<Float>, loss: CedLoss) -> Double {
         let pl = plan!, a = arena!, c = pl.classes, n = pl.batch * c
         let dz = a + pl.dlogits, z = a + pl.logits, out = a + pl.outputs
-        switch loss {
-        case .bceWithLogits:
-            return TrainingLossMath.bceWithLogits(logits: z, targets: targets, count: n, grad: dz)
-        case .softmaxCrossEntropy:
-            return TrainingLossMath.softmaxCrossEntropy(logits: z, targets: targets, rows: pl.batch, classes: c, grad: dz)
-        case .bce:
-            // dL/dp, then through the sigmoid(s): torch's sigmoid backward, grad·(1 − s)·s.
-            if config.pooling == .dm {
-                return ScratchPool.shared.withFloats(n) { dp in
-                    let value = TrainingLossMath.bce(probabilities: out, targets: targets, count: n, grad: dp)
-                    let tpN = pl.timePatches
-                    for b in 0..<pl.batch {
-                        for t in 0..<tpN {
-                            for j in 0..<c {
-                                let i = (b * tpN + t) * c + j
-                                let s = 1 / (1 + expf(-z[i]))
-                                dz[i] = dp[b * c + j] / Float(tpN) * (1 - s) * s
-                            }
+        guard loss == .bce else { return loss.value(z, targets: targets, rows: pl.batch, classes: c, grad: dz) }
+        // dL/dp, then through the sigmoid(s): torch's sigmoid backward, grad·(1 − s)·s.
+        if config.pooling == .dm {
+            return ScratchPool.shared.withFloats(n) { dp in
+                let value = loss.value(out, targets: targets, rows: pl.batch, classes: c, grad: dp)
+                let tpN = pl.timePatches, s = a + pl.headScores
+                for b in 0..<pl.batch {
+                    for t in 0..<tpN {
+                        for j in 0..<c {
+                            let i = (b * tpN + t) * c + j
+                            dz[i] = dp[b * c + j] / Float(tpN) * (1 - s[i]) * s[i]
                         }
                     }
-                    return value
                 }
+                return value
             }
-            let value = TrainingLossMath.bce(probabilities: out, targets: targets, count: n, grad: dz)
-            for i in 0..<n { dz[i] *= (1 - out[i]) * out[i] }
-            return value
         }
+        let value = loss.value(out, targets: targets, rows: pl.batch, classes: c, grad: dz)
+        for i in 0..<n { dz[i] *= (1 - out[i]) * out[i] }
+        return value
     }
 
     // MARK: Backward
 
-    /// Backpropagates `dlogits` (set by the loss) through the last forward pass, writing
-    /// (or with `accumulate` adding) every parameter's gradient.
-    func backward(accumulate: Bool) {
-        precondition(hasForward, "backward without a forward pass")
-        let pl = plan!, a = arena!, L = layout
+    /// Backpropagates the loss's gradient (set by `loss(targets:)`) through the last forward
+    /// pass and hands the gradients to `sink` part by part, each as soon as it is
+    /// complete: the final norm and the head, then each block from the last, then the
+    /// embedding part (positions, patch embedding, BatchNorm). The model's parameters are
+    /// only read.
+    public func backward(into sink: CedGradientSink) {
+        precondition(hasForward && hasLossGradient, "backward without a forward pass and a loss")
+        let pl = plan!, a = arena!, T = table
         let rows = pl.rows, e = pl.embed
-        let L0 = layout
-        if streaming != nil {
-            compactGradients!.update(repeating: 0, count: L0.total - L0.depth * L0.blockSize + L0.blockSize)
-        } else if !accumulate {
-            gradients.update(repeating: 0, count: parameterCount)
+        // Head: z = Linear(LayerNorm(v)); pooling; final norm → residual gradient D.
+        begin(T.headPart)
+        TrainingHead(p: T.head).backward(w, g, dz: a + pl.dlogits, x: a + pl.pooled, rows: pl.headVectors,
+                                         normed: a + pl.headNormed, mean: a + pl.headMean, rstd: a + pl.headRstd,
+                                         dNormed: a + pl.dheadNormed, dx: a + pl.dpooled, bf16: bf16)
+        let dnormed = a + pl.dln, per = pl.headVectors / pl.batch
+        for b in 0..<pl.batch {
+            config.pooling.poolBackward(a + pl.dpooled + b * per * e, grid: pl.grid, ld: pl.ldE, dim: e,
+                                        into: dnormed + b * pl.tokens * pl.ldE)
         }
-        // Head: z = LN(v)·Whᵀ + bh.
-        let dz = a + pl.dlogits
-        TrainingGEMM.backwardWeight(dy: dz, lddy: pl.classes, x: a + pl.headNormed, ldx: e, rows: pl.headVectors,
-                                    out: pl.classes, in: e, dw: g(L.headWeight), accumulate: true, bf16: bf16)
-        TrainingKernels.columnSums(dz, lddy: pl.classes, rows: pl.headVectors, cols: pl.classes, into: g(L.headBias), accumulate: true)
-        TrainingGEMM.backwardInput(dy: dz, lddy: pl.classes, rows: pl.headVectors, weight: w(L.headWeight), out: pl.classes,
-                                   in: e, dx: a + pl.dheadNormed, lddx: e, accumulate: false, bf16: bf16)
-        TrainingKernels.layerNormBackward(dy: a + pl.dheadNormed, lddy: e, x: a + pl.pooled, ldx: e, mean: a + pl.headMean,
-                                          rstd: a + pl.headRstd, weight: w(L.headNormWeight), rows: pl.headVectors, cols: e,
-                                          dx: a + pl.dpooled, lddx: e, accumulate: false,
-                                          dweight: g(L.headNormWeight), dbias: g(L.headNormBias))
-        // Pooling → gradient of the final-norm tokens (into dln).
-        let dnormed = a + pl.dln
-        unpool(pl, dpooled: a + pl.dpooled, into: dnormed)
-        // Final norm → residual gradient D.
         let D = a + pl.dres
         TrainingKernels.layerNormBackward(dy: dnormed, lddy: pl.ldE, x: a + pl.residual(pl.depth), ldx: pl.ldE,
-                                          mean: a + pl.finalMean, rstd: a + pl.finalRstd, weight: w(L.normWeight),
+                                          mean: a + pl.finalMean, rstd: a + pl.finalRstd, weight: w(T.norm.weight),
                                           rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: false,
-                                          dweight: g(L.normWeight), dbias: g(L.normBias))
-        streamUpdate(L0.blocksEnd, L0.total)
+                                          dweight: g(T.norm.weight), dbias: g(T.norm.bias))
+        sink.receive(offsets: T.headPart, gradients: partGradients)
         for l in stride(from: pl.depth - 1, through: 0, by: -1) {
-            if streaming != nil && l < pl.depth - 1 { g(L0.blocksStart).update(repeating: 0, count: L0.blockSize) }
+            begin(T.blockPart(l))
             blockBackward(pl, l, D)
-            streamUpdate(L0.blocksStart + l * L0.blockSize, L0.blocksStart + (l + 1) * L0.blockSize)
+            sink.receive(offsets: T.blockPart(l), gradients: partGradients)
         }
+        begin(T.embeddingPart)
         if forwardMode == .train && dropRate > 0 { applyDropout(D, ld: pl.ldE, rows: rows, cols: e, key: noiseKey(.pos), p: dropRate) }
         embeddingBackward(pl, D)
-        streamUpdate(0, L0.blocksStart)
+        sink.receive(offsets: T.embeddingPart, gradients: partGradients)
+        sink.finish()
         hasForward = false
+        hasLossGradient = false
     }
 
-    /// Spreads the pooled vectors' gradient back over the tokens they averaged.
-    func unpool(_ pl: TrainingPlan, dpooled: UnsafePointer<Float>, into d: UnsafeMutablePointer<Float>) {
-        let e = pl.embed, n = pl.tokens
-        d.update(repeating: 0, count: pl.rows * pl.ldE)
-        for b in 0..<pl.batch {
-            let seq = d + b * n * pl.ldE
-            switch config.pooling {
-            case .token:
-                seq.update(from: dpooled + b * e, count: e)
-            case .mean, .logit:
-                let v = dpooled + b * e, s = 1 / Float(n)
-                for r in 0..<n { let row = seq + r * pl.ldE; for j in 0..<e { row[j] = v[j] * s } }
-            case .dm:
-                let tpN = pl.timePatches, s = 1 / Float(pl.frequencyPatches)
-                for fi in 0..<pl.frequencyPatches {
-                    for t in 0..<tpN {
-                        let v = dpooled + (b * tpN + t) * e, row = seq + (fi * tpN + t) * pl.ldE
-                        for j in 0..<e { row[j] = v[j] * s }
-                    }
-                }
-            }
-        }
+    /// Starts the gradients of a part of the network at zero.
+    func begin(_ part: Range<Int>) {
+        partStart = part.lowerBound
+        partGradients.update(repeating: 0, count: part.count)
     }
 
     /// One block backward: `D` holds the gradient of the block's output on entry and of
     /// its input on return.
     func blockBackward(_ pl: TrainingPlan, _ l: Int, _ D: UnsafeMutablePointer<Float>) {
-        let a = arena!, B = layout.blocks[l]
+        let a = arena!, B = table.blocks[l]
         let rows = pl.rows, e = pl.embed, hdim = pl.hidden
         let xin = a + pl.residual(l), xmid = a + pl.xmid(l)
         let normed = a + pl.normed, qkv = a + pl.qkv(l), ctx = a + pl.context(l), hidden = a + pl.mlpHidden(l)
         let gelu = a + pl.geluOut, dh = a + pl.dhidden, dln = a + pl.dln
         let plain = branchIsPlain(l)
-        let B0 = layout.blocks[l]
+        let B0 = table.blocks[l]
         if pl.recomputation >= .blocks {
             // The block's attention half again: norm1 → q|k|v → attention → xmid.
             TrainingKernels.layerNormApply(xin, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
-                                           weight: w(B0.norm1Weight), bias: w(B0.norm1Bias), y: normed, ldy: pl.ldE)
-            TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B0.qkvWeight), out: 3 * e, in: e,
-                                 bias: B0.qkvBias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
+                                           weight: w(B0.norm1.weight), bias: w(B0.norm1.bias), y: normed, ldy: pl.ldE)
+            TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B0.qkv.weight), out: 3 * e, in: e,
+                                 bias: B0.qkv.bias.map { w($0) }, y: qkv, ldy: pl.ld3, bf16: bf16)
             TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
                                       dropout: forwardMode == .train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
             attentionResidual(pl, l, xin: xin, context: ctx, into: xmid)
@@ -767,9 +648,9 @@ public final class CedTrainingModel {
         if pl.recomputation >= .mlp {
             // The hidden layer again: norm2(xmid) → fc1.
             TrainingKernels.layerNormApply(xmid, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
-                                           weight: w(B0.norm2Weight), bias: w(B0.norm2Bias), y: normed, ldy: pl.ldE)
-            TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B0.fc1Weight), out: hdim, in: e,
-                                 bias: w(B0.fc1Bias), y: hidden, ldy: pl.ldH, bf16: bf16)
+                                           weight: w(B0.norm2.weight), bias: w(B0.norm2.bias), y: normed, ldy: pl.ldE)
+            TrainingGEMM.forward(x: normed, ldx: pl.ldE, rows: rows, weight: w(B0.fc1.weight), out: hdim, in: e,
+                                 bias: w(B0.fc1.bias!), y: hidden, ldy: pl.ldH, bf16: bf16)
         }
 
         // MLP branch: xout = xmid + drop(fc2(drop(GELU(fc1(norm2(xmid)))))).
@@ -783,24 +664,24 @@ public final class CedTrainingModel {
             applyDropout(gelu, ld: pl.ldH, rows: rows, cols: hdim, key: noiseKey(.mlp1, block: l), p: dropRate)
         }
         TrainingGEMM.backwardWeight(dy: dout, lddy: pl.ldE, x: gelu, ldx: pl.ldH, rows: rows, out: e, in: hdim,
-                                    dw: g(B.fc2Weight), accumulate: true, bf16: bf16)
-        TrainingKernels.columnSums(dout, lddy: pl.ldE, rows: rows, cols: e, into: g(B.fc2Bias), accumulate: true)
-        TrainingGEMM.backwardInput(dy: dout, lddy: pl.ldE, rows: rows, weight: w(B.fc2Weight), out: e, in: hdim,
+                                    dw: g(B.fc2.weight), accumulate: true, bf16: bf16)
+        TrainingKernels.columnSums(dout, lddy: pl.ldE, rows: rows, cols: e, into: g(B.fc2.bias!), accumulate: true)
+        TrainingGEMM.backwardInput(dy: dout, lddy: pl.ldE, rows: rows, weight: w(B.fc2.weight), out: e, in: hdim,
                                    dx: dh, lddx: pl.ldH, accumulate: false, bf16: bf16)
         if forwardMode == .train && dropRate > 0 {
             applyDropout(dh, ld: pl.ldH, rows: rows, cols: hdim, key: noiseKey(.mlp1, block: l), p: dropRate)
         }
         TrainingKernels.multiply(dh, by: geluGrad, count: rows * pl.ldH)
         TrainingKernels.layerNormApply(xmid, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
-                                       weight: w(B.norm2Weight), bias: w(B.norm2Bias), y: normed, ldy: pl.ldE)
+                                       weight: w(B.norm2.weight), bias: w(B.norm2.bias), y: normed, ldy: pl.ldE)
         TrainingGEMM.backwardWeight(dy: dh, lddy: pl.ldH, x: normed, ldx: pl.ldE, rows: rows, out: hdim, in: e,
-                                    dw: g(B.fc1Weight), accumulate: true, bf16: bf16)
-        TrainingKernels.columnSums(dh, lddy: pl.ldH, rows: rows, cols: hdim, into: g(B.fc1Bias), accumulate: true)
-        TrainingGEMM.backwardInput(dy: dh, lddy: pl.ldH, rows: rows, weight: w(B.fc1Weight), out: hdim, in: e,
+                                    dw: g(B.fc1.weight), accumulate: true, bf16: bf16)
+        TrainingKernels.columnSums(dh, lddy: pl.ldH, rows: rows, cols: hdim, into: g(B.fc1.bias!), accumulate: true)
+        TrainingGEMM.backwardInput(dy: dh, lddy: pl.ldH, rows: rows, weight: w(B.fc1.weight), out: hdim, in: e,
                                    dx: dln, lddx: pl.ldE, accumulate: false, bf16: bf16)
         TrainingKernels.layerNormBackward(dy: dln, lddy: pl.ldE, x: xmid, ldx: pl.ldE, mean: a + pl.mean2(l), rstd: a + pl.rstd2(l),
-                                          weight: w(B.norm2Weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
-                                          dweight: g(B.norm2Weight), dbias: g(B.norm2Bias))
+                                          weight: w(B.norm2.weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
+                                          dweight: g(B.norm2.weight), dbias: g(B.norm2.bias))
         if pl.recomputation == .attention || pl.recomputation == .mlp {
             // The softmax weights (and the context) again, with the forward pass's dropout masks.
             TrainingAttention.forward(pl, qkv: qkv, probs: a + pl.probs(l), context: ctx,
@@ -810,29 +691,29 @@ public final class CedTrainingModel {
         let da: UnsafeMutablePointer<Float> = plain ? D : a + pl.dtmp
         if !plain { maskBranchGradient(pl, D, into: da, dropKey: noiseKey(.proj, block: l), path: .pathAttn, block: l) }
         TrainingGEMM.backwardWeight(dy: da, lddy: pl.ldE, x: ctx, ldx: pl.ldE, rows: rows, out: e, in: e,
-                                    dw: g(B.projWeight), accumulate: true, bf16: bf16)
-        TrainingKernels.columnSums(da, lddy: pl.ldE, rows: rows, cols: e, into: g(B.projBias), accumulate: true)
+                                    dw: g(B.proj.weight), accumulate: true, bf16: bf16)
+        TrainingKernels.columnSums(da, lddy: pl.ldE, rows: rows, cols: e, into: g(B.proj.bias!), accumulate: true)
         let dctx = a + pl.dctx, dqkv = a + pl.dqkv
-        TrainingGEMM.backwardInput(dy: da, lddy: pl.ldE, rows: rows, weight: w(B.projWeight), out: e, in: e,
+        TrainingGEMM.backwardInput(dy: da, lddy: pl.ldE, rows: rows, weight: w(B.proj.weight), out: e, in: e,
                                    dx: dctx, lddx: pl.ldE, accumulate: false, bf16: bf16)
         TrainingAttention.backward(pl, qkv: qkv, probs: a + pl.probs(l), dContext: dctx, dqkv: dqkv,
                                    dropout: forwardMode == .train ? attnDropRate : 0, key: noiseKey(.attn, block: l))
         TrainingKernels.layerNormApply(xin, ldx: pl.ldE, rows: rows, cols: e, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
-                                       weight: w(B.norm1Weight), bias: w(B.norm1Bias), y: normed, ldy: pl.ldE)
+                                       weight: w(B.norm1.weight), bias: w(B.norm1.bias), y: normed, ldy: pl.ldE)
         TrainingGEMM.backwardWeight(dy: dqkv, lddy: pl.ld3, x: normed, ldx: pl.ldE, rows: rows, out: 3 * e, in: e,
-                                    dw: g(B.qkvWeight), accumulate: true, bf16: bf16)
-        if let qb = B.qkvBias {
+                                    dw: g(B.qkv.weight), accumulate: true, bf16: bf16)
+        if let qb = B.qkv.bias {
             TrainingKernels.columnSums(dqkv, lddy: pl.ld3, rows: rows, cols: e, into: g(qb), accumulate: true)
             // The key bias adds q·b_k to every score of a query row, which the softmax
             // cancels: its gradient is exactly zero (computed, it would be rounding noise
             // of order 1e-9, which Adam's normalisation turns into steps of order lr).
-            TrainingKernels.columnSums(dqkv + 2 * e, lddy: pl.ld3, rows: rows, cols: e, into: g(qb + 2 * e), accumulate: true)
+            TrainingKernels.columnSums(dqkv + 2 * e, lddy: pl.ld3, rows: rows, cols: e, into: g(qb) + 2 * e, accumulate: true)
         }
-        TrainingGEMM.backwardInput(dy: dqkv, lddy: pl.ld3, rows: rows, weight: w(B.qkvWeight), out: 3 * e, in: e,
+        TrainingGEMM.backwardInput(dy: dqkv, lddy: pl.ld3, rows: rows, weight: w(B.qkv.weight), out: 3 * e, in: e,
                                    dx: dln, lddx: pl.ldE, accumulate: false, bf16: bf16)
         TrainingKernels.layerNormBackward(dy: dln, lddy: pl.ldE, x: xin, ldx: pl.ldE, mean: a + pl.mean1(l), rstd: a + pl.rstd1(l),
-                                          weight: w(B.norm1Weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
-                                          dweight: g(B.norm1Weight), dbias: g(B.norm1Bias))
+                                          weight: w(B.norm1.weight), rows: rows, cols: e, dx: D, lddx: pl.ldE, accumulate: true,
+                                          dweight: g(B.norm1.weight), dbias: g(B.norm1.bias))
     }
 
     /// The gradient of a residual branch's output from the gradient of the sum: the same
@@ -854,13 +735,13 @@ public final class CedTrainingModel {
     /// Positional embeddings, cls token, patch embedding and BatchNorm from the gradient of
     /// the embedding output `D`.
     func embeddingBackward(_ pl: TrainingPlan, _ D: UnsafeMutablePointer<Float>) {
-        let a = arena!, L = layout, e = pl.embed, fp = pl.frequencyPatches, tpN = pl.timePatches
+        let a = arena!, T = table, e = pl.embed, fp = pl.frequencyPatches, tpN = pl.timePatches
         let tmax = config.maxTimePatches, off = pl.hasCls ? 1 : 0
-        let dtpos = g(L.timePos), dfpos = g(L.freqPos)
+        let dtpos = g(T.timePosEmbed), dfpos = g(T.freqPosEmbed)
         let dpatch = a + pl.dpatch
         for b in 0..<pl.batch {
             if pl.hasCls {
-                let row = D + b * pl.tokens * pl.ldE, dcls = g(L.clsToken!), dtok = g(L.tokenPos!)
+                let row = D + b * pl.tokens * pl.ldE, dcls = g(T.clsToken!), dtok = g(T.tokenPosEmbed!)
                 for ch in 0..<e { dcls[ch] += row[ch]; dtok[ch] += row[ch] }
             }
             for fi in 0..<fp {
@@ -877,10 +758,10 @@ public final class CedTrainingModel {
         }
         let patchRows = pl.batch * pl.patches
         TrainingGEMM.backwardWeight(dy: dpatch, lddy: e, x: a + pl.cols, ldx: pl.area, rows: patchRows, out: e, in: pl.area,
-                                    dw: g(L.patchWeight), accumulate: true, bf16: bf16)
-        TrainingKernels.columnSums(dpatch, lddy: e, rows: patchRows, cols: e, into: g(L.patchBias), accumulate: true)
+                                    dw: g(T.patchEmbed.weight), accumulate: true, bf16: bf16)
+        TrainingKernels.columnSums(dpatch, lddy: e, rows: patchRows, cols: e, into: g(T.patchEmbed.bias!), accumulate: true)
         let dcols = a + pl.dcols
-        TrainingGEMM.backwardInput(dy: dpatch, lddy: e, rows: patchRows, weight: w(L.patchWeight), out: e, in: pl.area,
+        TrainingGEMM.backwardInput(dy: dpatch, lddy: e, rows: patchRows, weight: w(T.patchEmbed.weight), out: e, in: pl.area,
                                    dx: dcols, lddx: pl.area, accumulate: false, bf16: bf16)
         // col2im, then BatchNorm's γ and β (the input mel needs no gradient).
         let c = config
@@ -899,7 +780,7 @@ public final class CedTrainingModel {
                 }
             }
         }
-        let dgamma = g(L.bnWeight), dbeta = g(L.bnBias)
+        let dgamma = g(T.initBN.weight), dbeta = g(T.initBN.bias)
         let f = pl.nMels, t = pl.frames
         for bin in 0..<f {
             let m = a[pl.bnMean + bin], rstd = a[pl.bnRstd + bin]
@@ -914,54 +795,5 @@ public final class CedTrainingModel {
             dgamma[bin] += Float(sg)
             dbeta[bin] += Float(sb)
         }
-    }
-}
-
-/// Offsets of every trainable parameter in the flat buffer.
-struct ParameterLayout {
-    struct Block {
-        var norm1Weight: Int, norm1Bias: Int, qkvWeight: Int, qkvBias: Int?, projWeight: Int, projBias: Int
-        var norm2Weight: Int, norm2Bias: Int, fc1Weight: Int, fc1Bias: Int, fc2Weight: Int, fc2Bias: Int
-    }
-    var offsets: [String: Int] = [:]
-    /// Parameter index ranges in table order: (name, offset, count, decays).
-    var ranges: [(name: String, offset: Int, count: Int, decays: Bool)] = []
-    var total = 0
-    var bnWeight = 0, bnBias = 0, patchWeight = 0, patchBias = 0, timePos = 0, freqPos = 0
-    var clsToken: Int?, tokenPos: Int?
-    var blocks: [Block] = []
-    var normWeight = 0, normBias = 0, headNormWeight = 0, headNormBias = 0, headWeight = 0, headBias = 0
-    /// The blocks' parameters are contiguous, `blockSize` values each, from `blocksStart`.
-    var blocksStart = 0, blockSize = 0, blocksEnd = 0, depth = 0
-
-    init(table: CedParameterTable) {
-        var o = 0
-        for p in table.parameters {
-            offsets[p.name] = o
-            ranges.append((p.name, o, p.count, p.decays))
-            o += p.count
-        }
-        total = o
-        func at(_ n: String) -> Int { offsets[n]! }
-        bnWeight = at("encoder.init_bn.weight"); bnBias = at("encoder.init_bn.bias")
-        patchWeight = at("encoder.patch_embed.proj.weight"); patchBias = at("encoder.patch_embed.proj.bias")
-        timePos = at("encoder.time_pos_embed"); freqPos = at("encoder.freq_pos_embed")
-        clsToken = offsets["encoder.cls_token"]; tokenPos = offsets["encoder.token_pos_embed"]
-        for i in 0..<table.config.depth {
-            let b = "encoder.blocks.\(i)"
-            blocks.append(Block(norm1Weight: at("\(b).norm1.weight"), norm1Bias: at("\(b).norm1.bias"),
-                                qkvWeight: at("\(b).attn.qkv.weight"), qkvBias: offsets["\(b).attn.qkv.bias"],
-                                projWeight: at("\(b).attn.proj.weight"), projBias: at("\(b).attn.proj.bias"),
-                                norm2Weight: at("\(b).norm2.weight"), norm2Bias: at("\(b).norm2.bias"),
-                                fc1Weight: at("\(b).mlp.fc1.weight"), fc1Bias: at("\(b).mlp.fc1.bias"),
-                                fc2Weight: at("\(b).mlp.fc2.weight"), fc2Bias: at("\(b).mlp.fc2.bias")))
-        }
-        normWeight = at("encoder.norm.weight"); normBias = at("encoder.norm.bias")
-        depth = table.config.depth
-        blocksStart = blocks.first?.norm1Weight ?? normWeight
-        blocksEnd = normWeight
-        blockSize = depth > 0 ? (blocksEnd - blocksStart) / depth : 0
-        headNormWeight = at("outputlayer.0.weight"); headNormBias = at("outputlayer.0.bias")
-        headWeight = at("outputlayer.1.weight"); headBias = at("outputlayer.1.bias")
     }
 }

@@ -49,8 +49,9 @@ struct FinetuneCheckpointStore {
             try fm.createDirectory(at: temp, withIntermediateDirectories: false)
             var tensors: [String: Tensor] = [:]
             for p in model.table.parameters { tensors["param.\(p.name)"] = model.parameter(p.name) }
-            tensors["buffer.encoder.init_bn.running_mean"] = Tensor(shape: [model.runningMean.count], scalars: model.runningMean)
-            tensors["buffer.encoder.init_bn.running_var"] = Tensor(shape: [model.runningVariance.count], scalars: model.runningVariance)
+            let bn = model.table.initBN
+            tensors["buffer.\(bn.runningMean.name)"] = Tensor(shape: [model.runningMean.count], scalars: model.runningMean)
+            tensors["buffer.\(bn.runningVariance.name)"] = Tensor(shape: [model.runningVariance.count], scalars: model.runningVariance)
             for (k, v) in optimizer.stateTensors() { tensors[k] = v }
             for (i, state) in progress.topStates.enumerated() { for (k, v) in state.tensors { tensors["top\(i).\(k)"] = v } }
             let stateFile = temp.appendingPathComponent("state.safetensors")
@@ -105,8 +106,9 @@ struct FinetuneCheckpointStore {
             guard file.info("param.\(p.name)") != nil else { throw fail("the checkpoint has no tensor param.\(p.name)") }
             try model.setParameter(p.name, try file.tensor("param.\(p.name)"))
         }
-        model.runningMean = try file.tensor("buffer.encoder.init_bn.running_mean").scalars
-        model.runningVariance = try file.tensor("buffer.encoder.init_bn.running_var").scalars
+        let bn = model.table.initBN
+        model.runningMean = try file.tensor("buffer.\(bn.runningMean.name)").scalars
+        model.runningVariance = try file.tensor("buffer.\(bn.runningVariance.name)").scalars
         model.batchesTracked = state.batchesTracked
         var moments: [String: Tensor] = [:]
         var top = [[String: Tensor]](repeating: [:], count: state.progress.top.count)

@@ -80,7 +80,7 @@ public struct FinetunePlanSummary: Sendable, Codable, Equatable {
     public var classes: [String]
     /// The model's head and classes are kept (every label is one of the model's classes).
     public var keptHead: Bool
-    public var loss: CedTrainingLoss
+    public var loss: CedLoss
     public var learningRate: Double
     public var activationBytes: Int
 }
@@ -97,7 +97,7 @@ public struct FinetuneReport: Sendable, Codable {
     public var classes: [String]
     public var keptHead: Bool
     public var multiLabel: Bool
-    public var loss: CedTrainingLoss
+    public var loss: CedLoss
     public var options: FinetuneOptions
     public var learningRate: Double
     public var trainFiles: Int
@@ -162,10 +162,10 @@ public struct FinetuneJob: Sendable {
         try options.validate()
         try dataset.check(validationSplit: options.validationSplit)
         if !options.multiLabel, let multi = dataset.examples.first(where: { $0.labels.count > 1 }) {
-            throw TrainingError(.notEnoughExamples, file: multi.file.path,
+            throw TrainingError(.tooManyLabels, file: multi.file.path,
                                 reason: "has \(multi.labels.count) labels; single-label training takes one per file (use multi-label training)")
         }
-        try HeadCheckpointWriter.checkOutput(output, overwrite: overwrite)
+        try CedModelWriter.checkOutput(output, overwrite: overwrite)
         let stateDir = Self.stateDirectory(for: output)
         let store = FinetuneCheckpointStore(directory: stateDir)
         if store.exists && !resume {
@@ -311,7 +311,7 @@ public struct FinetuneJob: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let (baseConfig, basePreprocessor) = baseFiles()
-        try HeadCheckpointWriter.writeModel(config: config, featureExtractorConfig: featureConfig, weights: weights.tensors,
+        try CedModelWriter.writeModel(config: config, featureExtractorConfig: featureConfig, weights: weights.tensors,
                                             baseConfig: baseConfig, basePreprocessorConfig: basePreprocessor, to: output,
                                             overwrite: overwrite, extraFiles: ["training_report.json": try encoder.encode(report)])
         store.remove()
@@ -365,18 +365,18 @@ public struct FinetuneJob: Sendable {
         case .checkpoint(let checkpoint) where !options.randomInit:
             var tensors = checkpoint.weights.tensors
             if !keepHead {
-                for (k, v) in table.initialized(rng: &rng, only: CedParameterTable.isHead).tensors { tensors[k] = v }
+                for (k, v) in table.randomWeights(rng: &rng, only: { $0.isHead }).tensors { tensors[k] = v }
             }
             return try CedTrainingModel(config: config, weights: StateDict(tensors: tensors, source: checkpoint.weights.source))
         default:
-            return try CedTrainingModel(config: config, weights: table.initialized(rng: &rng))
+            return try CedTrainingModel(config: config, weights: table.randomWeights(rng: &rng))
         }
     }
 
     func baseFiles() -> (URL?, URL?) {
         switch start {
         case .checkpoint(let c):
-            return (HeadCheckpointWriter.baseFile("config.json", of: c), HeadCheckpointWriter.baseFile("preprocessor_config.json", of: c))
+            return (CedModelWriter.baseFile("config.json", of: c), CedModelWriter.baseFile("preprocessor_config.json", of: c))
         case .architecture(_, _, let file):
             return (file, nil)
         }
@@ -402,7 +402,7 @@ public struct FinetuneJob: Sendable {
     /// What must be equal for a checkpoint to continue this run: the options that shape
     /// the trajectory (except the learning rate and clipping), the model, the data (files,
     /// sizes, labels).
-    func fingerprint(config: CedConfig, files: [URL], lossFunction: CedTrainingLoss) -> String {
+    func fingerprint(config: CedConfig, files: [URL], lossFunction: CedLoss) -> String {
         var lines = ["ced-finetune v1"]
         // Free to change on --resume: how often to save, early stopping, and the learning
         // rate and clipping (to get past a non-finite loss).

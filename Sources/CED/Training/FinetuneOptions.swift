@@ -36,7 +36,7 @@ public struct FinetuneOptions: Sendable, Codable, Equatable {
     /// The loss; nil: softmax cross-entropy for single-label data with a new head,
     /// otherwise upstream's loss for the pooling (BCE on the probabilities, or
     /// BCE-with-logits for `logit` pooling).
-    public var loss: CedTrainingLoss?
+    public var loss: CedLoss?
     /// Waveform shift and log-mel masks (upstream's recipe), `.none` to turn them off.
     public var augmentation: CedAugmentation = CedAugmentation(shift: 0.5, shiftProbability: 0.5, timeMask: 0, freqMask: 0)
     /// Mixup's α (0: no mixup).

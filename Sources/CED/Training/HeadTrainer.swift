@@ -34,7 +34,7 @@ public struct HeadTrainingOptions: Sendable, Codable, Equatable {
     }
 
     /// The loss the options imply.
-    public var lossFunction: CedLossFunction { multiLabel ? .bceWithLogits : .softmaxCrossEntropy }
+    public var lossFunction: CedLoss { multiLabel ? .bceWithLogits : .softmaxCrossEntropy }
 
     /// Throws `TrainingError` (`.invalidOption`) naming the first value out of range.
     public func validate() throws {
@@ -50,34 +50,35 @@ public struct HeadTrainingOptions: Sendable, Codable, Equatable {
 
 /// The outcome of `HeadTrainer.train`.
 public struct TrainedHead: Sendable {
-    /// The kept head (lowest validation loss), float64.
-    public var head: ClassificationHead
+    /// The kept head (lowest validation loss) as the classification head's float32 tensors,
+    /// named and shaped as in the model's checkpoints.
+    public var stateDict: [String: Tensor]
     /// Class names in output order.
     public var classes: [String]
     /// Indices (into the training vectors) of the training and validation examples.
     public var trainIndices: [Int]
     public var validationIndices: [Int]
     /// The model's scores for every evaluation example (validation, or training without
-    /// validation), in `evaluationIndices` order, computed from the float32 head exactly as
-    /// `CedForAudioClassification` computes them: a model saved with this head gives these
-    /// very numbers for those files.
+    /// validation), in `evaluationIndices` order, computed by the same head layer as
+    /// `CedForAudioClassification`: a model saved with this head gives these very numbers
+    /// for those files.
     public var evaluationScores: [[Float]]
     public var evaluationIndices: [Int]
     public var report: TrainingReport
-
-    /// The head as `outputlayer.*` float32 tensors.
-    public var stateDict: [String: Tensor] { head.stateDict() }
 }
 
-/// Trains a new classification head (`outputlayer`: LayerNorm + Linear) on clip vectors
-/// from a frozen CED encoder (`CedEmbedder`): softmax cross-entropy for single-label data
-/// or BCE-with-logits for multi-label data, AdamW, shuffled mini-batches, and early
-/// stopping on a validation split that is stratified by class (multi-label: by each
-/// example's rarest label, moving examples back so every class keeps one for training).
+/// Trains a new classification head over clip vectors from a frozen CED encoder
+/// (`CedEmbedder`, a linear probe): the model's own head (`CedParameterTable.head`,
+/// LayerNorm + Linear) with the training passes of `CedTrainingModel` (`TrainingHead`)
+/// and `CedAdamW`, trained on its own over the cached vectors. Softmax cross-entropy for
+/// single-label data or BCE-with-logits for multi-label data, shuffled mini-batches, and
+/// early stopping on a validation split that is stratified by class (multi-label: by
+/// each example's rarest label, moving examples back so every class keeps one for
+/// training).
 ///
 /// Everything random comes from `TrainingRandom` seeded by `options.seed` (separate
-/// streams for the split, the initial weights and the batch order), and all arithmetic is
-/// sequential float64, so equal inputs and options give a bit-identical head.
+/// streams for the split, the initial weights and the batch order), so equal inputs and
+/// options give a bit-identical head.
 public struct HeadTrainer: Sendable {
     public var options: HeadTrainingOptions
 
@@ -86,10 +87,12 @@ public struct HeadTrainer: Sendable {
     }
 
     /// Trains on `vectors` (one per example, all of one length) with `labels` (class
-    /// indices into `classes`; exactly one each unless multi-label). `pooling` decides how
-    /// scores are reported (sigmoid, or raw logits for `logit`). `progress` is called after
+    /// indices into `classes`; exactly one each unless multi-label). `model` is the
+    /// configuration of the model whose encoder made the vectors: its pooling decides how
+    /// scores are reported (sigmoid, or raw logits for `logit`) and it gives the head's
+    /// LayerNorm eps (nil: upstream's defaults, mean pooling). `progress` is called after
     /// every epoch.
-    public func train(vectors: [[Float]], labels: [[Int]], classes: [String], pooling: CedPooling = .mean,
+    public func train(vectors: [[Float]], labels: [[Int]], classes: [String], model: CedConfig? = nil,
                       progress: ((EpochReport) -> Void)? = nil) throws -> TrainedHead {
         try options.validate()
         let n = vectors.count, k = classes.count
@@ -101,6 +104,9 @@ public struct HeadTrainer: Sendable {
         guard d > 0, vectors.allSatisfy({ $0.count == d }) else {
             throw TrainingError(.invalidOption, reason: "all vectors must have the same, non-zero length")
         }
+        if let model, model.embedDim != d {
+            throw TrainingError(.invalidOption, reason: "the vectors have \(d) values but the model's embed_dim is \(model.embedDim)")
+        }
         if let bad = vectors.firstIndex(where: { !$0.allSatisfy(\.isFinite) }) {
             throw TrainingError(.invalidOption, reason: "vector \(bad) has a non-finite value")
         }
@@ -109,7 +115,7 @@ public struct HeadTrainer: Sendable {
                 throw TrainingError(.invalidOption, reason: "example \(i) has labels \(l), expected class indices in 0..<\(k)")
             }
             if !options.multiLabel && l.count != 1 {
-                throw TrainingError(.invalidOption, reason: "example \(i) has \(l.count) labels; single-label training takes one (use multi-label)")
+                throw TrainingError(.tooManyLabels, reason: "example \(i) has \(l.count) labels; single-label training takes one (use multi-label)")
             }
         }
         let counts = (0..<k).map { c in labels.filter { $0.contains(c) }.count }
@@ -126,31 +132,30 @@ public struct HeadTrainer: Sendable {
 
         let (trainIdx, valIdx) = Self.split(labels: labels, classes: k, fraction: options.validationSplit,
                                             multiLabel: options.multiLabel, rng: &splitRNG)
-        let targets: [[Double]] = labels.map { l in
-            var t = [Double](repeating: 0, count: k)
+        var config = model ?? CedConfig()
+        config.embedDim = d
+        config.outputdim = k
+        let head = try TrainableHead(config: config, rng: &initRNG)
+        let targets: [[Float]] = labels.map { l in
+            var t = [Float](repeating: 0, count: k)
             for c in l { t[c] = 1 }
             return t
         }
         let lossFunction = options.lossFunction
-        var head = ClassificationHead(inputDim: d, outputDim: k, rng: &initRNG)
-        var adam = AdamW(learningRate: options.learningRate, weightDecay: options.weightDecay)
+        let adam = CedAdamW(model: head, options: .init(learningRate: options.learningRate, weightDecay: options.weightDecay))
 
-        // x̂ (LayerNorm before γ, β) does not depend on the parameters: once per example.
-        let normalized: [[Double]] = vectors.map { v in v.withUnsafeBufferPointer { head.normalized($0) } }
-        let valInputs = valIdx.map { normalized[$0] }
-        let valTargets = valIdx.flatMap { targets[$0] }
-        func evaluate(_ h: ClassificationHead, _ idx: [Int]) -> (loss: Double, accuracy: Double?, map: Double?) {
-            let (loss, _) = h.lossAndGradients(normalized: valInputs, targets: valTargets, loss: lossFunction)
-            let logits = idx.map { h.logits(normalized: normalized[$0]) }
+        func evaluate(_ idx: [Int]) -> (loss: Double, accuracy: Double?, map: Double?) {
+            let (loss, logits) = head.evaluate(idx.map { vectors[$0] }, targets: idx.map { targets[$0] }, loss: lossFunction)
             if options.multiLabel {
-                return (loss, nil, TrainingMetrics.meanAveragePrecision(scores: logits, labels: idx.map { labels[$0] }, classes: k))
+                return (loss, nil, TrainingMetrics.meanAveragePrecision(scores: logits.map { $0.map(Double.init) },
+                                                                        labels: idx.map { labels[$0] }, classes: k))
             }
             let right = zip(idx, logits).filter { TrainingMetrics.argmax($0.1) == labels[$0.0][0] }.count
             return (loss, Double(right) / Double(idx.count), nil)
         }
 
         var history: [EpochReport] = []
-        var best = head
+        var best = head.values()
         var bestLoss = Double.infinity
         var bestEpoch = 0
         var sinceBest = 0
@@ -161,28 +166,24 @@ public struct HeadTrainer: Sendable {
             var total = 0.0
             for start in stride(from: 0, to: order.count, by: options.batchSize) {
                 let batch = Array(order[start ..< min(start + options.batchSize, order.count)])
-                let (loss, grads) = head.lossAndGradients(normalized: batch.map { normalized[$0] }, targets: batch.flatMap { targets[$0] },
-                                                          loss: lossFunction)
-                guard loss.isFinite else {
-                    throw TrainingError(.invalidOption, reason: "the loss became \(loss) in epoch \(epoch); lower the learning rate")
-                }
-                adam.update(&head, gradients: grads)
+                let loss = try head.trainingStep(batch.map { vectors[$0] }, targets: batch.map { targets[$0] }, loss: lossFunction,
+                                                 sink: adam.step(), epoch: epoch)
                 total += loss * Double(batch.count)
             }
             var report = EpochReport(epoch: epoch, trainLoss: total / Double(order.count), validationLoss: nil,
                                      validationAccuracy: nil, validationMAP: nil, isBest: false)
             if valIdx.isEmpty {
-                best = head
+                best = head.values()
                 bestEpoch = epoch
                 report.isBest = true
             } else {
-                let e = evaluate(head, valIdx)
+                let e = evaluate(valIdx)
                 report.validationLoss = e.loss
                 report.validationAccuracy = e.accuracy
                 report.validationMAP = e.map
                 if e.loss < bestLoss {
                     bestLoss = e.loss
-                    best = head
+                    best = head.values()
                     bestEpoch = epoch
                     sinceBest = 0
                     report.isBest = true
@@ -198,11 +199,13 @@ public struct HeadTrainer: Sendable {
             }
         }
 
-        // Final figures from the float32 head, computed as the saved model computes them.
+        // Final figures from the kept head, through the inference head layer.
+        head.setValues(best)
+        let stateDict = head.stateDict()
+        let evaluator = try head.inferenceHead()
         let evalIdx = valIdx.isEmpty ? trainIdx : valIdx
-        let evaluator = try HeadEvaluator(stateDict: best.stateDict(), inputDim: d, outputDim: k, sigmoid: pooling != .logit)
         let scores = evalIdx.map { evaluator.scores(vectors[$0]) }
-        let threshold: Float = pooling == .logit ? 0 : 0.5
+        let threshold: Float = config.pooling.scoresAreProbabilities ? 0.5 : 0
         var perClass: [ClassReport] = []
         var correct = 0
         var predicted: [[Int]] = []
@@ -240,7 +243,7 @@ public struct HeadTrainer: Sendable {
                 : nil,
             macroF1: f1s.isEmpty ? nil : f1s.reduce(0, +) / Double(f1s.count),
             perClass: perClass)
-        return TrainedHead(head: best, classes: classes, trainIndices: trainIdx, validationIndices: valIdx,
+        return TrainedHead(stateDict: stateDict, classes: classes, trainIndices: trainIdx, validationIndices: valIdx,
                            evaluationScores: scores, evaluationIndices: evalIdx, report: report)
     }
 
@@ -275,38 +278,125 @@ public struct HeadTrainer: Sendable {
     }
 }
 
-/// The float32 head exactly as `CedForAudioClassification.applyHead` runs it (the same
-/// `LayerNorm` and `Linear` layers and the same sigmoid), so scores computed here equal a
-/// saved model's bit for bit (checked by the round-trip test).
-struct HeadEvaluator {
-    let norm: LayerNorm
-    let linear: Linear
-    let sigmoid: Bool
-    let inputDim: Int
-    let outputDim: Int
+/// A classification head trained on its own over fixed pooled vectors: the table's head
+/// entries laid out in a buffer of their own, run by the training model's head passes.
+final class TrainableHead: CedTrainable {
+    let config: CedConfig
+    let parameters: CedHeadParameters
+    let passes: TrainingHead
+    let parameterCount: Int
+    let parameterValues: UnsafeMutablePointer<Float>
+    var trainableParameters: [CedParameter] { parameters.entries }
+    let gradients: UnsafeMutablePointer<Float>
+    /// Activations of the last batch (grown as needed).
+    private var scratch: [Float] = []
 
-    init(stateDict: [String: Tensor], inputDim: Int, outputDim: Int, sigmoid: Bool) throws {
-        let reader = WeightReader(StateDict(tensors: stateDict, source: "trained head"))
-        norm = LayerNorm(reader, "outputlayer.0", dim: inputDim, eps: 1e-5)
-        linear = Linear(reader, "outputlayer.1", in: inputDim, out: outputDim)
-        try reader.finish()
-        self.sigmoid = sigmoid
-        self.inputDim = inputDim
-        self.outputDim = outputDim
+    /// A new head for `config` (its `embed_dim` inputs and `outputdim` classes), initialised
+    /// as upstream initialises one.
+    init(config: CedConfig, rng: inout TrainingRandom) throws {
+        self.config = config
+        parameters = CedParameterTable(config: config).head.rebased()
+        passes = TrainingHead(p: parameters)
+        parameterCount = parameters.entries.reduce(0) { $0 + $1.count }
+        parameterValues = .allocate(capacity: parameterCount)
+        gradients = .allocate(capacity: parameterCount)
+        for p in parameters.entries {
+            (parameterValues + p.at).initialize(from: CedParameterTable.values(p.initialization, count: p.count, rng: &rng),
+                                                count: p.count)
+        }
     }
 
+    deinit {
+        parameterValues.deallocate()
+        gradients.deallocate()
+    }
+
+    func values() -> [Float] { Array(UnsafeBufferPointer(start: parameterValues, count: parameterCount)) }
+    func setValues(_ v: [Float]) { parameterValues.update(from: v, count: parameterCount) }
+
+    /// The head's tensors under their table names.
+    func stateDict() -> [String: Tensor] {
+        Dictionary(uniqueKeysWithValues: parameters.entries.map {
+            ($0.name, Tensor(shape: $0.shape, scalars: Array(UnsafeBufferPointer(start: parameterValues + $0.at, count: $0.count))))
+        })
+    }
+
+    /// The forward pass over `rows` vectors into the scratch; returns the logits' offset.
+    private func forward(_ x: [[Float]]) -> (rows: Int, layout: (x: Int, normed: Int, mean: Int, rstd: Int, logits: Int, dz: Int, dNormed: Int, dx: Int)) {
+        let rows = x.count, d = passes.dim, k = passes.classes
+        var o = 0
+        func take(_ n: Int) -> Int { defer { o += n }; return o }
+        let layout = (x: take(rows * d), normed: take(rows * d), mean: take(rows), rstd: take(rows), logits: take(rows * k),
+                      dz: take(rows * k), dNormed: take(rows * d), dx: take(rows * d))
+        if scratch.count < o { scratch = [Float](repeating: 0, count: o) }
+        scratch.withUnsafeMutableBufferPointer { s in
+            let a = s.baseAddress!
+            for (r, v) in x.enumerated() { (a + layout.x + r * d).update(from: v, count: d) }
+            passes.forward({ parameterValues + $0.at }, x: a + layout.x, rows: rows, normed: a + layout.normed,
+                           mean: a + layout.mean, rstd: a + layout.rstd, logits: a + layout.logits, bf16: nil)
+        }
+        return (rows, layout)
+    }
+
+    /// One step over a batch: forward, loss, and the backward pass into `sink`.
+    func trainingStep(_ x: [[Float]], targets: [[Float]], loss: CedLoss, sink: CedGradientSink, epoch: Int) throws -> Double {
+        let (rows, l) = forward(x)
+        let k = passes.classes
+        let t = targets.flatMap { $0 }
+        let value = scratch.withUnsafeMutableBufferPointer { s in
+            loss.value(s.baseAddress! + l.logits, targets: t, rows: rows, classes: k, grad: s.baseAddress! + l.dz)
+        }
+        guard value.isFinite else {
+            throw TrainingError.nonFiniteLoss(value, at: "in epoch \(epoch)", advice: "lower the learning rate")
+        }
+        gradients.update(repeating: 0, count: parameterCount)
+        scratch.withUnsafeMutableBufferPointer { s in
+            let a = s.baseAddress!
+            passes.backward({ parameterValues + $0.at }, { gradients + $0.at }, dz: a + l.dz, x: a + l.x, rows: rows,
+                            normed: a + l.normed, mean: a + l.mean, rstd: a + l.rstd, dNormed: a + l.dNormed, dx: a + l.dx, bf16: nil)
+        }
+        sink.receive(offsets: 0..<parameterCount, gradients: gradients)
+        sink.finish()
+        return value
+    }
+
+    /// The loss over a set of vectors, and their logits.
+    func evaluate(_ x: [[Float]], targets: [[Float]], loss: CedLoss) -> (Double, [[Float]]) {
+        let (rows, l) = forward(x)
+        let k = passes.classes
+        let t = targets.flatMap { $0 }
+        return scratch.withUnsafeMutableBufferPointer { s in
+            let a = s.baseAddress!
+            let value = loss.value(a + l.logits, targets: t, rows: rows, classes: k, grad: a + l.dz)
+            return (value, (0..<rows).map { Array(UnsafeBufferPointer(start: a + l.logits + $0 * k, count: k)) })
+        }
+    }
+
+    /// The head as inference runs it (`ClassificationHead`, with the pooling's activation),
+    /// built from the current values.
+    func inferenceHead() throws -> HeadScorer {
+        let table = CedParameterTable(config: config)
+        let reader = WeightReader(StateDict(tensors: stateDict(), source: "trained head"), table: table)
+        let head = ClassificationHead(reader, table.head, pooling: config.pooling)
+        try reader.finish()
+        return HeadScorer(head: head)
+    }
+}
+
+/// Scores of single vectors through the inference head layer.
+struct HeadScorer {
+    let head: ClassificationHead
+
     func scores(_ v: [Float]) -> [Float] {
-        var normed = [Float](repeating: 0, count: inputDim)
-        var out = [Float](repeating: 0, count: outputDim)
+        var normed = [Float](repeating: 0, count: head.inputDim)
+        var out = [Float](repeating: 0, count: head.classes)
         v.withUnsafeBufferPointer { vb in
             normed.withUnsafeMutableBufferPointer { nb in
-                norm(vb.baseAddress!, rows: 1, into: nb.baseAddress!)
                 out.withUnsafeMutableBufferPointer { ob in
-                    linear(nb.baseAddress!, rows: 1, into: ob.baseAddress!)
+                    head(vb.baseAddress!, into: ob.baseAddress!, normed: nb.baseAddress!)
                 }
             }
         }
-        if sigmoid { for i in out.indices { out[i] = 1 / (1 + expf(-out[i])) } }
         return out
     }
 }

@@ -34,7 +34,7 @@ public struct HeadTrainingResult: Sendable {
 
 /// Everything `ced train-head` does, as one call: check the data and the output path,
 /// compute (or fetch from the cache) every file's vector with the frozen encoder, train a
-/// head (`HeadTrainer`), and write a Hugging Face folder (`HeadCheckpointWriter`) that
+/// head (`HeadTrainer`), and write a Hugging Face folder (`CedModelWriter`) that
 /// `CedAudioTagger.fromPretrained(output)` loads and that predicts, for every evaluated
 /// file, exactly the scores in `trained.evaluationScores`.
 ///
@@ -80,10 +80,10 @@ public struct HeadTrainingJob: Sendable {
         try options.validate()
         try dataset.check(validationSplit: options.validationSplit)
         if !options.multiLabel, let multi = dataset.examples.first(where: { $0.labels.count > 1 }) {
-            throw TrainingError(.notEnoughExamples, file: multi.file.path,
+            throw TrainingError(.tooManyLabels, file: multi.file.path,
                                 reason: "has \(multi.labels.count) labels; single-label training takes one per file (use multi-label training)")
         }
-        try HeadCheckpointWriter.checkOutput(output, overwrite: overwrite)
+        try CedModelWriter.checkOutput(output, overwrite: overwrite)
         for w in dataset.warnings { events?(.warning(w)) }
         let embedder = try CedEmbedder(checkpoint: model)
 
@@ -115,7 +115,7 @@ public struct HeadTrainingJob: Sendable {
 
         let trainStart = Date()
         let trained = try HeadTrainer(options: options).train(vectors: vectors, labels: labels, classes: kept.classes,
-                                                              pooling: model.config.pooling) { events?(.epoch($0)) }
+                                                              model: model.config) { events?(.epoch($0)) }
         let trainingSeconds = Date().timeIntervalSince(trainStart)
 
         var config = model.config
@@ -125,7 +125,7 @@ public struct HeadTrainingJob: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let report = try encoder.encode(trained.report)
-        try HeadCheckpointWriter.write(base: model, config: config, head: trained.stateDict, to: output,
+        try CedModelWriter.write(base: model, config: config, head: trained.stateDict, to: output,
                                        overwrite: overwrite, extraFiles: ["training_report.json": report])
         return HeadTrainingResult(trained: trained, config: config, output: output, examples: examples,
                                   skipped: embedded.failures, cachedCount: embedded.cachedCount,

@@ -13,6 +13,8 @@ public struct TrainingError: Error, Equatable, CustomStringConvertible, Localize
         case malformedCSV
         /// Fewer than two classes (single-label), or a class too small to train and validate.
         case notEnoughExamples
+        /// An example with several labels given to single-label training.
+        case tooManyLabels
         /// Audio files that cannot be decoded (all of them are listed).
         case unreadableAudio
         /// The model cannot be used for head training (e.g. `dm` pooling).
@@ -49,4 +51,12 @@ public struct TrainingError: Error, Equatable, CustomStringConvertible, Localize
         return s + ": \(reason)"
     }
     public var errorDescription: String? { description }
+
+    /// A loss that became NaN or infinite (`reason` says where, when the caller knows).
+    static func nonFiniteLoss(_ value: Double, at place: String? = nil, advice: String? = nil) -> TrainingError {
+        var reason = "the loss is \(value)"
+        if let place { reason += " \(place)" }
+        reason += advice.map { "; \($0)" } ?? " (the model's outputs or the targets overflow)"
+        return TrainingError(.nonFiniteLoss, reason: reason)
+    }
 }

@@ -3,7 +3,8 @@ import Foundation
 /// The epochs of a training run, shared by fine-tuning (`FinetuneJob`) and distillation
 /// (`DistillationJob`): shuffled batches of audio segments (a new order per epoch from the
 /// seed), their log-mels with each segment's augmentation draw, mixup, one optimiser step
-/// per batch (the update fused into the backward pass, or after clipping), a validation
+/// per batch (the backward pass hands each finished part to the AdamW step, which applies
+/// it at once, or after clipping once every part has arrived), a validation
 /// every `evaluateEvery` epochs keeping the best weights, early stopping, and a resumable
 /// checkpoint after every epoch and every `saveEvery` steps. Every random choice is keyed
 /// by seed, epoch and step, so a run resumed from a checkpoint continues bit for bit.
@@ -19,7 +20,7 @@ struct TrainingLoop {
     let batchSize: Int
     let schedule: CedLearningRateSchedule
     let learningRate: Double
-    let loss: CedTrainingLoss
+    let loss: CedLoss
     let mixup: Double
     let gradientClip: Double?
     let saveEvery: Int
@@ -68,18 +69,12 @@ struct TrainingLoop {
                 model.noiseStep = step
                 let stepLR = schedule.learningRate(step: step, peak: learningRate)
                 let result: CedTrainingStep
-                var norm: Double?
+                let update = optimizer.step(learningRate: stepLR, clipNorm: gradientClip)
                 do {
                     let input = Tensor(shape: mels.shape, scalars: x), target = Tensor(shape: [batch.count, classes], scalars: y)
-                    if let clip = gradientClip {
-                        result = try model.lossAndGradients(mels: input, targets: target, loss: loss)
-                        norm = CedAdamW.clipGradients(model, maxNorm: clip)
-                        optimizer.update(model, learningRate: stepLR)
-                    } else {
-                        // The update runs inside the backward pass (one block's gradients in memory).
-                        result = try model.trainingStep(mels: input, targets: target, loss: loss, optimizer: optimizer,
-                                                        learningRate: stepLR)
-                    }
+                    // Forward, loss, then the backward pass hands each finished part to the
+                    // update (with clipping, the update waits for the global norm).
+                    result = try model.trainingStep(mels: input, targets: target, loss: loss, sink: update)
                 } catch let e as TrainingError where e.kind == .nonFiniteLoss {
                     // The weights now in memory already produced a non-finite loss: the
                     // checkpoint on disk (written before) is the last good state.
@@ -88,6 +83,7 @@ struct TrainingLoop {
                     throw TrainingError(.nonFiniteLoss,
                                         reason: "the loss became non-finite at step \(step + 1) (epoch \(epoch + 1)); training stopped. \(kept)")
                 }
+                let norm = update.gradientNorm
                 progress.globalStep += 1
                 progress.stepInEpoch += 1
                 progress.lossSum += result.loss * Double(batch.count)

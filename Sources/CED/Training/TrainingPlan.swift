@@ -44,6 +44,7 @@ struct TrainingPlan: Equatable {
     var patches: Int { frequencyPatches * timePatches }
     var hasCls: Bool
     var tokens: Int { patches + (hasCls ? 1 : 0) }
+    var grid: TokenGrid { TokenGrid(frequencyPatches: frequencyPatches, timePatches: timePatches, hasClsToken: hasCls) }
     var rows: Int { batch * tokens }
     var embed: Int, hidden: Int, heads: Int, depth: Int, classes: Int, area: Int
     var headDim: Int { embed / heads }
@@ -55,7 +56,7 @@ struct TrainingPlan: Equatable {
     // Buffers (offsets in floats)
     var input = 0, planes = 0, cols = 0, bnMean = 0, bnRstd = 0
     var residual = 0, xmid = 0, qkv = 0, probs = 0, context = 0, mlpHidden = 0
-    var stats = 0, pooled = 0, headMean = 0, headRstd = 0, headNormed = 0, logits = 0, outputs = 0
+    var stats = 0, pooled = 0, headMean = 0, headRstd = 0, headNormed = 0, logits = 0, headScores = 0, outputs = 0
     // Scratch shared by all blocks
     var normed = 0, geluOut = 0, tmp = 0
     var dres = 0, dtmp = 0, dln = 0, dqkv = 0, dhidden = 0, dctx = 0, dpatch = 0, dcols = 0, dplanes = 0
@@ -73,14 +74,15 @@ struct TrainingPlan: Equatable {
         nMels = c.nMels
         frequencyPatches = (c.nMels - c.patchSize.frequency) / c.patchStride.frequency + 1
         timePatches = c.timePatches(frames: paddedFrames)
-        hasCls = c.pooling == .token
+        hasCls = c.pooling.hasClsToken
         embed = c.embedDim
         hidden = c.mlpHiddenDim
         heads = c.numHeads
         depth = c.depth
         classes = c.outputdim
         area = c.patchSize.frequency * c.patchSize.time
-        headVectors = c.pooling == .dm ? batch * timePatches : batch
+        headVectors = batch * c.pooling.vectorsPerSequence(TokenGrid(frequencyPatches: frequencyPatches, timePatches: timePatches,
+                                                                     hasClsToken: hasCls))
         ldE = GEMMDriver.activationStride(embed)
         ld3 = GEMMDriver.activationStride(3 * embed)
         ldH = GEMMDriver.activationStride(hidden)
@@ -109,6 +111,7 @@ struct TrainingPlan: Equatable {
         headRstd = take(headVectors)
         headNormed = take(headVectors * e)
         logits = take(headVectors * classes)
+        headScores = take(headVectors * classes)
         outputs = take(batch * classes)
         savedFloats = cursor
         normed = take(r * ldE)

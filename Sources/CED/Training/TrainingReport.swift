@@ -40,7 +40,7 @@ public struct ClassReport: Sendable, Codable, Equatable {
 public struct TrainingReport: Sendable, Codable {
     public var classes: [String]
     public var multiLabel: Bool
-    public var lossFunction: CedLossFunction
+    public var lossFunction: CedLoss
     public var options: HeadTrainingOptions
     public var trainingExamples: Int
     public var validationExamples: Int

@@ -5,20 +5,20 @@ import Glibc
 import Darwin
 #endif
 
-/// Writes a CED model with a new head as a Hugging Face folder, atomically.
+/// Writes a CED model as a Hugging Face folder, atomically: every saved model (a new head
+/// on a base encoder from `ced train-head`, a fine-tuned or distilled network).
 ///
-/// The folder holds `config.json` (the base model's configuration with the new
-/// `outputdim`, `id2label` and `label2id`; keys of the base `config.json` that `CedConfig`
-/// does not model, such as `auto_map`, are kept), `model.safetensors` (every `encoder.*`
-/// tensor of the base model and the new `outputlayer.0.*` / `outputlayer.1.*`, float32
-/// except the int64 `num_batches_tracked` buffer, metadata `format: pt` as
-/// `transformers` expects), `preprocessor_config.json`, and any extra files given
-/// (e.g. `training_report.json`).
+/// The folder holds `config.json` (the model's configuration, e.g. the base model's with a
+/// new `outputdim`, `id2label` and `label2id`; keys of the base `config.json` that
+/// `CedConfig` does not model, such as `auto_map`, are kept), `model.safetensors` (every
+/// tensor of `CedParameterTable`, float32 except the int64 BatchNorm step counter,
+/// metadata `format: pt` as `transformers` expects), `preprocessor_config.json`, and any
+/// extra files given (e.g. `training_report.json`).
 ///
 /// Everything is written into a hidden sibling folder that is renamed into place at the
 /// end; on any failure it is removed, so the output path either gets a complete model or
 /// is left as it was.
-public enum HeadCheckpointWriter {
+public enum CedModelWriter {
     /// Checks, before any work, that `output` can receive a model: it must not exist, or be
     /// an empty folder, or (with `overwrite`) a folder holding a `config.json` (a model
     /// folder; other folders are never replaced).
@@ -40,16 +40,17 @@ public enum HeadCheckpointWriter {
         }
     }
 
-    /// Writes the folder (see the type's documentation).
+    /// Writes the base checkpoint's encoder with a new head (the head's tensors by their
+    /// table names) and `config`.
     public static func write(base: PretrainedCheckpoint, config: CedConfig, head: [String: Tensor], to output: URL,
                              overwrite: Bool = false, extraFiles: [String: Data] = [:]) throws {
         try checkOutput(output, overwrite: overwrite)
         try config.validate()
         var tensors: [String: Tensor] = [:]
-        for (name, t) in base.weights.tensors where name.hasPrefix("encoder.") { tensors[name] = t }
+        for (name, t) in base.weights.tensors where CedParameterTable.isEncoder(name) { tensors[name] = t }
         for (name, t) in head {
-            guard name.hasPrefix("outputlayer.") else {
-                throw TrainingError(.invalidOption, reason: "head tensor '\(name)' is not an outputlayer tensor")
+            guard CedParameterTable.isHead(name) else {
+                throw TrainingError(.invalidOption, reason: "tensor '\(name)' is not one of the classification head's")
             }
             tensors[name] = t
         }
@@ -90,7 +91,7 @@ public enum HeadCheckpointWriter {
         do {
             try configJSON.write(to: temp.appendingPathComponent("config.json"))
             try preprocessorJSON.write(to: temp.appendingPathComponent("preprocessor_config.json"))
-            try writeSafeTensors(tensors, to: temp.appendingPathComponent("model.safetensors"))
+            try writeSafeTensors(tensors, config: config, to: temp.appendingPathComponent("model.safetensors"))
             for (file, data) in extraFiles.sorted(by: { $0.key < $1.key }) {
                 try data.write(to: temp.appendingPathComponent(file))
             }
@@ -151,9 +152,10 @@ public enum HeadCheckpointWriter {
     }
 
     /// `model.safetensors` as `transformers` writes it: `__metadata__` `{"format": "pt"}`,
-    /// float32 data, `*num_batches_tracked` as int64 (the dtype PyTorch gives that buffer).
-    static func writeSafeTensors(_ tensors: [String: Tensor], to url: URL) throws {
-        let dtypes = Dictionary(uniqueKeysWithValues: tensors.keys.filter { $0.hasSuffix("num_batches_tracked") }.map { ($0, SafeTensorsDType.i64) })
+    /// float32 data, the BatchNorm's step counter as int64 (the dtype PyTorch gives it).
+    static func writeSafeTensors(_ tensors: [String: Tensor], config: CedConfig, to url: URL) throws {
+        let counter = CedParameterTable(config: config).initBN.batchesTracked.name
+        let dtypes = tensors[counter] == nil ? [:] : [counter: SafeTensorsDType.i64]
         try SafeTensorsFile.write(tensors, dtypes: dtypes, metadata: ["format": "pt"], to: url)
     }
 }
