@@ -337,20 +337,20 @@ struct DistillTrain: ParsableCommand {
             case .plan(let p):
                 total.epochs = p.epochs
                 bar.bar = StepProgress(total: p.totalSteps, enabled: Terminal.stderrIsTTY && !quiet)
-                if !quiet { say("distilling: \(p.trainSegments) items of \(p.trainFiles) files, \(p.classes.count) classes, \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; \(p.validationFiles) evaluation files") }
-            case .step(let s):
+                if !quiet { say("distilling: \(p.trainItems) items of \(p.trainFiles) files, \(p.classes.count) classes, \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; \(p.evaluationFiles) evaluation files") }
+            case .training(.step(let s)):
                 if json { Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(s) + "\n") }
                 bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
-            case .validation(let v):
+            case .training(.validation(let v)):
                 TrainingLog.report(v, json: json, quiet: quiet, epochs: total.epochs, metric: "eval", say: say)
-            case .resumed(let step): if !quiet { say("resumed from the checkpoint after step \(step)") }
-            case .stoppedEarly(let e): if !quiet { say("stopped early after epoch \(e)") }
-            case .warning(let w): if !quiet { Terminal.warn(w) }
-            case .decoding, .checkpoint: break
+            case .training(.resumed(let step)): if !quiet { say("resumed from the checkpoint after step \(step)") }
+            case .training(.stoppedEarly(let e)): if !quiet { say("stopped early after epoch \(e)") }
+            case .training(.warning(let w)): if !quiet { Terminal.warn(w) }
+            case .decoding, .training(.checkpoint): break
             }
         }
         bar.bar?.finish()
-        if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch \(result.report.savedEpoch)); use it with: ced tag --model \(output) FILE") }
+        if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch\(result.report.savedEpochs.count > 1 ? "s" : "") \(result.report.savedEpochs.map(String.init).joined(separator: ", "))); use it with: ced tag --model \(output) FILE") }
     }
 }
 

@@ -220,19 +220,19 @@ struct Finetune: ParsableCommand {
                 say("training: \(p.trainFiles) files (\(p.trainSegments) segments), \(p.validationFiles) for validation; \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; "
                     + "\(p.keptHead ? "the model's head and classes kept" : "a new head for \(p.classes.count) classes"); loss \(p.loss.rawValue); lr \(p.learningRate); "
                     + String(format: "activations %.0f MB", Double(p.activationBytes) / 1e6))
-            case .step(let s):
+            case .training(.step(let s)):
                 if json { Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(s) + "\n") }
                 bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
-            case .validation(let v):
+            case .training(.validation(let v)):
                 TrainingLog.report(v, json: json, quiet: quiet, epochs: total.epochs, metric: "val", say: say)
-            case .checkpoint:
+            case .training(.checkpoint):
                 break
-            case .resumed(let step):
+            case .training(.resumed(let step)):
                 if !quiet { say("resumed from the checkpoint after step \(step)") }
                 bar.bar?.step(to: step, loss: nil, lr: nil)
-            case .stoppedEarly(let epoch):
+            case .training(.stoppedEarly(let epoch)):
                 if !quiet { say("stopped early after epoch \(epoch): no better validation for \(options.patience) epochs") }
-            case .warning(let w):
+            case .training(.warning(let w)):
                 if !quiet { Terminal.warn(w) }
             }
         }
@@ -372,14 +372,14 @@ final class StepProgress: @unchecked Sendable {
 /// The lines `ced finetune` and `ced distill train` print per step and per epoch.
 enum TrainingLog {
     /// `{"epoch": e, "step": s, "loss": x, "lr": y[, "grad_norm": g]}`
-    static func json(_ s: FinetuneStepLog) -> String {
+    static func json(_ s: TrainingStepLog) -> String {
         var line = "{\"epoch\": \(s.epoch), \"step\": \(s.step), \"loss\": \(jsonNumber(s.loss)), \"lr\": \(jsonNumber(s.lr))"
         if let g = s.gradNorm { line += ", \"grad_norm\": \(jsonNumber(g))" }
         return line + "}"
     }
 
     /// `{"epoch", "step", "validation": true, "train_loss", "val_accuracy"|"val_map", "best"}`
-    static func json(_ v: FinetuneValidationLog) -> String {
+    static func json(_ v: TrainingValidationLog) -> String {
         var line = "{\"epoch\": \(v.epoch), \"step\": \(v.step), \"validation\": true, \"train_loss\": \(jsonNumber(v.trainLoss))"
         if let a = v.accuracy { line += ", \"val_accuracy\": \(jsonNumber(a))" }
         if let m = v.meanAveragePrecision { line += ", \"val_map\": \(jsonNumber(m))" }
@@ -387,7 +387,7 @@ enum TrainingLog {
     }
 
     /// `epoch  3/10  train loss 0.2345  val acc  95.0%  *`
-    static func text(_ v: FinetuneValidationLog, epochs: Int, metric: String) -> String {
+    static func text(_ v: TrainingValidationLog, epochs: Int, metric: String) -> String {
         var line = String(format: "epoch %\(String(epochs).count)d/%d  train loss %.4f", v.epoch, epochs, v.trainLoss)
         if let a = v.accuracy { line += String(format: "  \(metric) acc %5.1f%%", 100 * a) }
         if let m = v.meanAveragePrecision { line += String(format: "  \(metric) mAP %5.1f%%", 100 * m) }
@@ -397,7 +397,7 @@ enum TrainingLog {
 
     /// Prints a validation: its JSON object on stdout with `--log-format jsonl` (only when the
     /// epoch was evaluated), else its text line through `say` unless quiet.
-    static func report(_ v: FinetuneValidationLog, json: Bool, quiet: Bool, epochs: Int, metric: String, say: (String) -> Void) {
+    static func report(_ v: TrainingValidationLog, json: Bool, quiet: Bool, epochs: Int, metric: String, say: (String) -> Void) {
         let validated = v.accuracy != nil || v.meanAveragePrecision != nil
         if json && validated {
             Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(v) + "\n")

@@ -12,7 +12,7 @@ public enum DistillationStudent: Sendable {
 }
 
 /// Options of `DistillationJob`.
-public struct DistillationOptions: Sendable, Equatable {
+public struct DistillationOptions: Sendable, Equatable, Codable {
     public var epochs: Int = 20
     /// Items per step; nil: 32 (upstream), or fewer (down to 8) for small stores so that an
     /// epoch has at least 40 steps.
@@ -50,6 +50,62 @@ public struct DistillationOptions: Sendable, Equatable {
     public init() {}
 }
 
+/// What `DistillationJob` is about to do.
+public struct DistillationPlan: Sendable, Codable, Equatable {
+    /// Audio files and stored items (chunks) the student trains on.
+    public var trainFiles: Int
+    public var trainItems: Int
+    public var evaluationFiles: Int
+    public var epochs: Int
+    public var batchSize: Int
+    public var stepsPerEpoch: Int
+    public var totalSteps: Int
+    /// The teachers' classes.
+    public var classes: [String]
+    public var learningRate: Double
+    public var activationBytes: Int
+}
+
+/// Something a running `DistillationJob` reports.
+public enum DistillationEvent: Sendable {
+    /// Audio decoding progress (called from worker threads).
+    case decoding(done: Int, total: Int, failed: Bool)
+    case plan(DistillationPlan)
+    /// Steps, validations, checkpoints, warnings.
+    case training(TrainingEvent)
+}
+
+/// `training_report.json` of a distilled student.
+public struct DistillationReport: Sendable, Codable {
+    /// The teachers' classes, the student's outputs.
+    public var classes: [String]
+    /// The store's digest and its teachers' weight digests.
+    public var storeDigest: String
+    public var teachers: [String]
+    public var options: DistillationOptions
+    /// The batch size used (the option, or the one chosen for the store's size).
+    public var batchSize: Int
+    public var trainFiles: Int
+    public var trainItems: Int
+    public var evaluationFiles: Int
+    public var steps: Int
+    /// Every validation (with an evaluation set).
+    public var epochs: [TrainingValidationLog]
+    /// The epochs whose weights were saved: the mean of the best validations' weights
+    /// (`options.average`), the best one, or the last epoch without an evaluation set.
+    public var savedEpochs: [Int]
+    public var stoppedEarly: Bool
+    public var trainingSeconds: Double
+}
+
+/// What `DistillationJob.run` produced.
+public struct DistillationResult: Sendable {
+    public var output: URL
+    /// The saved student's configuration (mean pooling, the teachers' labels).
+    public var config: CedConfig
+    public var report: DistillationReport
+}
+
 /// `ced distill train`: a student learns from the store's top-k alone (no labels). Each
 /// training epoch e replays stored epoch e mod E: the item's audio chunk is re-read and its
 /// stored augmentation (shift, masks) applied from the stored seed, so the student sees the
@@ -71,6 +127,11 @@ public struct DistillationJob {
             out[name] = Tensor(shape: t.shape, scalars: sum.map { Float($0 / Double(states.count)) })
         }
         return StateDict(tensors: out, source: "average of \(states.count) checkpoints")
+    }
+
+    /// Where the resumable checkpoints of a run writing to `output` live.
+    public static func stateDirectory(for output: URL) -> URL {
+        output.deletingLastPathComponent().appendingPathComponent(".\(output.lastPathComponent).ced-distill")
     }
 
     public var store: LogitStore
@@ -99,7 +160,7 @@ public struct DistillationJob {
         self.concurrency = concurrency
     }
 
-    public func run(events: (@Sendable (FinetuneEvent) -> Void)? = nil) throws -> FinetuneResult {
+    public func run(events: (@Sendable (DistillationEvent) -> Void)? = nil) throws -> DistillationResult {
         let meta = store.metadata
         guard store.isComplete else {
             let missing = store.missingShards
@@ -238,24 +299,25 @@ public struct DistillationJob {
         let warmup = options.warmup ?? totalSteps / 20
         let schedule: CedLearningRateSchedule = options.schedule == .cosine
             ? .cosine(warmup: warmup, totalSteps: totalSteps, finalFraction: 0.1) : .constant(warmup: warmup)
-        events?(.plan(FinetunePlanSummary(trainFiles: paths.count, validationFiles: evalWaves.count, trainSegments: segments.count,
-                                          epochs: options.epochs, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, classes: classes,
-                                          keptHead: false, loss: .bceWithLogits, learningRate: options.learningRate,
-                                          activationBytes: model.activationBytes(batch: min(batchSize, segments.count),
-                                                                                 frames: extractor.frameCount(sampleCount: segments.map(\.count).max() ?? 1)))))
+        events?(.plan(DistillationPlan(trainFiles: paths.count, trainItems: segments.count, evaluationFiles: evalWaves.count,
+                                       epochs: options.epochs, batchSize: batchSize, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps,
+                                       classes: classes, learningRate: options.learningRate,
+                                       activationBytes: model.activationBytes(batch: min(batchSize, segments.count),
+                                                                              frames: extractor.frameCount(sampleCount: segments.map(\.count).max() ?? 1)))))
         // Checkpoints and resume.
-        let ckpt = FinetuneCheckpointStore(directory: FinetuneJob.stateDirectory(for: output))
+        let ckpt = TrainingCheckpointStore(directory: Self.stateDirectory(for: output))
         if ckpt.exists && !resume {
             throw TrainingError(.checkpoint, file: ckpt.directory.path,
                                 reason: "an earlier run writing to \(output.path) left a checkpoint here; continue it with --resume, or delete the folder to start over")
         }
+        let storeDigest = LogitStore.digest(contents, epochs: epochsStored, topk: k)
         var h = SHA256Hasher()
-        h.update(Array("ced-distill v1 \(options) \(LogitStore.digest(contents, epochs: epochsStored, topk: k)) \(String(describing: try? JSONEncoder().encode(config)))".utf8))
+        h.update(Array("ced-distill v1 \(options) \(storeDigest) \(String(describing: try? JSONEncoder().encode(config)))".utf8))
         let fingerprint = h.finalizeHex()
-        var progress = FinetuneProgress()
+        var progress = TrainingProgress()
         if resume && ckpt.exists {
             progress = try ckpt.load(into: model, optimizer: adam, fingerprint: fingerprint)
-            events?(.resumed(step: progress.globalStep))
+            events?(.training(.resumed(step: progress.globalStep)))
         }
         let clock = Date()
         let loop = TrainingLoop(model: model, optimizer: adam, store: ckpt, fingerprint: fingerprint, audio: audio, segments: segments,
@@ -264,29 +326,28 @@ public struct DistillationJob {
                                 gradientClip: options.gradientClip, saveEvery: options.saveEvery, patience: options.patience,
                                 seed: options.seed, classes: c, targets: targets,
                                 augmentation: augmentation.isNone ? nil : augmentation, draw: draw, evaluate: evaluate,
-                                metricIsMAP: multiLabel, evaluateEvery: options.evalEvery, keepTop: max(1, options.average), events: events)
+                                metricIsMAP: multiLabel, evaluateEvery: options.evalEvery, keepTop: max(1, options.average),
+                                events: { events?(.training($0)) })
         try loop.run(&progress)
 
         // Save with mean pooling: the same network giving probabilities.
         var saved = config
         saved.pooling = .mean
         let final: StateDict
+        let savedEpochs: [Int]
         if evaluate != nil, progress.topStates.count > 1 {
             final = Self.average(progress.topStates, table: model.table)
+            savedEpochs = progress.top.map(\.epoch)
         } else {
             final = (evaluate != nil ? progress.best : nil) ?? model.stateDict()
+            savedEpochs = [progress.bestEpoch]
         }
-        var fo = FinetuneOptions()
-        fo.epochs = options.epochs
-        fo.batchSize = batchSize
-        fo.learningRate = options.learningRate
-        fo.seed = options.seed
-        fo.mixup = options.mixup
-        let report = FinetuneReport(classes: classes, keptHead: false, multiLabel: multiLabel, loss: .bceWithLogits, options: fo,
-                                    learningRate: options.learningRate, trainFiles: paths.count, validationFiles: evalWaves.count,
-                                    trainSegments: segments.count, steps: progress.globalStep, epochs: progress.history,
-                                    savedEpoch: progress.bestEpoch, stoppedEarly: progress.stoppedEarly, skippedFiles: [],
-                                    trainingSeconds: Date().timeIntervalSince(clock))
+        let report = DistillationReport(classes: classes, storeDigest: storeDigest,
+                                        teachers: meta.teachers.map(\.weights),
+                                        options: options, batchSize: batchSize, trainFiles: paths.count, trainItems: segments.count,
+                                        evaluationFiles: evalWaves.count, steps: progress.globalStep, epochs: progress.history,
+                                        savedEpochs: savedEpochs, stoppedEarly: progress.stoppedEarly,
+                                        trainingSeconds: Date().timeIntervalSince(clock))
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         var baseConfig: URL?
@@ -296,6 +357,6 @@ public struct DistillationJob {
                                             baseConfig: baseConfig, basePreprocessorConfig: nil, to: output, overwrite: overwrite,
                                             extraFiles: ["training_report.json": try enc.encode(report)])
         ckpt.remove()
-        return FinetuneResult(output: output, config: saved, report: report)
+        return DistillationResult(output: output, config: saved, report: report)
     }
 }

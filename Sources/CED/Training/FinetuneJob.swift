@@ -24,8 +24,9 @@ public enum FinetuneStart: Sendable {
     }
 }
 
-/// One optimiser step of a fine-tuning run, as `ced finetune --log-format jsonl` prints it.
-public struct FinetuneStepLog: Sendable, Codable, Equatable {
+/// One optimiser step of a training run (fine-tuning, distillation), as
+/// `--log-format jsonl` prints it.
+public struct TrainingStepLog: Sendable, Codable, Equatable {
     /// 1-based epoch and global step.
     public var epoch: Int
     public var step: Int
@@ -38,8 +39,8 @@ public struct FinetuneStepLog: Sendable, Codable, Equatable {
     public var gradNorm: Double?
 }
 
-/// A validation of a fine-tuning run (after each epoch).
-public struct FinetuneValidationLog: Sendable, Codable, Equatable {
+/// A validation of a training run (after an epoch).
+public struct TrainingValidationLog: Sendable, Codable, Equatable {
     public var epoch: Int
     public var step: Int
     /// Single-label: top-1 accuracy over the data's classes.
@@ -51,15 +52,12 @@ public struct FinetuneValidationLog: Sendable, Codable, Equatable {
     public var isBest: Bool
 }
 
-/// Something a running `FinetuneJob` reports.
-public enum FinetuneEvent: Sendable {
-    /// Audio decoding progress (called from worker threads).
-    case decoding(done: Int, total: Int, failed: Bool)
-    /// What will be trained: segments, steps, classes, activation memory.
-    case plan(FinetunePlanSummary)
-    case step(FinetuneStepLog)
+/// What the epochs of a training run (`TrainingLoop`, shared by fine-tuning and
+/// distillation) report.
+public enum TrainingEvent: Sendable {
+    case step(TrainingStepLog)
     /// The end of an epoch (accuracy or mAP set when there is a validation split).
-    case validation(FinetuneValidationLog)
+    case validation(TrainingValidationLog)
     /// A resumable checkpoint was written after this many steps.
     case checkpoint(step: Int)
     /// Training continues from a checkpoint at this step.
@@ -67,6 +65,16 @@ public enum FinetuneEvent: Sendable {
     /// Early stopping ended the run after this epoch.
     case stoppedEarly(epoch: Int)
     case warning(String)
+}
+
+/// Something a running `FinetuneJob` reports.
+public enum FinetuneEvent: Sendable {
+    /// Audio decoding progress (called from worker threads).
+    case decoding(done: Int, total: Int, failed: Bool)
+    /// What will be trained: segments, steps, classes, activation memory.
+    case plan(FinetunePlanSummary)
+    /// Steps, validations, checkpoints, warnings.
+    case training(TrainingEvent)
 }
 
 /// What a run is about to do.
@@ -104,7 +112,7 @@ public struct FinetuneReport: Sendable, Codable {
     public var validationFiles: Int
     public var trainSegments: Int
     public var steps: Int
-    public var epochs: [FinetuneValidationLog]
+    public var epochs: [TrainingValidationLog]
     /// The epoch whose weights were saved (the best validation, else the last).
     public var savedEpoch: Int
     public var stoppedEarly: Bool
@@ -167,12 +175,12 @@ public struct FinetuneJob: Sendable {
         }
         try CedModelWriter.checkOutput(output, overwrite: overwrite)
         let stateDir = Self.stateDirectory(for: output)
-        let store = FinetuneCheckpointStore(directory: stateDir)
+        let store = TrainingCheckpointStore(directory: stateDir)
         if store.exists && !resume {
             throw TrainingError(.checkpoint, file: stateDir.path,
                                 reason: "an earlier run writing to \(output.path) left a checkpoint here; continue it with --resume, or delete the folder to start over")
         }
-        for w in dataset.warnings { events?(.warning(w)) }
+        for w in dataset.warnings { events?(.training(.warning(w))) }
 
         // Classes: keep the model's head when every label is one of its classes.
         var config = start.config
@@ -212,14 +220,14 @@ public struct FinetuneJob: Sendable {
                                                                   workers: concurrency ?? ProcessInfo.processInfo.activeProcessorCount) { done, failed in
             events?(.decoding(done: done, total: files.count, failed: failed))
         }
-        for w in warnings { events?(.warning(w)) }
+        for w in warnings { events?(.training(.warning(w))) }
         if !failures.isEmpty && !skipUnreadableFiles {
             let list = failures.prefix(10).map { "\(files[$0.0].path): \($0.1)" }.joined(separator: "\n  ")
             throw TrainingError(.unreadableAudio,
                                 reason: "\(failures.count) of \(files.count) audio file(s) cannot be used:\n  \(list)"
                                     + (failures.count > 10 ? "\n  …" : "") + "\n(fix or remove them, or skip them: --skip-bad-files)")
         }
-        for (i, reason) in failures { events?(.warning("skipped \(files[i].path): \(reason)")) }
+        for (i, reason) in failures { events?(.training(.warning("skipped \(files[i].path): \(reason)"))) }
         let usable = dataset.examples.indices.filter { decoded.waveforms[$0] != nil }
         let kept = TrainingDataset(examples: usable.map { dataset.examples[$0] }, classes: dataset.classes)
         if !failures.isEmpty { try kept.check(validationSplit: options.validationSplit) }
@@ -271,12 +279,12 @@ public struct FinetuneJob: Sendable {
 
         // Resume.
         let fingerprint = self.fingerprint(config: config, files: files, lossFunction: lossFunction)
-        var progress = FinetuneProgress()
+        var progress = TrainingProgress()
         if resume, store.exists {
             progress = try store.load(into: model, optimizer: adam, fingerprint: fingerprint)
-            events?(.resumed(step: progress.globalStep))
+            events?(.training(.resumed(step: progress.globalStep)))
         } else if resume {
-            events?(.warning("--resume: no checkpoint of an earlier run was found in \(stateDir.path); starting from the beginning"))
+            events?(.training(.warning("--resume: no checkpoint of an earlier run was found in \(stateDir.path); starting from the beginning")))
         }
 
         // Train.
@@ -297,7 +305,7 @@ public struct FinetuneJob: Sendable {
                 try evaluate(model: model, examples: evalIndices, files: valFiles, audio: decoded, extractor: extractor,
                              classIndex: classIndex, dataIndices: dataIdx)
             },
-            metricIsMAP: options.multiLabel, evaluateEvery: 1, events: events)
+            metricIsMAP: options.multiLabel, evaluateEvery: 1, events: { events?(.training($0)) })
         try loop.run(&progress)
 
         // The saved weights: the best validation, else the last.
@@ -428,7 +436,7 @@ public struct FinetuneJob: Sendable {
 }
 
 /// Where a fine-tuning run is.
-struct FinetuneProgress: Codable {
+struct TrainingProgress: Codable {
     var epoch = 0
     var stepInEpoch = 0
     var globalStep = 0
@@ -439,7 +447,7 @@ struct FinetuneProgress: Codable {
     var sinceBest = 0
     var stoppedEarly = false
     var finished = false
-    var history: [FinetuneValidationLog] = []
+    var history: [TrainingValidationLog] = []
     /// The best validations so far, best first: (epoch, metric).
     var top: [Ranked] = []
     /// Their weights, in the same order (not in the JSON; stored beside the state).

@@ -11,7 +11,7 @@ import Foundation
 struct TrainingLoop {
     let model: CedTrainingModel
     let optimizer: CedAdamW
-    let store: FinetuneCheckpointStore
+    let store: TrainingCheckpointStore
     let fingerprint: String
     let audio: TrainingAudio
     let segments: [TrainingAudio.Segment]
@@ -39,11 +39,11 @@ struct TrainingLoop {
     /// Validations whose weights are kept (the best first): 1 keeps the best; more for
     /// averaging the best checkpoints at the end (upstream's `average`).
     var keepTop: Int = 1
-    let events: (@Sendable (FinetuneEvent) -> Void)?
+    let events: (@Sendable (TrainingEvent) -> Void)?
 
     var stepsPerEpoch: Int { (segments.count + batchSize - 1) / batchSize }
 
-    func run(_ progress: inout FinetuneProgress) throws {
+    func run(_ progress: inout TrainingProgress) throws {
         let stepsPerEpoch = self.stepsPerEpoch, totalSteps = stepsPerEpoch * epochs
         var finished = progress.finished
         var lastCheckpoint: Int? = store.exists ? progress.globalStep : nil
@@ -88,14 +88,14 @@ struct TrainingLoop {
                 progress.stepInEpoch += 1
                 progress.lossSum += result.loss * Double(batch.count)
                 progress.lossCount += batch.count
-                events?(.step(FinetuneStepLog(epoch: epoch + 1, step: step + 1, totalSteps: totalSteps, loss: result.loss,
+                events?(.step(TrainingStepLog(epoch: epoch + 1, step: step + 1, totalSteps: totalSteps, loss: result.loss,
                                               lr: stepLR, gradNorm: norm)))
                 if saveEvery > 0 && progress.globalStep % saveEvery == 0 && progress.stepInEpoch < stepsPerEpoch {
                     if save(progress) { lastCheckpoint = progress.globalStep }
                 }
             }
             // End of the epoch: validate, keep the best, maybe stop early.
-            var log = FinetuneValidationLog(epoch: epoch + 1, step: progress.globalStep, accuracy: nil, meanAveragePrecision: nil,
+            var log = TrainingValidationLog(epoch: epoch + 1, step: progress.globalStep, accuracy: nil, meanAveragePrecision: nil,
                                             trainLoss: progress.lossSum / Double(max(1, progress.lossCount)), isBest: false)
             let validates = evaluate != nil && ((epoch + 1) % max(1, evaluateEvery) == 0 || epoch + 1 == epochs)
             if let evaluate, validates {
@@ -132,7 +132,7 @@ struct TrainingLoop {
     }
 
     /// Writes a checkpoint; a failure (e.g. a full disk) is a warning, training goes on.
-    func save(_ progress: FinetuneProgress) -> Bool {
+    func save(_ progress: TrainingProgress) -> Bool {
         do {
             try store.save(model: model, optimizer: optimizer, progress: progress, fingerprint: fingerprint)
             events?(.checkpoint(step: progress.globalStep))

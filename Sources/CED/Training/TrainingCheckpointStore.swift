@@ -19,7 +19,7 @@ import Darwin
 /// A checkpoint is written into a temporary folder, flushed to disk, renamed into place,
 /// and only then named in `current` (itself replaced by a rename), so a kill or a full
 /// disk at any moment leaves the previous checkpoint intact.
-struct FinetuneCheckpointStore {
+struct TrainingCheckpointStore {
     let directory: URL
     static let format = 1
 
@@ -31,10 +31,10 @@ struct FinetuneCheckpointStore {
         var fingerprint: String
         var optimizerStep: Int
         var batchesTracked: Int
-        var progress: FinetuneProgress
+        var progress: TrainingProgress
     }
 
-    func save(model: CedTrainingModel, optimizer: CedAdamW, progress: FinetuneProgress, fingerprint: String) throws {
+    func save(model: CedTrainingModel, optimizer: CedAdamW, progress: TrainingProgress, fingerprint: String) throws {
         let fm = FileManager.default
         do {
             try fm.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -87,7 +87,7 @@ struct FinetuneCheckpointStore {
     }
 
     /// Restores the newest checkpoint into `model` and `optimizer`.
-    func load(into model: CedTrainingModel, optimizer: CedAdamW, fingerprint: String) throws -> FinetuneProgress {
+    func load(into model: CedTrainingModel, optimizer: CedAdamW, fingerprint: String) throws -> TrainingProgress {
         func fail(_ why: String) -> TrainingError { TrainingError(.checkpoint, file: directory.path, reason: why) }
         guard let name = try? String(contentsOf: pointer, encoding: .utf8) else { throw fail("cannot read \(pointer.lastPathComponent)") }
         let dir = directory.appendingPathComponent(name.trimmingCharacters(in: .whitespacesAndNewlines))
