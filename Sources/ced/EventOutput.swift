@@ -23,105 +23,15 @@ func eventOptions(config: CedConfig, threshold: Float?, thresholdsFile: String?,
     guard minDuration.isFinite, minDuration >= 0 else { throw ValidationError("--min-duration must be a non-negative number of seconds") }
     guard mergeGap.isFinite, mergeGap >= 0 else { throw ValidationError("--merge-gap must be a non-negative number of seconds") }
     guard fill.isFinite, fill >= 0, fill <= 1 else { throw ValidationError("--fill must be between 0 and 1") }
-    func rule(_ t: Float, _ r: Float?) throws -> CedEventRule {
-        try CedEventRule(threshold: t, release: r.map { min($0, t) })
-    }
-    var rules: [CedEventRule?]
-    if let thresholdsFile {
-        let base = try threshold.map { try rule($0, release) }
-        rules = Array(repeating: base, count: config.outputdim)
-        for (index, t, r) in try readThresholds(thresholdsFile, config: config) {
-            rules[index] = try rule(t, r ?? release)
-        }
-    } else {
-        rules = Array(repeating: try rule(threshold ?? 0.5, release), count: config.outputdim)
-    }
-    return try CedEventOptions(rules: rules, minDuration: minDuration, mergeGap: mergeGap, fill: fill, reportOngoing: ongoing)
-}
-
-/// `label,threshold[,release]` rows (a header row and `#` comments are skipped); the label is
-/// a class name of the model (exactly, else ignoring case) or an output index.
-func readThresholds(_ path: String, config: CedConfig) throws -> [(Int, Float, Float?)] {
-    let text: String
-    do {
-        text = try String(contentsOfFile: path, encoding: .utf8)
-    } catch {
-        throw ValidationError("--thresholds \(path): cannot read the file (\(error.localizedDescription))")
-    }
-    let names = (0..<config.outputdim).map { config.label(for: $0) }
-    var exact: [String: Int] = [:], folded: [String: [Int]] = [:]
-    for (i, n) in names.enumerated() {
-        if exact[n] == nil { exact[n] = i }
-        folded[n.lowercased(), default: []].append(i)
-    }
-    var out: [(Int, Float, Float?)] = []
-    var seen: [Int: Int] = [:]
-    var firstRow = true
-    for (lineIndex, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        let lineNumber = lineIndex + 1
-        let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
-        if line.isEmpty || line.hasPrefix("#") { continue }
-        let fields = csvFields(line)
-        func fail(_ why: String) -> ValidationError { ValidationError("--thresholds \(path) line \(lineNumber): \(why)") }
-        guard fields.count == 2 || fields.count == 3 else {
-            throw fail("expected label,threshold[,release], found \(fields.count) field(s)")
-        }
-        let isFirstRow = firstRow
-        firstRow = false
-        guard let t = Float(fields[1]) else {
-            if isFirstRow { continue }  // a header row
-            throw fail("the threshold '\(fields[1])' is not a number")
-        }
-        let r: Float? = fields.count == 3 && !fields[2].isEmpty ? try {
-            guard let r = Float(fields[2]) else { throw fail("the release '\(fields[2])' is not a number") }
-            return r
-        }() : nil
-        guard t.isFinite, r?.isFinite ?? true else { throw fail("thresholds must be finite numbers") }
-        if let r, r > t { throw fail("the release \(r) is above the threshold \(t)") }
-        let label = fields[0]
-        let index: Int
-        if let i = exact[label] {
-            index = i
-        } else if let c = folded[label.lowercased()], c.count == 1 {
-            index = c[0]
-        } else if let i = Int(label), (0..<config.outputdim).contains(i) {
-            index = i
-        } else {
-            let near = names.filter { $0.lowercased().contains(label.lowercased()) }.prefix(3)
-            throw fail("'\(label)' is not a class of the model" + (near.isEmpty ? "" : " (did you mean \(near.map { "'\($0)'" }.joined(separator: ", "))?)"))
-        }
-        if let first = seen[index] { throw fail("class '\(names[index])' was already given on line \(first)") }
-        seen[index] = lineNumber
-        out.append((index, t, r))
-    }
-    if out.isEmpty { throw ValidationError("--thresholds \(path): no class thresholds in the file") }
-    return out
-}
-
-/// The fields of one CSV line (double-quoted fields may hold commas and "" quotes).
-func csvFields(_ line: String) -> [String] {
-    var fields: [String] = []
-    var field = ""
-    var quoted = false
-    var chars = Array(line)[...]
-    while let c = chars.popFirst() {
-        if quoted {
-            if c == "\"" {
-                if chars.first == "\"" { field.append("\""); chars.removeFirst() } else { quoted = false }
-            } else {
-                field.append(c)
-            }
-        } else if c == "\"" && field.isEmpty {
-            quoted = true
-        } else if c == "," {
-            fields.append(field.trimmingCharacters(in: .whitespaces))
-            field = ""
-        } else {
-            field.append(c)
+    let classThresholds = try thresholdsFile.map { path in
+        do {
+            return try CedEventOptions.classThresholds(from: URL(fileURLWithPath: path), labels: config.labels)
+        } catch let e as CedFileError {
+            throw ValidationError("--thresholds \(e)")
         }
     }
-    fields.append(field.trimmingCharacters(in: .whitespaces))
-    return fields
+    return try CedEventOptions(classCount: config.outputdim, threshold: threshold, classThresholds: classThresholds, release: release,
+                               minDuration: minDuration, mergeGap: mergeGap, fill: fill, reportOngoing: ongoing)
 }
 
 // MARK: Formatting events

@@ -136,11 +136,11 @@ public struct TrainingDataset: Sendable {
 
     /// Parses CSV text; relative paths are resolved against `baseDirectory`.
     public static func csv(text: String, file: String = "<csv>", baseDirectory: URL, multiLabel: Bool = false) throws -> TrainingDataset {
-        let records: [LabelsCSV.Record]
+        let records: [CedCSV.Record]
         do {
-            records = try LabelsCSV.records(text, file: file)
-        } catch let e as CheckpointError {
-            throw TrainingError(.malformedCSV, file: file, reason: e.reason)
+            records = try CedCSV.records(text, file: file)
+        } catch let e as CedFileError {
+            throw TrainingError(.malformedCSV, file: file, line: e.line, reason: e.reason)
         }
         var examples: [TrainingExample] = []
         var seen: [String: Int] = [:]
