@@ -152,12 +152,6 @@ func loadCheckpoint(_ model: String, revision: String? = nil, labels: String? = 
 
 // MARK: Inputs
 
-/// Audio and video file extensions collected when a directory is given.
-let audioExtensions: Set<String> = [
-    "wav", "wave", "bwf", "rf64", "w64", "flac", "mp3", "ogg", "oga", "opus", "m4a", "m4b", "aac", "mp4", "m4v",
-    "mov", "mkv", "mka", "webm", "wma", "aif", "aiff", "aifc", "caf", "amr", "3gp", "ac3", "avi", "au", "snd",
-]
-
 struct InputFile {
     /// As shown to the user (the path given, or a path inside a given directory; "-" for stdin).
     var name: String
@@ -165,50 +159,28 @@ struct InputFile {
     var path: String
 }
 
-/// Expands the command-line paths: files as given, directories recursively (audio
-/// extensions only, sorted), "-" for audio bytes on stdin. Paths that do not exist are
-/// returned as failures.
-func expandInputs(_ paths: [String]) -> (files: [InputFile], failures: [(String, String)]) {
+/// Expands the command-line paths (`AudioFiles.expand`), "-" standing for audio bytes on
+/// stdin (buffered to a temporary file). Paths that do not exist are returned as failures.
+func expandInputs(_ paths: [String]) -> (files: [InputFile], failures: [(path: String, reason: String)]) {
     var files: [InputFile] = []
-    var failures: [(String, String)] = []
-    let fm = FileManager.default
+    var failures: [(path: String, reason: String)] = []
     for p in paths {
-        if p == "-" {
-            do {
-                let data = FileHandle.standardInput.readDataToEndOfFile()
-                let tmp = fm.temporaryDirectory.appendingPathComponent("ced-stdin-\(getpid())-\(UUID().uuidString)")
-                try data.write(to: tmp)
-                atexit { removeStdinCopies() }
-                stdinCopies.append(tmp.path)
-                files.append(InputFile(name: "-", path: tmp.path))
-            } catch {
-                failures.append(("-", "cannot buffer standard input: \(error.localizedDescription)"))
-            }
+        guard p == "-" else {
+            let (found, failed) = AudioFiles.expand([p])
+            files += found.map { InputFile(name: $0, path: $0) }
+            failures += failed
             continue
         }
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: p, isDirectory: &isDir) else {
-            failures.append((p, "no such file or directory"))
-            continue
+        do {
+            let data = FileHandle.standardInput.readDataToEndOfFile()
+            let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("ced-stdin-\(getpid())-\(UUID().uuidString)")
+            try data.write(to: tmp)
+            atexit { removeStdinCopies() }
+            stdinCopies.append(tmp.path)
+            files.append(InputFile(name: "-", path: tmp.path))
+        } catch {
+            failures.append(("-", "cannot buffer standard input: \(error.localizedDescription)"))
         }
-        if !isDir.boolValue {
-            files.append(InputFile(name: p, path: p))
-            continue
-        }
-        let base = URL(fileURLWithPath: p)
-        guard let e = fm.enumerator(at: base, includingPropertiesForKeys: [.isRegularFileKey],
-                                    options: [.skipsHiddenFiles]) else {
-            failures.append((p, "cannot list the directory"))
-            continue
-        }
-        var found: [String] = []
-        for case let url as URL in e where audioExtensions.contains(url.pathExtension.lowercased()) {
-            if (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
-                let rel = url.path.hasPrefix(base.path + "/") ? String(url.path.dropFirst(base.path.count + 1)) : url.lastPathComponent
-                found.append((p.hasSuffix("/") ? p : p + "/") + rel)
-            }
-        }
-        files += found.sorted().map { InputFile(name: $0, path: $0) }
     }
     return (files, failures)
 }

@@ -23,33 +23,6 @@ struct Distill: ParsableCommand {
         subcommands: [DistillLogits.self, DistillInfo.self, DistillVerify.self, DistillTrain.self])
 }
 
-/// Audio files from the command line: files, folders (recursively, audio extensions) and
-/// list files (`.txt`/`.lst`/`.list`: one path per line, relative to the list's folder).
-func distillationInputs(_ paths: [String]) throws -> [URL] {
-    var out: [URL] = []
-    let fm = FileManager.default
-    for p in paths {
-        let ext = (p as NSString).pathExtension.lowercased()
-        if ["txt", "lst", "list"].contains(ext) {
-            guard let text = try? String(contentsOfFile: p, encoding: .utf8) else {
-                throw ValidationError("cannot read the list file \(p)")
-            }
-            let base = URL(fileURLWithPath: p).deletingLastPathComponent()
-            for line in text.split(whereSeparator: \.isNewline) {
-                let l = line.trimmingCharacters(in: .whitespaces)
-                if l.isEmpty || l.hasPrefix("#") { continue }
-                out.append(l.hasPrefix("/") ? URL(fileURLWithPath: l) : base.appendingPathComponent(l))
-            }
-            continue
-        }
-        let (files, failures) = expandInputs([p])
-        if let f = failures.first { throw ValidationError("\(f.0): \(f.1)") }
-        out += files.map { URL(fileURLWithPath: $0.path) }
-    }
-    for u in out where !fm.fileExists(atPath: u.path) { throw ValidationError("\(u.path): no such file") }
-    return out.map { $0.standardizedFileURL }
-}
-
 struct DistillLogits: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logits",
@@ -136,7 +109,8 @@ struct DistillLogits: ParsableCommand {
         o.precision = precision
         o.jobs = jobs
         do { o.shard = try LogitExtractionOptions.parseShard(shard) } catch { throw ValidationError("\(error)") }
-        let files = try distillationInputs(paths)
+        let files: [URL]
+        do { files = try AudioFiles.collect(paths) } catch let e as CedFileError { throw ValidationError(e.description) }
         let q = quiet
         let loaded = try teachers.map { (source: $0, checkpoint: try loadCheckpoint($0, quiet: q)) }
         let job = LogitExtractionJob(teachers: loaded, files: files, dataRoot: dataRoot.map { URL(fileURLWithPath: $0) },
