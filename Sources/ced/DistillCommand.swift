@@ -277,18 +277,10 @@ struct DistillTrain: ParsableCommand {
     func run() throws {
         let store = try LogitStore(directory: URL(fileURLWithPath: logits))
         let studentSpec: DistillationStudent
-        let path = (student as NSString).expandingTildeInPath
-        var isDir: ObjCBool = false
-        if ["ced-tiny", "ced-mini", "ced-small", "ced-base"].contains(student) && !FileManager.default.fileExists(atPath: path) {
-            studentSpec = .preset(student)
-        } else if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue, path.lowercased().hasSuffix(".json") {
-            studentSpec = .architecture(try CedConfig.load(from: URL(fileURLWithPath: path)), configFile: URL(fileURLWithPath: path))
-        } else if isDir.boolValue, let entries = try? FileManager.default.contentsOfDirectory(atPath: path),
-                  entries.contains("config.json"), !entries.contains(where: { $0.hasSuffix(".safetensors") || $0.hasSuffix(".bin") }) {
-            let u = URL(fileURLWithPath: path).appendingPathComponent("config.json")
-            studentSpec = .architecture(try CedConfig.load(from: u), configFile: u)
-        } else {
-            studentSpec = .checkpoint(try loadCheckpoint(student, quiet: quiet))
+        switch CedModelSpec.resolve(student, presets: true) {
+        case .preset(let name): studentSpec = .preset(name)
+        case .architecture(let url): studentSpec = .architecture(try CedConfig.load(from: url), configFile: url)
+        case .checkpoint(let spec): studentSpec = .checkpoint(try loadCheckpoint(spec, quiet: quiet))
         }
         guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? store.recordedDataRoot else {
             throw ValidationError("the store does not record where its audio is; give --data-root")

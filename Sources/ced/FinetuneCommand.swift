@@ -255,29 +255,12 @@ struct Finetune: ParsableCommand {
     }
 
     /// A config.json (or a folder with only one) is an architecture to initialise; anything
-    /// else is a checkpoint.
+    /// else is a checkpoint (`CedModelSpec`).
     func resolveStart() throws -> FinetuneStart {
-        let path = (modelOptions.model as NSString).expandingTildeInPath
-        var isDir: ObjCBool = false
-        let fm = FileManager.default
-        if fm.fileExists(atPath: path, isDirectory: &isDir) {
-            var configFile: URL?
-            if !isDir.boolValue && path.lowercased().hasSuffix(".json") {
-                configFile = URL(fileURLWithPath: path)
-            } else if isDir.boolValue {
-                let dir = URL(fileURLWithPath: path)
-                let entries = (try? fm.contentsOfDirectory(atPath: path)) ?? []
-                let weights = entries.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".bin") || $0.hasSuffix(".pt") || $0.hasSuffix(".pth") }
-                if !weights && entries.contains("config.json") { configFile = dir.appendingPathComponent("config.json") }
-            }
-            if let configFile {
-                let config = try CedConfig.load(from: configFile)
-                let pre = configFile.deletingLastPathComponent().appendingPathComponent("preprocessor_config.json")
-                let fe = fm.fileExists(atPath: pre.path) ? try CedFeatureExtractorConfig.load(from: pre) : CedFeatureExtractorConfig()
-                return .architecture(config, fe, configFile: configFile)
-            }
+        guard case .architecture(let url) = CedModelSpec.resolve(modelOptions.model) else {
+            return .checkpoint(try modelOptions.load(quiet: quiet))
         }
-        return .checkpoint(try modelOptions.load(quiet: quiet))
+        return .architecture(try CedConfig.load(from: url), try CedModelSpec.featureExtractorConfig(besides: url), configFile: url)
     }
 
     /// `--freeze-encoder`: `ced train-head` with these options.
