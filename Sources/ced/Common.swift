@@ -190,57 +190,69 @@ private func removeStdinCopies() {
     for p in stdinCopies { unlink(p) }
 }
 
-// MARK: Parallel work, results in order
+// MARK: Files in, results out
 
-/// Runs `produce` for items `0..<count` on up to `jobs` threads, at most `lookahead` items
-/// ahead of the consumer, and hands the results to `consume` in index order on the calling
-/// thread (so output order and memory are both bounded and deterministic).
-func runOrdered<T>(count: Int, jobs: Int, lookahead: Int,
-                   produce: @escaping @Sendable (Int) -> T, consume: (Int, T) -> Void) {
-    guard count > 0 else { return }
-    let state = OrderedState<T>()
-    let workers = max(1, min(jobs, count))
-    let threadsPerJob = CedCompute.threadsPerWorker(workers)
-    let group = DispatchGroup()
-    for _ in 0..<workers {
-        group.enter()
-        Thread.detachNewThread {
-            defer { group.leave() }
-            while true {
-                state.cond.lock()
-                while state.nextStart < count && state.nextStart - state.consumed >= lookahead { state.cond.wait() }
-                guard state.nextStart < count else { state.cond.unlock(); return }
-                let i = state.nextStart
-                state.nextStart += 1
-                state.cond.unlock()
-                // Each worker's model calls use its share of the cores: with --jobs 2 on two
-                // cores, two single-threaded encoders instead of two callers competing for
-                // the shared compute pool.
-                let r = CedCompute.withThreadLimit(threadsPerJob) { produce(i) }
-                state.cond.lock()
-                state.results[i] = r
-                state.cond.broadcast()
-                state.cond.unlock()
-            }
+/// Runs `produce` on each input, `jobs` at a time, and hands the results to `consume` in input
+/// order, with a progress bar; an input that fails (either way) is reported on stderr and the
+/// others go on. Returns how many inputs failed, the missing ones included.
+func processInputs<R>(_ files: [InputFile], missing: [(path: String, reason: String)], jobs: Int, quiet: Bool, output: Output,
+                      produce: @escaping @Sendable (InputFile) throws -> R, consume: (InputFile, R) throws -> Void) -> Int {
+    var failed = 0
+    for (name, reason) in missing {
+        Terminal.error("\(name): \(reason)")
+        failed += 1
+    }
+    let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)
+    CedCompute.forEachInOrder(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i in Result { try produce(files[i]) } } consume: { i, r in
+        do {
+            try consume(files[i], try r.get())
+            progress.step(failed: false)
+        } catch {
+            output.flush()
+            Terminal.error("\(files[i].name): \(describe(error))")
+            failed += 1
+            progress.step(failed: true)
         }
     }
-    for i in 0..<count {
-        state.cond.lock()
-        while state.results[i] == nil { state.cond.wait() }
-        let r = state.results.removeValue(forKey: i)!
-        state.consumed = i + 1
-        state.cond.broadcast()
-        state.cond.unlock()
-        consume(i, r)
-    }
-    group.wait()
+    return failed
 }
 
-private final class OrderedState<T>: @unchecked Sendable {
-    let cond = NSCondition()
-    var nextStart = 0
-    var consumed = 0
-    var results: [Int: T] = [:]
+/// Exit code 1 (after saying how many of several inputs failed) when any did.
+func exitIfFailed(_ failed: Int, of total: Int, quiet: Bool) throws {
+    guard failed > 0 else { return }
+    if total > 1 && !quiet { Terminal.write(to: .standardError, "\(failed) of \(total) files failed\n") }
+    throw ExitCode(1)
+}
+
+/// Streams results to stdout through an encoder: the header, each result as it comes, the footer.
+final class ResultPrinter<Result> {
+    let encoder: any CedResultEncoder<Result>
+    let output = Output()
+    private var count = 0
+
+    init(_ encoder: any CedResultEncoder<Result>) { self.encoder = encoder }
+
+    func begin() {
+        output.write(encoder.header)
+        output.flush()
+    }
+
+    func write(_ result: Result) throws {
+        output.write(try encoder.encode(result, position: count))
+        count += 1
+        output.flush()
+    }
+
+    func end() {
+        output.write(encoder.footer(count: count))
+        output.flush()
+    }
+}
+
+/// An error's message without the type name noise.
+func describe(_ error: Error) -> String {
+    if let e = error as? LocalizedError, let d = e.errorDescription { return d }
+    return "\(error)"
 }
 
 extension CedPrecision: ExpressibleByArgument {}
@@ -252,36 +264,7 @@ let defaultJobs = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
 extension String {
     /// As a JSON string literal.
-    var jsonQuoted: String {
-        var s = "\""
-        for u in unicodeScalars {
-            switch u {
-            case "\"": s += "\\\""
-            case "\\": s += "\\\\"
-            case "\n": s += "\\n"
-            case "\r": s += "\\r"
-            case "\t": s += "\\t"
-            case let c where c.value < 0x20: s += String(format: "\\u%04x", c.value)
-            default: s.unicodeScalars.append(u)
-            }
-        }
-        return s + "\""
-    }
-
-    /// As a CSV field (quoted when needed).
-    var csvField: String {
-        if contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
-            return "\"" + replacingOccurrences(of: "\"", with: "\"\"") + "\""
-        }
-        return self
-    }
+    var jsonQuoted: String { CedJSONText.quoted(self) }
 }
 
-/// A JSON number for a float score: the shortest text that reads back as the same Float.
-func jsonNumber(_ v: Float) -> String {
-    v.isFinite ? "\(v)" : "null"
-}
-
-func jsonNumber(_ v: Double) -> String {
-    v.isFinite ? "\(v)" : "null"
-}
+func jsonNumber(_ v: Double) -> String { CedJSONText.number(v) }

@@ -62,9 +62,6 @@ struct Embed: ParsableCommand {
     func run() throws {
         let (files, missing) = expandInputs(paths)
         let tagger = try modelOptions.tagger(quiet: quiet)
-        var failed = missing.count
-        for (name, reason) in missing { Terminal.error("\(name): \(reason)") }
-        let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)
         let pool = self.pool
         var names: [String] = []
         var vectors: [Tensor] = []
@@ -78,36 +75,19 @@ struct Embed: ParsableCommand {
         if format == .npy && pool == .none {
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         }
-        runOrdered(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i -> Result<Tensor, Error> in
-            Result {
-                let mel = try tagger.features(contentsOf: URL(fileURLWithPath: files[i].path)).mel
-                return pool == .mean ? try tagger.model.encoder.embedding(mel) : try tagger.model.encoder(mel).lastHiddenState
-            }
-        } consume: { i, result in
-            switch result {
-            case .success(let t):
-                let name = files[i].name
-                switch format {
-                case .jsonl:
-                    let line = "{\"file\": \(name.jsonQuoted), \"shape\": [\(t.shape.map(String.init).joined(separator: ", "))], \"embedding\": [\(t.scalars.map(jsonNumber).joined(separator: ", "))]}\n"
-                    jsonlHandle?.write(Data(line.utf8))
-                case .npy where pool == .none:
-                    let base = (name == "-" ? "stdin" : name).replacingOccurrences(of: "/", with: "_")
-                    do {
-                        try NPY.write(t, to: URL(fileURLWithPath: output).appendingPathComponent(base + ".npy"))
-                    } catch {
-                        Terminal.error("\(name): \(describe(error))")
-                        failed += 1
-                    }
-                default:
-                    names.append(name)
-                    vectors.append(t)
-                }
-                progress.step(failed: false)
-            case .failure(let error):
-                Terminal.error("\(files[i].name): \(describe(error))")
-                failed += 1
-                progress.step(failed: true)
+        let failed = processInputs(files, missing: missing, jobs: jobs, quiet: quiet, output: Output()) { file in
+            let mel = try tagger.features(contentsOf: URL(fileURLWithPath: file.path)).mel
+            return pool == .mean ? try tagger.model.encoder.embedding(mel) : try tagger.model.encoder(mel).lastHiddenState
+        } consume: { file, t in
+            switch format {
+            case .jsonl:
+                jsonlHandle?.write(Data((try CedJSONText.encode(CedEmbeddingResult(file: file.name, tensor: t)) + "\n").utf8))
+            case .npy where pool == .none:
+                let base = (file.name == "-" ? "stdin" : file.name).replacingOccurrences(of: "/", with: "_")
+                try NPY.write(t, to: URL(fileURLWithPath: output).appendingPathComponent(base + ".npy"))
+            default:
+                names.append(file.name)
+                vectors.append(t)
             }
         }
         try? jsonlHandle?.close()

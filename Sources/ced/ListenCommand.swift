@@ -183,11 +183,11 @@ struct Listen: ParsableCommand {
             while let r = try stream.next() {
                 if printer.startTime == nil { printer.startTime = session.firstAudio ?? wallStart }
                 if windows {
-                    printer.window(r, labels: tagger.config.predictions(from: r.scores, topK: 5))
+                    try printer.window(r, labels: tagger.config.predictions(from: r.scores, topK: 5))
                 }
                 let found = try detector.process(r)
                 eventCount += found.filter { !$0.ongoing }.count
-                printer.events(found)
+                try printer.events(found)
                 printer.status(audioSeconds: r.end, active: detector.activeEvents, dropped: stream.statistics.droppedWindows)
             }
         } catch {
@@ -195,7 +195,7 @@ struct Listen: ParsableCommand {
         }
         let rest = detector.finish()
         eventCount += rest.count
-        printer.events(rest)
+        try printer.events(rest)
         printer.end()
 
         let stats = stream.statistics
@@ -328,67 +328,39 @@ final class EventPrinter {
     let format: Listen.ListenFormat
     let wallClock: Bool
     let quiet: Bool
-    let labelWidth: Int
+    let table: CedLiveEventTable
     var startTime: Date?
+    /// Ongoing updates carry ids; final reports carry them too once updates are on.
+    var ongoingIDs = false
     private var statusShown = false
     private var lastStatus = Date.distantPast
-    private let iso: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }()
 
     init(format: Listen.ListenFormat, config: CedConfig, wallClock: Bool, quiet: Bool) {
         self.format = format
         self.wallClock = wallClock
         self.quiet = quiet
-        labelWidth = min(36, max(5, (0..<config.outputdim).map { config.label(for: $0).count }.max() ?? 5))
+        table = CedLiveEventTable(labels: config.labels, wallClock: wallClock)
     }
 
     private var interactive: Bool { format == .table && Terminal.stdoutIsTTY }
 
     func begin() {
-        guard format == .table else { return }
-        var header = padLeft("START", 10) + "  " + padLeft("END", 10) + "  " + padLeft("DUR", 6) + "  " + padRight("LABEL", labelWidth) + "  "
-            + padLeft("PEAK", 5) + "  " + padLeft("MEAN", 5)
-        if wallClock { header += "  WALL CLOCK" }
-        emit(header + "\n")
+        if format == .table { emit(table.header) }
     }
 
-    func events(_ events: [CedEvent]) {
+    func events(_ events: [CedEvent]) throws {
+        let t0 = wallClock ? startTime : nil
         for e in events {
             switch format {
-            case .jsonl:
-                var extra = ""
-                if e.ongoing || ongoingIDs { extra += ", \"id\": \(e.id)" }
-                if e.ongoing { extra += ", \"ongoing\": true" }
-                if wallClock, let t0 = startTime {
-                    extra += ", \"wall_start\": \"\(iso.string(from: t0.addingTimeInterval(e.start)))\", \"wall_end\": \"\(iso.string(from: t0.addingTimeInterval(e.end)))\""
-                }
-                emit(jsonEvent(e, extra: extra) + "\n")
-            case .table:
-                guard !e.ongoing else { continue }  // the status line shows what is going on
-                let label = e.label.count <= labelWidth ? e.label : String(e.label.prefix(labelWidth - 1)) + "…"
-                var row = padLeft(clockTime(e.start), 10) + "  " + padLeft(clockTime(e.end), 10) + "  "
-                    + padLeft(String(format: "%.1f", e.duration), 6) + "  " + padRight(label, labelWidth) + "  "
-                    + padLeft(String(format: "%.2f", e.score), 5) + "  " + padLeft(String(format: "%.2f", e.meanScore), 5)
-                if wallClock, let t0 = startTime {
-                    let f = DateFormatter()
-                    f.dateFormat = "HH:mm:ss"
-                    row += "  " + f.string(from: t0.addingTimeInterval(e.start))
-                }
-                emit(row + "\n")
+            case .jsonl: emit(try CedJSONText.encode(CedEventReport(e, withID: ongoingIDs, wallClockStart: t0)) + "\n")
+            case .table where !e.ongoing: emit(table.row(e, wallClockStart: t0))  // the status line shows what is going on
+            case .table: break
             }
         }
     }
 
-    /// Ongoing updates carry ids; final reports carry them too once updates are on.
-    var ongoingIDs = false
-
-    func window(_ r: CedWindowResult, labels: [CedPrediction]) {
-        let ls = "[" + labels.map { "{\"index\": \($0.index), \"label\": \($0.label.jsonQuoted), \"score\": \(jsonNumber($0.score))}" }
-            .joined(separator: ", ") + "]"
-        emit("{\"window\": \(r.index), \"start\": \(jsonTime(r.start)), \"end\": \(jsonTime(r.end)), \"labels\": \(ls)}\n")
+    func window(_ r: CedWindowResult, labels: [CedPrediction]) throws {
+        emit(try CedJSONText.encode(CedWindowReport(r, labels: labels)) + "\n")
     }
 
     /// The live status line under the table (terminal only, at most 10 times a second).
@@ -397,22 +369,21 @@ final class EventPrinter {
         let now = Date()
         guard now.timeIntervalSince(lastStatus) >= 0.1 else { return }
         lastStatus = now
-        var line = "▸ \(clockTime(audioSeconds))  "
-        line += active.isEmpty ? "listening…" : active.map { "\($0.label) \(String(format: "%.2f", $0.score)) since \(clockTime($0.start))" }.joined(separator: " · ")
+        var line = "▸ \(TextColumns.clock(audioSeconds))  "
+        line += active.isEmpty ? "listening…"
+            : active.map { "\($0.label) \(String(format: "%.2f", $0.score)) since \(TextColumns.clock($0.start))" }.joined(separator: " · ")
         if dropped > 0 { line += "  (\(dropped) windows dropped)" }
-        let width = 120
-        if line.count > width { line = String(line.prefix(width - 1)) + "…" }
+        line = TextColumns.shortenEnd(line, 120)
         Terminal.lock.lock(); defer { Terminal.lock.unlock() }
         FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
         statusShown = true
     }
 
     func end() {
+        Terminal.lock.lock(); defer { Terminal.lock.unlock() }
         if statusShown {
-            Terminal.lock.lock()
             FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
             statusShown = false
-            Terminal.lock.unlock()
         }
     }
 

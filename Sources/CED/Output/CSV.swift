@@ -97,3 +97,45 @@ public enum CedCSV {
         return s
     }
 }
+
+/// Results as CSV rows under a header row (numbers as in JSON; event times in milliseconds).
+public struct CedCSVEncoder<Result>: CedResultEncoder {
+    public let header: String
+    private let rows: @Sendable (Result) -> [[String]]
+
+    public func encode(_ result: Result, position: Int) -> String {
+        rows(result).map { $0.joined(separator: ",") + "\n" }.joined()
+    }
+}
+
+extension CedCSVEncoder where Result == CedTagResult {
+    /// `file,rank,index,label,score` per class of each file, or with `windowed`
+    /// `file,start,end,rank,index,label,score` per class of each segment.
+    public init(windowed: Bool) {
+        header = windowed ? "file,start,end,rank,index,label,score\n" : "file,rank,index,label,score\n"
+        rows = { r in
+            let file = CedCSV.field(r.file)
+            func row(_ rank: Int, _ p: CedPrediction) -> [String] {
+                ["\(rank + 1)", "\(p.index)", CedCSV.field(p.label), CedJSONText.number(p.score)]
+            }
+            guard let segments = r.segments else { return r.labels.enumerated().map { [file] + row($0, $1) } }
+            return segments.flatMap { s in
+                s.labels.enumerated().map { [file, CedJSONText.number(s.start), CedJSONText.number(s.end)] + row($0, $1) }
+            }
+        }
+    }
+}
+
+extension CedCSVEncoder where Result == CedEventResult {
+    /// `file,start,end,index,label,score,mean_score` per event.
+    public init() {
+        header = "file,start,end,index,label,score,mean_score\n"
+        rows = { r in
+            r.events.map { e in
+                [CedCSV.field(r.file), CedJSONText.number(CedEventReport.seconds(e.start)),
+                 CedJSONText.number(CedEventReport.seconds(e.end)), "\(e.index)", CedCSV.field(e.label),
+                 CedJSONText.number(e.score), CedJSONText.number(e.meanScore)]
+            }
+        }
+    }
+}
