@@ -127,40 +127,12 @@ struct Tag: ParsableCommand {
         let tagger = try modelOptions.tagger(quiet: quiet)
         let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
         let printer = ResultPrinter(format.tagEncoder(files: files.map(\.name), labels: tagger.config.labels, windowed: window != nil)!)
-        let rate = tagger.samplingRate, model = modelOptions.model
-        let topK = self.topK.limit, threshold = self.threshold, chunking = self.chunking
-        let window = self.window, hop = self.hop ?? self.window
+        let windowing = try window.map { try tagWindowing($0, tagger: tagger) }
+        let model = modelOptions.model, topK = self.topK.limit, threshold = self.threshold, chunking = self.chunking
         printer.begin()
         let failed = processInputs(files, missing: missing, jobs: jobs, quiet: quiet, output: printer.output) { file in
-            // Without --window the file is decoded and featurised block by block (a long
-            // recording is never held whole); windows need the waveform to cut from.
-            let (mel, samples, duration, warnings) = try { () throws -> (Tensor, [Float]?, Double, [AudioWarning]) in
-                if window == nil {
-                    let f = try tagger.features(contentsOf: URL(fileURLWithPath: file.path))
-                    return (f.mel, nil, f.duration, f.warnings)
-                }
-                let wave = try Waveform(path: file.path, sampleRate: rate)
-                let mel = try tagger.featureExtractor(wave.samples)
-                return (mel, wave.samples, Double(wave.samples.count) / Double(rate), wave.warnings)
-            }()
-            let scores = try tagger.model(mel, chunking: chunking)
-            let labels = tagger.config.predictions(from: scores, topK: topK, threshold: threshold)
-            var segments: [CedTagResult.Segment]?
-            if let window, let hop, let samples {
-                segments = []
-                let w = max(1, Int((window * Double(rate)).rounded()))
-                let h = max(1, Int((hop * Double(rate)).rounded()))
-                var start = 0
-                while start < samples.count {
-                    let end = min(start + w, samples.count)
-                    let cut = Array(samples[start ..< end])
-                    segments!.append(.init(start: Double(start) / Double(rate), end: Double(end) / Double(rate),
-                                           labels: try tagger.tag(cut, topK: topK, threshold: threshold, chunking: chunking)))
-                    if end == samples.count { break }
-                    start += h
-                }
-            }
-            return CedTagResult(file: file.name, duration: duration, model: model, labels: labels, segments: segments, warnings: warnings)
+            try tagger.tagResult(contentsOf: URL(fileURLWithPath: file.path), file: file.name, model: model, topK: topK,
+                                 threshold: threshold, chunking: chunking, windowing: windowing)
         } consume: { _, r in
             if !quiet { for w in r.warnings { Terminal.warn(w.description) } }
             try printer.write(r)
@@ -171,6 +143,18 @@ struct Tag: ParsableCommand {
 }
 
 extension Tag {
+    /// `--window`/`--hop` of clip tags: on the mel frame grid, the window capped at the
+    /// longest the model sees at once, the hop by default the window.
+    func tagWindowing(_ window: Double, tagger: CedAudioTagger) throws -> CedWindowing {
+        let w = min(window, tagger.longestWindow)
+        if w < window && !quiet {
+            Terminal.warn("--window \(window) s is longer than the model sees at once (target_length): windows of \(w) s")
+        }
+        do { return try tagger.windowing(window: w, hop: hop ?? w) } catch let e as StreamingError {
+            throw ValidationError("--window/--hop: \(e.reason)")
+        }
+    }
+
     /// `--events`: each file through the windowed scorer and the event detector (the same
     /// code as `ced listen`), streamed block by block.
     func runEvents() throws {
