@@ -107,8 +107,8 @@ struct Bench: ParsableCommand {
         // The clip: generated (16 kHz, and 32 kHz to time resampling) unless --wav is given.
         let clip16 = scratch.appendingPathComponent("clip_16k.wav")
         let clip32 = scratch.appendingPathComponent("clip_32k.wav")
-        try BenchAudio.writeWAV(BenchAudio.clip(seconds: seconds, sampleRate: 16000), sampleRate: 16000, to: clip16)
-        try BenchAudio.writeWAV(BenchAudio.clip(seconds: seconds, sampleRate: 32000), sampleRate: 32000, to: clip32)
+        try WAVWriter.write(BenchAudio.clip(seconds: seconds, sampleRate: 16000), sampleRate: 16000, to: clip16)
+        try WAVWriter.write(BenchAudio.clip(seconds: seconds, sampleRate: 32000), sampleRate: 32000, to: clip32)
         let wavPath = wav ?? clip16.path
         let extractor = try CedFeatureExtractor()
         let clip = try Waveform(path: wavPath, sampleRate: extractor.config.samplingRate)
@@ -528,22 +528,5 @@ enum BenchAudio {
             out[i] = Float(v)
         }
         return out
-    }
-
-    /// Writes 16-bit PCM mono.
-    static func writeWAV(_ samples: [Float], sampleRate: Int, to url: URL) throws {
-        var d = Data()
-        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
-        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
-        let dataBytes = UInt32(samples.count * 2)
-        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + dataBytes); d.append(contentsOf: Array("WAVE".utf8))
-        d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(1); u16(1); u32(UInt32(sampleRate)); u32(UInt32(sampleRate * 2)); u16(2); u16(16)
-        d.append(contentsOf: Array("data".utf8)); u32(dataBytes)
-        d.reserveCapacity(d.count + samples.count * 2)
-        for s in samples {
-            let v = Int16(max(-32768, min(32767, (Double(s) * 32767).rounded())))
-            u16(UInt16(bitPattern: v))
-        }
-        try d.write(to: url)
     }
 }

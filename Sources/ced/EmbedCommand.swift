@@ -84,7 +84,7 @@ struct Embed: ParsableCommand {
                 jsonlHandle?.write(Data((try CedJSONText.encode(CedEmbeddingResult(file: file.name, tensor: t)) + "\n").utf8))
             case .npy where pool == .none:
                 let base = (file.name == "-" ? "stdin" : file.name).replacingOccurrences(of: "/", with: "_")
-                try NPY.write(t, to: URL(fileURLWithPath: output).appendingPathComponent(base + ".npy"))
+                try CedNPYEncoder.write(t, to: URL(fileURLWithPath: output).appendingPathComponent(base + ".npy"))
             default:
                 names.append(file.name)
                 vectors.append(t)
@@ -95,7 +95,7 @@ struct Embed: ParsableCommand {
         switch format {
         case .npy where pool == .mean:
             let c = tagger.config.embedDim
-            try NPY.write(Tensor(shape: [vectors.count, c], scalars: vectors.flatMap(\.scalars)), to: url)
+            try CedNPYEncoder.write(Tensor(shape: [vectors.count, c], scalars: vectors.flatMap(\.scalars)), to: url)
             try (names.joined(separator: "\n") + (names.isEmpty ? "" : "\n"))
                 .write(to: URL(fileURLWithPath: output + ".files.txt"), atomically: true, encoding: .utf8)
         case .safetensors:
@@ -109,22 +109,5 @@ struct Embed: ParsableCommand {
         default: break
         }
         if failed > 0 { throw ExitCode(1) }
-    }
-}
-
-/// NumPy `.npy` (format 1.0) writer for float32 arrays.
-enum NPY {
-    static func write(_ t: Tensor, to url: URL) throws {
-        let shape = t.shape.count == 1 ? "(\(t.shape[0]),)" : "(" + t.shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }"
-        let unpadded = 10 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
-        withUnsafeBytes(of: UInt16(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: Array(header.utf8))
-        t.scalars.withUnsafeBufferPointer { p in
-            for v in p { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
-        }
-        try data.write(to: url, options: .atomic)
     }
 }
