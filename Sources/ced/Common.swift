@@ -96,60 +96,6 @@ final class Progress {
     }
 }
 
-// MARK: Model options
-
-struct ModelOptions: ParsableArguments {
-    @Option(name: .shortAndLong,
-            help: ArgumentHelp("Hub id, local folder or checkpoint file (.safetensors, pytorch_model.bin, the authors' .pt).",
-                               valueName: "id|path"))
-    var model = "mispeech/ced-mini"
-
-    @Option(help: ArgumentHelp("Hub revision: branch, tag or commit.", valueName: "rev"))
-    var revision: String?
-
-    @Option(name: .customLong("labels"),
-            help: ArgumentHelp("Class names from a CSV (index,mid,display_name), e.g. for .pt files that carry none.", valueName: "csv"))
-    var labels: String?
-
-    @Option(name: .customLong("config"),
-            help: ArgumentHelp("config.json to use with a checkpoint file that has none beside it.", valueName: "json"))
-    var configFile: String?
-
-    @Option(help: ArgumentHelp("Attention heads of a checkpoint without config.json (default: embed_dim / 64, as every published CED).", valueName: "n"))
-    var numHeads: Int?
-
-    @Option(help: ArgumentHelp("Arithmetic of the encoder's matrix products: fp32 (matches the reference), bf16 or int8 (faster, opt-in; int8 = fc1 in int8, the rest bf16).", valueName: "fp32|bf16|int8"))
-    var precision: CedPrecision = .fp32
-
-    func validate() throws {
-        if let n = numHeads, n <= 0 { throw ValidationError("--num-heads must be positive") }
-    }
-
-    /// The checkpoint's model and feature extractor, at the requested precision.
-    func tagger(quiet: Bool) throws -> CedAudioTagger {
-        try CedAudioTagger(load(quiet: quiet), precision: precision)
-    }
-
-    /// Loads the checkpoint, printing download progress when stderr is a terminal.
-    func load(quiet: Bool) throws -> PretrainedCheckpoint {
-        try loadCheckpoint(model, revision: revision, labels: labels, configFile: configFile, numHeads: numHeads, quiet: quiet)
-    }
-}
-
-/// Loads a checkpoint for a command: download progress on a terminal, warnings on stderr.
-func loadCheckpoint(_ model: String, revision: String? = nil, labels: String? = nil, configFile: String? = nil,
-                    numHeads: Int? = nil, quiet: Bool) throws -> PretrainedCheckpoint {
-    var hub = HubOptions()
-    if Terminal.stderrIsTTY && !quiet { hub.progress = HubOptions.stderrProgressBar() }
-    let options = PretrainedCheckpoint.Options(
-        configFile: configFile.map { URL(fileURLWithPath: $0) },
-        labelsFile: labels.map { URL(fileURLWithPath: $0) },
-        numHeads: numHeads, hub: hub)
-    let checkpoint = try PretrainedCheckpoint.load(model, revision: revision, options: options)
-    if !quiet { for w in checkpoint.warnings { Terminal.warn(w) } }
-    return checkpoint
-}
-
 // MARK: Inputs
 
 struct InputFile {
@@ -254,11 +200,6 @@ func describe(_ error: Error) -> String {
     if let e = error as? LocalizedError, let d = e.errorDescription { return d }
     return "\(error)"
 }
-
-extension CedPrecision: ExpressibleByArgument {}
-
-/// Default `--jobs`: the number of cores.
-let defaultJobs = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
 // MARK: Formatting
 

@@ -79,11 +79,7 @@ struct DistillLogits: ParsableCommand {
     @Option(help: ArgumentHelp("The teachers' arithmetic: fp32, bf16 or int8.", valueName: "fp32|bf16|int8"))
     var precision: CedPrecision = .fp32
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files processed at once.", valueName: "n"))
-    var jobs: Int = defaultJobs
-
-    @Flag(name: .shortAndLong, help: "No progress bar.")
-    var quiet = false
+    @OptionGroup var common: CommonOptions
 
     @Argument(help: ArgumentHelp("Audio files, folders (recursive) or list files (.txt: one path per line).", valueName: "path"))
     var paths: [String] = []
@@ -95,7 +91,6 @@ struct DistillLogits: ParsableCommand {
         if !(chunkLength > 0) { throw ValidationError("--chunk-length must be positive") }
         if !(shift >= 0 && shift <= 1) || !(shiftP >= 0 && shiftP <= 1) { throw ValidationError("--shift and --shift-p must lie in [0, 1]") }
         if (timeMask ?? 0) < 0 || freqMask < 0 { throw ValidationError("--time-mask and --freq-mask must be ≥ 0") }
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
     }
 
     func run() throws {
@@ -107,15 +102,14 @@ struct DistillLogits: ParsableCommand {
         o.augmentation = CedAugmentation(shift: shift, shiftProbability: shiftP, timeMask: timeMask ?? 192, freqMask: freqMask,
                                          timeMaskReference: timeMask == nil ? 1001 : nil)
         o.precision = precision
-        o.jobs = jobs
+        o.jobs = common.jobs
         do { o.shard = try LogitExtractionOptions.parseShard(shard) } catch { throw ValidationError("\(error)") }
         let files: [URL]
         do { files = try AudioFiles.collect(paths) } catch let e as CedFileError { throw ValidationError(e.description) }
-        let q = quiet
-        let loaded = try teachers.map { (source: $0, checkpoint: try loadCheckpoint($0, quiet: q)) }
+        let quiet = common.quiet
+        let loaded = try teachers.map { (source: $0, checkpoint: try loadCheckpoint($0, quiet: quiet)) }
         let job = LogitExtractionJob(teachers: loaded, files: files, dataRoot: dataRoot.map { URL(fileURLWithPath: $0) },
                                      store: URL(fileURLWithPath: output), options: o)
-        let quiet = self.quiet
         let bar = ProgressBox()
         let start = Date()
         let items = try job.run { event in
@@ -246,33 +240,17 @@ struct DistillTrain: ParsableCommand {
     @Option(help: ArgumentHelp("ced-tiny|ced-mini|ced-small|ced-base, a config.json, or a model.", valueName: "student"))
     var student: String
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("The model folder to write.", valueName: "dir"))
-    var output: String
+    @OptionGroup var training: TrainingOptions
+    @OptionGroup var steps: StepOptions
 
-    @Option(help: ArgumentHelp("Training epochs.", valueName: "n")) var epochs = 20
-    @Option(help: ArgumentHelp("Items per step (default 32, fewer for small stores so that an epoch has at least 40 steps).", valueName: "n")) var batchSize: Int?
-    @Option(name: .customLong("lr"), help: ArgumentHelp("Peak learning rate.", valueName: "x")) var learningRate = 1e-3
-    @Option(help: ArgumentHelp("AdamW weight decay (0: Adam, as upstream).", valueName: "x")) var weightDecay = 0.0
-    @Option(help: ArgumentHelp("Warm-up steps (default 5 % of the run).", valueName: "steps")) var warmup: Int?
-    @Option(help: ArgumentHelp("cosine or constant.", valueName: "schedule")) var schedule: FinetuneOptions.Schedule = .cosine
-    @Option(help: ArgumentHelp("Clip the global gradient norm.", valueName: "norm")) var gradClip: Double?
-    @Option(help: ArgumentHelp("Mixup's α (0: off).", valueName: "alpha")) var mixup = 0.5
     @Option(help: ArgumentHelp("Targets outside the top k: zero, or last_mean (min(top k)/(C − k)).", valueName: "zero|last_mean"))
     var labelType: DistillationOptions.LabelType = .zero
     @Flag(help: "Fresh augmentations instead of the stored ones (upstream's disable_consistency ablation).") var noConsistency = false
-    @Option(help: ArgumentHelp("Seed of the batch order, mixup, dropout and the student's initialisation.", valueName: "n")) var seed: UInt64 = 0
     @Option(help: ArgumentHelp("fp32 or bf16 products.", valueName: "fp32|bf16")) var precision: CedPrecision = .fp32
     @Option(help: ArgumentHelp("Labelled files to validate on (file,label with the teachers' class names).", valueName: "csv")) var eval: String?
     @Option(help: ArgumentHelp("Validate every N epochs.", valueName: "n")) var evalEvery = 1
     @Option(help: ArgumentHelp("With --eval: save the mean weights of the best N validations (upstream 4; 1: the best).", valueName: "n")) var average = 4
-    @Option(help: ArgumentHelp("Stop after N validations without a better accuracy (mAP for multi-label).", valueName: "n")) var patience = 0
-    @Option(help: ArgumentHelp("Also checkpoint every N steps.", valueName: "steps")) var saveEvery = 0
     @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded in the store).", valueName: "dir")) var dataRoot: String?
-    @Flag(help: "Continue an interrupted run.") var resume = false
-    @Flag(help: "Replace an existing model folder at --output.") var overwrite = false
-    @Option(help: ArgumentHelp("text or jsonl.", valueName: "format")) var logFormat: Finetune.LogFormat = .text
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files decoded at once.", valueName: "n")) var jobs: Int = defaultJobs
-    @Flag(name: .shortAndLong, help: "No progress bar or per-epoch lines.") var quiet = false
 
     func run() throws {
         let store = try LogitStore(directory: URL(fileURLWithPath: logits))
@@ -280,20 +258,23 @@ struct DistillTrain: ParsableCommand {
         switch CedModelSpec.resolve(student, presets: true) {
         case .preset(let name): studentSpec = .preset(name)
         case .architecture(let url): studentSpec = .architecture(try CedConfig.load(from: url), configFile: url)
-        case .checkpoint(let spec): studentSpec = .checkpoint(try loadCheckpoint(spec, quiet: quiet))
+        case .checkpoint(let spec): studentSpec = .checkpoint(try loadCheckpoint(spec, quiet: training.common.quiet))
         }
         guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? store.recordedDataRoot else {
             throw ValidationError("the store does not record where its audio is; give --data-root")
         }
         var o = DistillationOptions()
-        o.epochs = epochs; o.batchSize = batchSize; o.learningRate = learningRate; o.weightDecay = weightDecay
-        o.warmup = warmup; o.schedule = schedule; o.gradientClip = gradClip; o.mixup = mixup; o.labelType = labelType
-        o.noConsistency = noConsistency; o.seed = seed; o.precision = precision; o.evalEvery = evalEvery
-        o.patience = patience; o.saveEvery = saveEvery; o.average = average
+        if let epochs = training.epochs { o.epochs = epochs }
+        if let learningRate = training.learningRate { o.learningRate = learningRate }
+        if let weightDecay = training.weightDecay { o.weightDecay = weightDecay }
+        if let mixup = steps.mixup { o.mixup = mixup }
+        o.batchSize = training.batchSize; o.warmup = steps.warmup; o.schedule = steps.schedule; o.gradientClip = steps.gradClip
+        o.labelType = labelType; o.noConsistency = noConsistency; o.seed = training.seed; o.precision = precision; o.evalEvery = evalEvery
+        o.patience = training.patience ?? 0; o.saveEvery = steps.saveEvery; o.average = average
         let evaluation = try eval.map { try TrainingDataset.load(from: URL(fileURLWithPath: $0), multiLabel: true) }
-        let job = DistillationJob(store: store, student: studentSpec, output: URL(fileURLWithPath: output), options: o, dataRoot: root,
-                                  evaluation: evaluation, resume: resume, overwrite: overwrite, concurrency: jobs)
-        let json = logFormat == .jsonl, quiet = self.quiet
+        let job = DistillationJob(store: store, student: studentSpec, output: training.outputURL, options: o, dataRoot: root,
+                                  evaluation: evaluation, resume: steps.resume, overwrite: training.overwrite, concurrency: training.common.jobs)
+        let json = steps.logFormat == .jsonl, quiet = training.common.quiet
         let bar = ProgressBox()
         final class Total: @unchecked Sendable { var epochs = 0 }
         let total = Total()
@@ -305,7 +286,7 @@ struct DistillTrain: ParsableCommand {
                 bar.bar = StepProgress(total: p.totalSteps, enabled: Terminal.stderrIsTTY && !quiet)
                 if !quiet { say("distilling: \(p.trainSegments) items of \(p.trainFiles) files, \(p.classes.count) classes, \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; \(p.validationFiles) evaluation files") }
             case .step(let s):
-                if json { Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(s) + "\n") }
+                if json { try? TrainingLog.printJSON(CedTrainingLogLine(s)) }
                 bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
             case .validation(let v):
                 TrainingLog.report(v, json: json, quiet: quiet, epochs: total.epochs, metric: "eval", say: say)
@@ -316,7 +297,7 @@ struct DistillTrain: ParsableCommand {
             }
         }
         bar.bar?.finish()
-        if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch \(result.report.savedEpoch)); use it with: ced tag --model \(output) FILE") }
+        if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch \(result.report.savedEpoch)); use it with: ced tag --model \(training.output) FILE") }
     }
 }
 

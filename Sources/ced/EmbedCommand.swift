@@ -36,18 +36,13 @@ struct Embed: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Where to write (a file; a directory for --pool none with npy).", valueName: "path"))
     var output: String
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files processed in parallel.", valueName: "n"))
-    var jobs: Int = defaultJobs
-
-    @Flag(name: .shortAndLong, help: "No progress bar or warnings.")
-    var quiet = false
+    @OptionGroup var common: CommonOptions
 
     enum Pooling: String, ExpressibleByArgument { case mean, none }
     enum EmbedFormat: String, ExpressibleByArgument { case npy, safetensors, jsonl }
 
     func validate() throws {
         if paths.isEmpty { throw ValidationError("give at least one audio file, directory or - (stdin)") }
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
     }
 
     var resolvedFormat: EmbedFormat {
@@ -61,7 +56,7 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         let (files, missing) = expandInputs(paths)
-        let tagger = try modelOptions.tagger(quiet: quiet)
+        let tagger = try modelOptions.tagger(quiet: common.quiet)
         let pool = self.pool
         var names: [String] = []
         var vectors: [Tensor] = []
@@ -75,7 +70,7 @@ struct Embed: ParsableCommand {
         if format == .npy && pool == .none {
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         }
-        let failed = processInputs(files, missing: missing, jobs: jobs, quiet: quiet, output: Output()) { file in
+        let failed = processInputs(files, missing: missing, jobs: common.jobs, quiet: common.quiet, output: Output()) { file in
             let mel = try tagger.features(contentsOf: URL(fileURLWithPath: file.path)).mel
             return pool == .mean ? try tagger.model.encoder.embedding(mel) : try tagger.model.encoder(mel).lastHiddenState
         } consume: { file, t in

@@ -68,20 +68,7 @@ struct Listen: ParsableCommand {
     @Option(help: ArgumentHelp("A window score of at least this starts an event (default 0.5).", valueName: "p"))
     var threshold: Float?
 
-    @Option(help: ArgumentHelp("Per-class thresholds: a CSV of label,threshold[,release] (classes not listed use --threshold if given, else are not reported).", valueName: "csv"))
-    var thresholds: String?
-
-    @Option(help: ArgumentHelp("An event lasts while window scores stay at or above this (hysteresis; default: the threshold).", valueName: "p"))
-    var release: Float?
-
-    @Option(name: .customLong("min-duration"), help: ArgumentHelp("Drop events shorter than this.", valueName: "seconds"))
-    var minDuration: Double = 0
-
-    @Option(name: .customLong("merge-gap"), help: ArgumentHelp("Merge events of one class separated by less than this.", valueName: "seconds"))
-    var mergeGap: Double = 0
-
-    @Option(help: ArgumentHelp("How much of a window a sound fills when the window's score rises, which places onsets and offsets (0.5: window midpoints).", valueName: "fraction"))
-    var fill: Double = 0.25
+    @OptionGroup(title: "Event options") var eventOptions: EventOptions
 
     @Option(help: ArgumentHelp("Window length.", valueName: "seconds"))
     var window: Double = 2
@@ -129,20 +116,17 @@ struct Listen: ParsableCommand {
             throw ValidationError("--rate \(r) is outside the supported range \(supportedSampleRates.lowerBound)–\(supportedSampleRates.upperBound) Hz")
         }
         if !(1...1024).contains(channels) { throw ValidationError("--channels must be between 1 and 1024") }
-        if !(window > 0 && window.isFinite) { throw ValidationError("--window must be a positive number of seconds") }
-        if let h = hop, !(h > 0 && h.isFinite) { throw ValidationError("--hop must be a positive number of seconds") }
-        if let d = duration, !(d > 0 && d.isFinite) { throw ValidationError("--duration must be a positive number of seconds") }
+        try requirePositiveSeconds(window, "--window")
+        try requirePositiveSeconds(hop, "--hop")
+        try requirePositiveSeconds(duration, "--duration")
         if windows && format == .table { throw ValidationError("--windows needs --format jsonl") }
     }
 
     func run() throws {
         if listDevices { return try printDevices() }
         let tagger = try modelOptions.tagger(quiet: quiet)
-        let options = try eventOptions(config: tagger.config, threshold: threshold, thresholdsFile: thresholds, release: release,
-                                       minDuration: minDuration, mergeGap: mergeGap, fill: fill, ongoing: ongoing)
-        do { _ = try tagger.windowing(window: window, hop: hop ?? window / 4) } catch let e as StreamingError {
-            throw ValidationError("--window/--hop: \(e.reason)")
-        }
+        let options = try eventOptions.options(config: tagger.config, threshold: threshold, ongoing: ongoing)
+        _ = try EventOptions.windowing(tagger, window: window, hop: hop ?? window / 4)
         let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .jsonl)
 
         // The input.

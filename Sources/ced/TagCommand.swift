@@ -75,20 +75,7 @@ struct Tag: ParsableCommand {
     @Flag(help: "Report sound events (label, onset, offset, peak and mean score) instead of clip tags.")
     var events = false
 
-    @Option(help: ArgumentHelp("Per-class thresholds for --events: a CSV of label,threshold[,release] (classes not listed use --threshold if given, else are not reported).", valueName: "csv"))
-    var thresholds: String?
-
-    @Option(help: ArgumentHelp("With --events: an event lasts while window scores stay at or above this (hysteresis; default: the threshold).", valueName: "p"))
-    var release: Float?
-
-    @Option(name: .customLong("min-duration"), help: ArgumentHelp("With --events: drop events shorter than this (default 0).", valueName: "seconds"))
-    var minDuration: Double?
-
-    @Option(name: .customLong("merge-gap"), help: ArgumentHelp("With --events: merge events of one class separated by less than this (default 0).", valueName: "seconds"))
-    var mergeGap: Double?
-
-    @Option(help: ArgumentHelp("With --events: how much of a window a sound fills when the window's score rises, which places onsets and offsets (0.5: window midpoints; default 0.25).", valueName: "fraction"))
-    var fill: Double?
+    @OptionGroup(title: "Event options (with --events)") var eventOptions: EventOptions
 
     @Option(name: .customLong("output-dir"), help: ArgumentHelp("With --events: write each input's events to its own file here (needed for audacity and raven with several inputs).", valueName: "dir"))
     var outputDir: String?
@@ -96,41 +83,32 @@ struct Tag: ParsableCommand {
     @Option(help: ArgumentHelp("How clips longer than the model's 10 s window are combined: hf (tokens of all chunks pooled once, Hugging Face) or original (per-chunk predictions averaged, the authors' repository).", valueName: "hf|original"))
     var chunking: CedChunking = .hf
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files processed in parallel.", valueName: "n"))
-    var jobs: Int = defaultJobs
-
-    @Flag(name: .shortAndLong, help: "No progress bar or warnings on stderr (errors are still reported).")
-    var quiet = false
+    @OptionGroup var common: CommonOptions
 
     func validate() throws {
         if paths.isEmpty { throw ValidationError("give at least one audio file, directory or - (stdin)") }
         if let t = threshold, !t.isFinite { throw ValidationError("--threshold must be a number") }
-        if let w = window, !(w > 0 && w.isFinite) { throw ValidationError("--window must be a positive number of seconds") }
-        if let h = hop {
-            guard window != nil || events else { throw ValidationError("--hop needs --window") }
-            if !(h > 0 && h.isFinite) { throw ValidationError("--hop must be a positive number of seconds") }
-        }
+        try requirePositiveSeconds(window, "--window")
+        if hop != nil && window == nil && !events { throw ValidationError("--hop needs --window") }
+        try requirePositiveSeconds(hop, "--hop")
         if !events {
-            let eventOnly: [(String, Bool)] = [("--thresholds", thresholds != nil), ("--release", release != nil),
-                                               ("--min-duration", minDuration != nil), ("--merge-gap", mergeGap != nil),
-                                               ("--fill", fill != nil), ("--output-dir", outputDir != nil)]
-            if let (name, _) = eventOnly.first(where: { $0.1 }) { throw ValidationError("\(name) needs --events") }
+            if let name = eventOptions.firstGiven ?? (outputDir != nil ? "--output-dir" : nil) { throw ValidationError("\(name) needs --events") }
             if let format, format.isEventOnly { throw ValidationError("--format \(format.rawValue) needs --events") }
         }
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be given once") }
     }
 
     func run() throws {
         if events { return try runEvents() }
         let (files, missing) = expandInputs(paths)
-        let tagger = try modelOptions.tagger(quiet: quiet)
+        let tagger = try modelOptions.tagger(quiet: common.quiet)
         let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
         let printer = ResultPrinter(format.tagEncoder(files: files.map(\.name), labels: tagger.config.labels, windowed: window != nil)!)
         let windowing = try window.map { try tagWindowing($0, tagger: tagger) }
-        let model = modelOptions.model, topK = self.topK.limit, threshold = self.threshold, chunking = self.chunking
+        let model = modelOptions.model, topK = self.topK.limit, threshold = self.threshold
+        let chunking = self.chunking, quiet = common.quiet
         printer.begin()
-        let failed = processInputs(files, missing: missing, jobs: jobs, quiet: quiet, output: printer.output) { file in
+        let failed = processInputs(files, missing: missing, jobs: common.jobs, quiet: quiet, output: printer.output) { file in
             try tagger.tagResult(contentsOf: URL(fileURLWithPath: file.path), file: file.name, model: model, topK: topK,
                                  threshold: threshold, chunking: chunking, windowing: windowing)
         } consume: { _, r in
@@ -147,12 +125,10 @@ extension Tag {
     /// longest the model sees at once, the hop by default the window.
     func tagWindowing(_ window: Double, tagger: CedAudioTagger) throws -> CedWindowing {
         let w = min(window, tagger.longestWindow)
-        if w < window && !quiet {
+        if w < window && !common.quiet {
             Terminal.warn("--window \(window) s is longer than the model sees at once (target_length): windows of \(w) s")
         }
-        do { return try tagger.windowing(window: w, hop: hop ?? w) } catch let e as StreamingError {
-            throw ValidationError("--window/--hop: \(e.reason)")
-        }
+        return try EventOptions.windowing(tagger, window: w, hop: hop ?? w)
     }
 
     /// `--events`: each file through the windowed scorer and the event detector (the same
@@ -163,28 +139,21 @@ extension Tag {
         if format.isEventOnly && outputDir == nil && files.count + missing.count > 1 {
             throw ValidationError("--format \(format.rawValue) writes one table per recording: give --output-dir for \(files.count + missing.count) inputs")
         }
-        let tagger = try modelOptions.tagger(quiet: quiet)
-        let windowSeconds = window ?? 2
-        let windowing: CedWindowing
-        do {
-            windowing = try tagger.windowing(window: windowSeconds, hop: hop ?? windowSeconds / 4)
-        } catch let e as StreamingError {
-            throw ValidationError("--window/--hop: \(e.reason)")
-        }
-        let options = try eventOptions(config: tagger.config, threshold: threshold, thresholdsFile: thresholds, release: release,
-                                       minDuration: minDuration ?? 0, mergeGap: mergeGap ?? 0, fill: fill ?? 0.25, ongoing: false)
+        let tagger = try modelOptions.tagger(quiet: common.quiet)
+        let windowing = try EventOptions.windowing(tagger, window: window ?? 2, hop: hop ?? (window ?? 2) / 4)
+        let options = try eventOptions.options(config: tagger.config, threshold: threshold, ongoing: false)
         let encoder = format.eventEncoder(files: files.map(\.name), labels: tagger.config.labels, featureExtractor: tagger.featureExtractor)
         let printer = ResultPrinter(encoder)
-        let model = modelOptions.model, outputDir = self.outputDir
+        let model = modelOptions.model, outputDir = self.outputDir, quiet = common.quiet
         if outputDir == nil { printer.begin() }
-        let failed = processInputs(files, missing: missing, jobs: jobs, quiet: quiet, output: printer.output) { file in
+        let failed = processInputs(files, missing: missing, jobs: common.jobs, quiet: quiet, output: printer.output) { file in
             let d = try tagger.events(contentsOf: URL(fileURLWithPath: file.path), windowing: windowing, events: options)
             return CedEventResult(file: file.name, model: model, detection: d)
         } consume: { file, r in
             if !quiet { for w in r.warnings { Terminal.warn(w.description) } }
             guard let outputDir else { return try printer.write(r) }
             // One file per input (as before, csv and table files without their header row).
-            let url = Self.outputURL(for: file.name, in: outputDir, suffix: format.eventFileSuffix)
+            let url = format.eventFile(for: file.name, in: URL(fileURLWithPath: outputDir))
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             let text = format == .json ? try encoder.document([r]) : try encoder.encode(r, position: 0)
             try Data(text.utf8).write(to: url, options: .atomic)
@@ -192,15 +161,5 @@ extension Tag {
         }
         if outputDir == nil { printer.end() }
         try exitIfFailed(failed, of: files.count + missing.count, quiet: quiet)
-    }
-
-    /// `DIR/<input path without extension><suffix>` (absolute and `..` components dropped,
-    /// so outputs stay inside DIR).
-    static func outputURL(for name: String, in dir: String, suffix: String) -> URL {
-        let stem = name == "-" ? "stdin" : (name as NSString).deletingPathExtension
-        let parts = stem.split(separator: "/").filter { $0 != ".." && $0 != "." }
-        var url = URL(fileURLWithPath: dir)
-        for p in parts { url.appendPathComponent(String(p)) }
-        return url.deletingLastPathComponent().appendingPathComponent(url.lastPathComponent + suffix)
     }
 }

@@ -84,4 +84,17 @@ final class OutputTests: XCTestCase {
             """)
         XCTAssertEqual(TextColumns.clock(3725.06), "1:02:05.1")
     }
+
+    func testTrainingLogLines() throws {
+        let step = CedTrainingLogLine(FinetuneStepLog(epoch: 1, step: 7, totalSteps: 9, loss: 0.25, lr: 1e-05, gradNorm: 2))
+        XCTAssertEqual(try CedJSONText.encode(step), #"{"epoch": 1, "step": 7, "loss": 0.25, "lr": 1e-05, "grad_norm": 2.0}"#)
+        let v = CedTrainingLogLine(FinetuneValidationLog(epoch: 3, step: 21, accuracy: 0.95, meanAveragePrecision: nil, trainLoss: 0.125, isBest: true))
+        XCTAssertEqual(try CedJSONText.encode(v), #"{"epoch": 3, "step": 21, "validation": true, "train_loss": 0.125, "val_accuracy": 0.95, "best": true}"#)
+        XCTAssertEqual(v.text(epochs: 10), "epoch  3/10  train loss 0.1250  val acc  95.0%  *")
+        let unvalidated = CedTrainingLogLine(FinetuneValidationLog(epoch: 3, step: 21, accuracy: nil, meanAveragePrecision: nil,
+                                                                   trainLoss: 0.125, isBest: true))
+        XCTAssertEqual(unvalidated.text(epochs: 3, metric: "eval"), "epoch 3/3  train loss 0.1250")
+        let head = CedTrainingLogLine(epoch: 12, step: 12, trainLoss: 0.5, validationLoss: 0.75, meanAveragePrecision: 0.5, best: true)
+        XCTAssertEqual(head.text(epochs: 100), "epoch  12/100  train loss 0.5000  val loss 0.7500  val mAP  50.0%  *")
+    }
 }

@@ -64,6 +64,16 @@ public enum CedResultFormat: String, CaseIterable, Sendable {
         }
     }
 
+    /// Where one recording's events go in `directory`: `<directory>/<name without its
+    /// extension><eventFileSuffix>`, absolute and `..` components dropped so that it stays
+    /// inside (`-`, standard input, is `stdin`).
+    public func eventFile(for name: String, in directory: URL) -> URL {
+        let stem = name == "-" ? "stdin" : (name as NSString).deletingPathExtension
+        var url = directory
+        for part in stem.split(separator: "/") where part != ".." && part != "." { url.appendPathComponent(String(part)) }
+        return url.deletingLastPathComponent().appendingPathComponent(url.lastPathComponent + eventFileSuffix)
+    }
+
     /// The encoder of tag results (nil for the event-only formats). `files` and `labels` size
     /// the table's columns; `windowed` adds the segments' columns to the table and CSV.
     public func tagEncoder(files: [String], labels: [String], windowed: Bool) -> (any CedResultEncoder<CedTagResult>)? {
