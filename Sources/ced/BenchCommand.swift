@@ -405,7 +405,7 @@ struct BenchModels {
     var directory: String?
 
     /// Trainable parameters (BatchNorm running statistics are buffers, not parameters).
-    var parameters: Int { weights.tensors.filter { !$0.key.contains("running_") && !$0.key.hasSuffix("num_batches_tracked") }.values.reduce(0) { $0 + $1.count } }
+    var parameters: Int { weights.parameterCount }
 
     static func defaultTinyDirectory() -> String? {
         var candidates: [String] = []

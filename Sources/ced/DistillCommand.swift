@@ -147,36 +147,8 @@ struct DistillInfo: ParsableCommand {
     var format: Format = .text
 
     func run() throws {
-        let s = try LogitStore(directory: URL(fileURLWithPath: store))
-        let m = s.metadata
-        let c = try s.contents()
-        let bytes = s.bytesOnDisk
-        let views = c.items.count * m.epochs
-        let digest = LogitStore.digest(c, epochs: m.epochs, topk: m.topk)
-        var o: [String: Any] = [
-            "store": s.directory.path, "format": m.format, "version": m.version, "items": c.items.count, "epochs": m.epochs,
-            "topk": m.topk, "classes": m.classes.count, "chunk_length": m.chunkLength, "seed": m.seed,
-            "teachers": m.teachers.map { ["source": $0.source, "weights": $0.weights, "embed_dim": $0.embedDim, "depth": $0.depth] },
-            "shards": ["count": m.shards, "complete": s.presentShards, "missing": s.missingShards],
-            "complete": s.isComplete, "bytes_on_disk": bytes, "audio_bytes": c.audioBytes, "digest": digest,
-        ]
-        if views > 0 { o["bytes_per_item_epoch"] = Double(bytes) / Double(views) }
-        if c.audioBytes > 0 { o["ratio_to_audio"] = Double(bytes) / Double(c.audioBytes) }
-        if format == .json {
-            let data = try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-            return
-        }
-        print("store      \(s.directory.path) (\(m.format) v\(m.version))")
-        print("items      \(c.items.count) (chunks of \(m.chunkLength) s) × \(m.epochs) epochs, top \(m.topk) of \(m.classes.count) classes")
-        for t in m.teachers { print("teacher    \(t.source) (embed_dim \(t.embedDim), depth \(t.depth), weights \(t.weights))") }
-        print("shards     \(s.presentShards.count) of \(m.shards) complete" + (s.missingShards.isEmpty ? "" : "; missing: \(s.missingShards.map { "\($0)/\(m.shards)" }.joined(separator: ", "))"))
-        var size = "size       \(bytes) bytes"
-        if views > 0 { size += String(format: ", %.1f bytes per item-epoch", Double(bytes) / Double(views)) }
-        if c.audioBytes > 0 { size += String(format: ", %.2f %% of the audio (%d bytes)", 100 * Double(bytes) / Double(c.audioBytes), c.audioBytes) }
-        print(size)
-        print("complete   \(s.isComplete)")
-        print("digest     \(digest)")
+        let info = try CedLogitStoreInfo(try LogitStore(directory: URL(fileURLWithPath: store)))
+        print(format == .json ? try info.json() : info.text)
     }
 }
 
