@@ -150,8 +150,8 @@ struct Listen: ParsableCommand {
             tagger: tagger, inputSampleRate: reader.sampleRate,
             options: .init(window: window, hop: hop ?? window / 4, whenBehind: whenBehind ?? (input != nil ? .dropWindows : .wait)))
         let detector = try CedEventDetector(options: options, config: tagger.config)
-        let session = ListenSession(stream: stream, reader: reader, maxFrames: duration.map { Int($0 * Double(reader.sampleRate)) })
-        session.installSignalHandlers()
+        let feed = CedStreamFeed(stream: stream, reader: reader, maxFrames: duration.map { Int($0 * Double(reader.sampleRate)) })
+        let signals = stopOnSignals(feed)
         let printer = EventPrinter(format: format, config: tagger.config, wallClock: wallClock, quiet: quiet)
         printer.ongoingIDs = ongoing
         if !quiet && format == .table {
@@ -159,13 +159,13 @@ struct Listen: ParsableCommand {
         }
         printer.begin()
         let wallStart = Date()
-        session.start()
+        feed.start()
 
         var eventCount = 0
         var workerFailure: Error?
         do {
             while let r = try stream.next() {
-                if printer.startTime == nil { printer.startTime = session.firstAudio ?? wallStart }
+                if printer.startTime == nil { printer.startTime = feed.firstAudio ?? wallStart }
                 if windows {
                     try printer.window(r, labels: tagger.config.predictions(from: r.scores, topK: 5))
                 }
@@ -188,13 +188,14 @@ struct Listen: ParsableCommand {
             let audio = Double(reader.frameCount) / Double(reader.sampleRate)
             var line = String(format: "%.1f s of audio in %.1f s (%.1f× real time): %d windows scored, %d dropped; %d events",
                               audio, elapsed, elapsed > 0 ? audio / elapsed : 0, stats.windowsScored, stats.droppedWindows, eventCount)
-            if session.interrupted { line += "; stopped by a signal" }
+            if feed.stopped { line += "; stopped by a signal" }
             Terminal.write(to: .standardError, line + "\n")
         }
         if stats.droppedWindows > 0 && !quiet {
             Terminal.warn("\(stats.droppedWindows) windows were dropped because the model could not keep up (a smaller model, a longer --hop or --precision bf16 help)")
         }
-        if let e = session.failure ?? workerFailure, !session.interrupted || workerFailure != nil {
+        withExtendedLifetime(signals) {}
+        if let e = feed.failure ?? workerFailure, !feed.stopped || workerFailure != nil {
             throw ListenError((e as? AudioError).map(streamMessage) ?? describe(e))
         }
     }
@@ -205,24 +206,19 @@ struct Listen: ParsableCommand {
     }
 
     func printDevices() throws {
-        guard let ffmpeg = ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":")
-            .map({ String($0) + "/ffmpeg" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw ListenError("listing devices needs ffmpeg on PATH")
-        }
-        #if os(macOS)
-        let runs = [["-hide_banner", "-f", "avfoundation", "-list_devices", "true", "-i", ""]]
-        #else
-        let runs = [["-hide_banner", "-sources", "pulse"], ["-hide_banner", "-sources", "alsa"]]
-        #endif
-        for args in runs {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: ffmpeg)
-            p.arguments = args
-            p.standardInput = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-        }
+        do { try CaptureDevice.listDevices() } catch let e as AudioError { throw ListenError(streamMessage(e)) }
         print("Give one as --input backend:device, e.g. --input pulse:default or --input alsa:hw:1,0 (Linux), --input avfoundation:0 (macOS).")
+    }
+
+    /// Ctrl-C / SIGTERM: the input ends here (open events are flushed); a second one exits at once.
+    func stopOnSignals(_ feed: CedStreamFeed) -> [DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { if !feed.stop() { Foundation.exit(130) } }
+            source.resume()
+            return source
+        }
     }
 }
 
@@ -230,81 +226,6 @@ struct ListenError: Error, LocalizedError {
     var message: String
     init(_ m: String) { message = m }
     var errorDescription: String? { message }
-}
-
-/// The reader thread, the signals and how the input ended.
-final class ListenSession: @unchecked Sendable {
-    let stream: CedStreamingTagger
-    let reader: AudioStreamReader
-    let maxFrames: Int?
-    private let lock = NSLock()
-    private var _failure: Error?
-    private var _interrupted = false
-    private var _firstAudio: Date?
-    private var signalSources: [DispatchSourceSignal] = []
-
-    init(stream: CedStreamingTagger, reader: AudioStreamReader, maxFrames: Int?) {
-        self.stream = stream
-        self.reader = reader
-        self.maxFrames = maxFrames
-    }
-
-    var failure: Error? { lock.lock(); defer { lock.unlock() }; return _failure }
-    var interrupted: Bool { lock.lock(); defer { lock.unlock() }; return _interrupted }
-    var firstAudio: Date? { lock.lock(); defer { lock.unlock() }; return _firstAudio }
-
-    /// Ctrl-C / SIGTERM: the input ends here (open events are flushed); a second one exits at once.
-    func installSignalHandlers() {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in
-                lock.lock()
-                let again = _interrupted
-                _interrupted = true
-                lock.unlock()
-                if again { Foundation.exit(130) }
-                reader.stop()
-                stream.finish()
-            }
-            source.resume()
-            signalSources.append(source)
-        }
-    }
-
-    func start() {
-        let t = Thread { [self] in self.readLoop() }
-        t.name = "ced.listen.reader"
-        t.start()
-    }
-
-    private func readLoop() {
-        var frames = 0
-        do {
-            while let block = try reader.read() {
-                lock.lock()
-                if _firstAudio == nil { _firstAudio = Date() }
-                let stop = _interrupted
-                lock.unlock()
-                if stop { break }
-                var b = block
-                if let maxFrames, frames + b.count >= maxFrames {
-                    b = Array(b.prefix(maxFrames - frames))
-                    frames = maxFrames
-                    try stream.append(b)
-                    break
-                }
-                frames += b.count
-                try stream.append(b)
-            }
-        } catch let e as StreamingError where e.kind == .inputEnded || e.kind == .cancelled {
-            // Interrupted while appending: the stream is already finishing.
-        } catch {
-            lock.lock(); _failure = error; lock.unlock()
-        }
-        if maxFrames != nil { reader.stop() }
-        stream.finish()
-    }
 }
 
 /// Prints events as JSON lines or as a live table with a status line.
