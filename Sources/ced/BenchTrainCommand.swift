@@ -111,10 +111,10 @@ struct BenchTrain: ParsableCommand {
             let adam = CedAdamW(model: model, options: .init(learningRate: 1e-4, weightDecay: 0.05))
             var times: [Double] = [], cpu: [Double] = []
             for i in 0..<(warmup + runs) {
-                let t0 = DispatchTime.now().uptimeNanoseconds, c0 = Self.cpuSeconds()
+                let t0 = DispatchTime.now().uptimeNanoseconds, c0 = CedMachine.cpuSeconds()
                 try model.trainingStep(mels: mels, targets: targets, loss: .bceWithLogits, optimizer: adam)
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-                if i >= warmup { times.append(dt); cpu.append(1000 * (Self.cpuSeconds() - c0)) }
+                if i >= warmup { times.append(dt); cpu.append(1000 * (CedMachine.cpuSeconds() - c0)) }
             }
             cpu.sort()
             times.sort()
@@ -124,7 +124,7 @@ struct BenchTrain: ParsableCommand {
                             medianMsPerClip: median / Double(b),
                             cpuMsPerStep: cpu[cpu.count / 2],
                             activationMB: Double(model.activationBytes(batch: b, frames: frames)) / 1e6,
-                            peakRssMB: Self.peakRSSMegabytes(), threads: CedCompute.threadLimit))
+                            peakRssMB: CedMachine.peakRSSMegabytes(), threads: CedCompute.threadLimit))
         }
         if format == .json {
             let enc = JSONEncoder()
@@ -140,33 +140,8 @@ struct BenchTrain: ParsableCommand {
                          r.bestMsPerClip, r.medianMsPerClip, r.cpuMsPerStep, r.activationMB, r.peakRssMB))
         }
     }
-
-    /// CPU time of the process so far (user + system, every thread).
-    static func cpuSeconds() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF_VALUE, &usage)
-        func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
-        return s(usage.ru_utime) + s(usage.ru_stime)
-    }
-
-    /// The process's peak resident set (ru_maxrss: kilobytes on Linux, bytes on macOS).
-    static func peakRSSMegabytes() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF_VALUE, &usage)
-        #if os(Linux)
-        return Double(usage.ru_maxrss) / 1024
-        #else
-        return Double(usage.ru_maxrss) / (1024 * 1024)
-        #endif
-    }
 }
 
 extension CedRecomputation: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
 }
-
-#if os(Linux)
-private let RUSAGE_SELF_VALUE = __rusage_who_t(RUSAGE_SELF.rawValue)
-#else
-private let RUSAGE_SELF_VALUE = RUSAGE_SELF
-#endif

@@ -200,12 +200,3 @@ func describe(_ error: Error) -> String {
     if let e = error as? LocalizedError, let d = e.errorDescription { return d }
     return "\(error)"
 }
-
-// MARK: Formatting
-
-extension String {
-    /// As a JSON string literal.
-    var jsonQuoted: String { CedJSONText.quoted(self) }
-}
-
-func jsonNumber(_ v: Double) -> String { CedJSONText.number(v) }
