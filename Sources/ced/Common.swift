@@ -43,19 +43,23 @@ final class Output {
     }
 }
 
-/// A one-line progress bar on stderr: files done, rate, time left.
-final class Progress {
+/// A one-line progress bar on stderr, drawn on a terminal only: `[=====   ] 3/10 files
+/// 1.2 files/s  ETA 0:05` (for optimiser steps also the smoothed loss and the learning rate).
+final class Progress: @unchecked Sendable {
     nonisolated(unsafe) static var shown = false
-    private let total: Int
-    private let start = Date()
-    private var done = 0
-    private var failed = 0
-    private var lastDraw = Date.distantPast
+    /// Items in all (settable once known).
+    var total: Int
     let enabled: Bool
+    let unit: String
+    private let start = Date()
+    private var done = 0, first = 0, failed = 0
+    private var smoothed: Double?
+    private var lastDraw = Date.distantPast
 
-    init(total: Int, enabled: Bool) {
+    init(total: Int = 0, enabled: Bool, unit: String = "files") {
         self.total = total
         self.enabled = enabled
+        self.unit = unit
     }
 
     /// Erases the bar so other stderr/stdout text starts on a clean line (call with Terminal.lock held).
@@ -66,21 +70,36 @@ final class Progress {
         }
     }
 
+    /// One more item done.
     func step(failed didFail: Bool) {
         done += 1
         if didFail { failed += 1 }
+        draw(failed > 0 ? "  \(failed) failed" : "")
+    }
+
+    /// A resumed run starts at item `step` (the rate counts from there).
+    func resume(at step: Int) {
+        (first, done) = (step, step)
+    }
+
+    /// At item `step` of `total` (an optimiser step: with its loss and learning rate).
+    func step(to step: Int, loss: Double? = nil, lr: Double? = nil) {
+        if let loss { smoothed = smoothed.map { 0.9 * $0 + 0.1 * loss } ?? loss }
+        done = step
+        draw((smoothed.map { String(format: "  loss %.4f", $0) } ?? "") + (lr.map { String(format: "  lr %.2e", $0) } ?? ""))
+    }
+
+    private func draw(_ extra: String) {
         guard enabled else { return }
         let now = Date()
         if done < total && now.timeIntervalSince(lastDraw) < 0.1 { return }
         lastDraw = now
         let elapsed = now.timeIntervalSince(start)
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let rate = elapsed > 0 ? Double(done - first) / elapsed : 0
         let left = rate > 0 ? Double(total - done) / rate : 0
-        let width = 24
-        let filled = total > 0 ? width * done / total : width
-        let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
-        var line = "[\(bar)] \(done)/\(total) files  \(String(format: "%.1f", rate)) files/s  ETA \(Self.clock(left))"
-        if failed > 0 { line += "  \(failed) failed" }
+        let filled = total > 0 ? min(24, 24 * done / total) : 24
+        let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: 24 - filled)
+        let line = "[\(bar)] \(done)/\(total) \(unit)  \(String(format: "%.1f", rate)) \(unit)/s\(extra)  ETA \(Self.clock(left))"
         Terminal.lock.lock(); defer { Terminal.lock.unlock() }
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
         Self.shown = true
@@ -94,6 +113,12 @@ final class Progress {
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }
+}
+
+/// A value that `@Sendable` event handlers update.
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
 }
 
 // MARK: Inputs

@@ -110,20 +110,19 @@ struct DistillLogits: ParsableCommand {
         let loaded = try teachers.map { (source: $0, checkpoint: try loadCheckpoint($0, quiet: quiet)) }
         let job = LogitExtractionJob(teachers: loaded, files: files, dataRoot: dataRoot.map { URL(fileURLWithPath: $0) },
                                      store: URL(fileURLWithPath: output), options: o)
-        let bar = ProgressBox()
+        let bar = Progress(enabled: Terminal.stderrIsTTY && !quiet)
         let start = Date()
         let items = try job.run { event in
             switch event {
             case .progress(let done, let total):
-                if bar.bar == nil { bar.bar = StepProgress(total: total, enabled: Terminal.stderrIsTTY && !quiet, unit: "files") }
-                bar.bar?.step(to: done, loss: nil, lr: nil)
+                bar.total = total
+                bar.step(to: done)
             case .resumed(let n):
                 if !quiet { Terminal.warn("resuming: \(n) files of this shard were already done") }
             case .warning(let w):
                 if !quiet { Terminal.warn(w) }
             }
         }
-        bar.bar?.finish()
         let seconds = Date().timeIntervalSince(start)
         if !quiet {
             let views = items * epochs
@@ -132,8 +131,6 @@ struct DistillLogits: ParsableCommand {
         }
     }
 }
-
-final class ProgressBox: @unchecked Sendable { var bar: StepProgress? }
 
 struct DistillInfo: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "Describe a logit store: items, epochs, teachers, shards, size, digest.")
@@ -247,28 +244,26 @@ struct DistillTrain: ParsableCommand {
         let job = DistillationJob(store: store, student: studentSpec, output: training.outputURL, options: o, dataRoot: root,
                                   evaluation: evaluation, resume: steps.resume, overwrite: training.overwrite, concurrency: training.common.jobs)
         let json = steps.logFormat == .jsonl, quiet = training.common.quiet
-        let bar = ProgressBox()
-        final class Total: @unchecked Sendable { var epochs = 0 }
-        let total = Total()
-        let say: (String) -> Void = { Terminal.write(to: json ? FileHandle.standardError : FileHandle.standardOutput, $0 + "\n") }
+        let bar = Progress(enabled: Terminal.stderrIsTTY && !quiet, unit: "steps"), epochs = Box(0)
+        let say = { (line: String) in TrainingLog.say(line, json: json) }
         let result = try job.run { event in
             switch event {
             case .plan(let p):
-                total.epochs = p.epochs
-                bar.bar = StepProgress(total: p.totalSteps, enabled: Terminal.stderrIsTTY && !quiet)
+                (epochs.value, bar.total) = (p.epochs, p.totalSteps)
                 if !quiet { say("distilling: \(p.trainSegments) items of \(p.trainFiles) files, \(p.classes.count) classes, \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; \(p.validationFiles) evaluation files") }
             case .step(let s):
                 if json { try? TrainingLog.printJSON(CedTrainingLogLine(s)) }
-                bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
+                bar.step(to: s.step, loss: s.loss, lr: s.lr)
             case .validation(let v):
-                TrainingLog.report(v, json: json, quiet: quiet, epochs: total.epochs, metric: "eval", say: say)
-            case .resumed(let step): if !quiet { say("resumed from the checkpoint after step \(step)") }
+                TrainingLog.report(v, json: json, quiet: quiet, epochs: epochs.value, metric: "eval")
+            case .resumed(let step):
+                bar.resume(at: step)
+                if !quiet { say("resumed from the checkpoint after step \(step)") }
             case .stoppedEarly(let e): if !quiet { say("stopped early after epoch \(e)") }
             case .warning(let w): if !quiet { Terminal.warn(w) }
             case .decoding, .checkpoint: break
             }
         }
-        bar.bar?.finish()
         if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch \(result.report.savedEpoch)); use it with: ced tag --model \(training.output) FILE") }
     }
 }

@@ -115,55 +115,47 @@ struct Finetune: ParsableCommand {
 
         let start = try resolveStart()
         let json = steps.logFormat == .jsonl
-        // In jsonl mode stdout carries only the JSON lines; everything else goes to stderr.
-        let say: (String) -> Void = { line in
-            if json { Terminal.write(to: FileHandle.standardError, line + "\n") } else {
-                Terminal.write(to: FileHandle.standardOutput, line + "\n")
-            }
-        }
+        let say = { (line: String) in TrainingLog.say(line, json: json) }
         let c = start.config
+        let random: Bool = if case .architecture = start { true } else { initialization == .random }
         if !quiet {
-            say("model: \(modelOptions.model) (\(c.name ?? "ced"), embed_dim \(c.embedDim), depth \(c.depth), pooling \(c.pooling.rawValue)\(initialization == .random || isArchitecture(start) ? ", random initialisation" : ""))")
+            say("model: \(modelOptions.model) (\(c.name ?? "ced"), embed_dim \(c.embedDim), depth \(c.depth), pooling \(c.pooling.rawValue)\(random ? ", random initialisation" : ""))")
             let counts = zip(dataset.classes, dataset.countsPerClass).map { "\($0) \($1)" }.joined(separator: ", ")
             say("data: \(dataset.examples.count) files, \(dataset.classes.count) classes (\(counts))")
         }
         let tty = Terminal.stderrIsTTY && !quiet
         let decodeBar = Progress(total: dataset.examples.count, enabled: tty && dataset.examples.count > 1)
         let lock = NSLock()
-        final class Bar: @unchecked Sendable { var bar: StepProgress?; var epochs = 0 }
-        let bar = Bar()
+        let bar = Progress(enabled: tty, unit: "steps"), epochs = Box(0)
         let job = FinetuneJob(start: start, dataset: dataset, output: outputURL, options: options, resume: steps.resume,
                               skipUnreadableFiles: dataOptions.skipBadFiles, overwrite: training.overwrite, concurrency: training.common.jobs)
-        final class Total: @unchecked Sendable { var epochs = 0 }
-        let total = Total()
         let result = try job.run { event in
             switch event {
             case .decoding(_, _, let failed):
                 lock.lock(); decodeBar.step(failed: failed); lock.unlock()
             case .plan(let p):
-                bar.bar = StepProgress(total: p.totalSteps, enabled: tty)
-                total.epochs = p.epochs
+                bar.total = p.totalSteps
+                epochs.value = p.epochs
                 guard !quiet else { return }
                 say("training: \(p.trainFiles) files (\(p.trainSegments) segments), \(p.validationFiles) for validation; \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; "
                     + "\(p.keptHead ? "the model's head and classes kept" : "a new head for \(p.classes.count) classes"); loss \(p.loss.rawValue); lr \(p.learningRate); "
                     + String(format: "activations %.0f MB", Double(p.activationBytes) / 1e6))
             case .step(let s):
                 if json { try? TrainingLog.printJSON(CedTrainingLogLine(s)) }
-                bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
+                bar.step(to: s.step, loss: s.loss, lr: s.lr)
             case .validation(let v):
-                TrainingLog.report(v, json: json, quiet: quiet, epochs: total.epochs, metric: "val", say: say)
+                TrainingLog.report(v, json: json, quiet: quiet, epochs: epochs.value, metric: "val")
             case .checkpoint:
                 break
             case .resumed(let step):
                 if !quiet { say("resumed from the checkpoint after step \(step)") }
-                bar.bar?.step(to: step, loss: nil, lr: nil)
+                bar.resume(at: step)
             case .stoppedEarly(let epoch):
                 if !quiet { say("stopped early after epoch \(epoch): no better validation for \(options.patience) epochs") }
             case .warning(let w):
                 if !quiet { Terminal.warn(w) }
             }
         }
-        bar.bar?.finish()
         let r = result.report
         if !quiet {
             var line = "saved \(outputURL.path) (\(result.config.outputdim) classes, weights of epoch \(r.savedEpoch)"
@@ -174,11 +166,6 @@ struct Finetune: ParsableCommand {
             line += String(format: ", %.0f s); use it with: ced tag --model %@ FILE", r.trainingSeconds, training.output)
             say(line)
         }
-    }
-
-    func isArchitecture(_ s: FinetuneStart) -> Bool {
-        if case .architecture = s { return true }
-        return false
     }
 
     /// A config.json (or a folder with only one) is an architecture to initialise; anything
@@ -218,54 +205,6 @@ extension FinetuneOptions.Schedule: ExpressibleByArgument {}
 extension FinetuneOptions.BatchNormStatistics: ExpressibleByArgument {}
 extension CedTrainingLoss: ExpressibleByArgument {}
 
-/// A one-line progress bar of optimiser steps on stderr: step, loss, lr, time left.
-final class StepProgress: @unchecked Sendable {
-    let total: Int
-    let enabled: Bool
-    let start = Date()
-    var startStep = 0
-    var lastDraw = Date.distantPast
-    var smoothed: Double?
-    var shown = false
-
-    let unit: String
-
-    init(total: Int, enabled: Bool, unit: String = "steps") {
-        self.total = total
-        self.enabled = enabled
-        self.unit = unit
-    }
-
-    func step(to step: Int, loss: Double?, lr: Double?) {
-        if loss == nil { startStep = step }
-        if let loss { smoothed = smoothed.map { 0.9 * $0 + 0.1 * loss } ?? loss }
-        guard enabled else { return }
-        let now = Date()
-        if step < total && now.timeIntervalSince(lastDraw) < 0.2 { return }
-        lastDraw = now
-        let elapsed = now.timeIntervalSince(start)
-        let done = step - startStep
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
-        let left = rate > 0 ? Double(total - step) / rate : 0
-        let width = 24
-        let filled = total > 0 ? width * step / total : width
-        var line = "[\(String(repeating: "=", count: filled))\(String(repeating: " ", count: width - filled))] \(unit == "steps" ? "step " : "")\(step)/\(total)\(unit == "steps" ? "" : " " + unit)"
-        if let smoothed { line += String(format: "  loss %.4f", smoothed) }
-        if let lr { line += String(format: "  lr %.2e", lr) }
-        line += "  ETA \(Progress.clock(left))"
-        Terminal.lock.lock(); defer { Terminal.lock.unlock() }
-        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-        shown = true
-        Progress.shown = true
-    }
-
-    func finish() {
-        guard enabled, shown else { return }
-        Terminal.lock.lock(); defer { Terminal.lock.unlock() }
-        Progress.clearLineIfShown()
-    }
-}
-
 /// The log lines `ced finetune` and `ced distill train` print (`CedTrainingLogLine`).
 enum TrainingLog {
     /// A line of `--log-format jsonl` on stdout.
@@ -273,14 +212,19 @@ enum TrainingLog {
         Terminal.write(to: FileHandle.standardOutput, try CedJSONText.encode(line) + "\n")
     }
 
+    /// A progress line: on stdout, or on stderr when stdout carries the JSON lines.
+    static func say(_ line: String, json: Bool) {
+        Terminal.write(to: json ? FileHandle.standardError : FileHandle.standardOutput, line + "\n")
+    }
+
     /// Prints a validation: its JSON line with `--log-format jsonl` (only when the epoch was
-    /// evaluated), else its text line through `say` unless quiet.
-    static func report(_ v: FinetuneValidationLog, json: Bool, quiet: Bool, epochs: Int, metric: String, say: (String) -> Void) {
+    /// evaluated), else its text line unless quiet.
+    static func report(_ v: FinetuneValidationLog, json: Bool, quiet: Bool, epochs: Int, metric: String) {
         let line = CedTrainingLogLine(v)
         if json && line.isValidated {
             try? printJSON(line)
         } else if !json && !quiet {
-            say(line.text(epochs: epochs, metric: metric))
+            say(line.text(epochs: epochs, metric: metric), json: false)
         }
     }
 }
