@@ -141,32 +141,12 @@ struct Bench: ParsableCommand {
                 fp32Probs = try CedForAudioClassification(config: source.config, weights: source.weights, precision: .fp32)(mel)
             }
             for p in precisionList {
-                let precision = CedPrecision(rawValue: p)!
-                let loadStart = CedTiming.now()
-                let model = try CedForAudioClassification(config: source.config, weights: source.weights, precision: precision)
-                let loadMs = CedTiming.ms(since: loadStart)
-                let tagger = try CedAudioTagger(model: model, featureExtractor: source.featureExtractor)
-                let rate = tagger.samplingRate
-
-                let melTiming = try CedTiming.measure(warmup: warmup, runs: runs) { _ = try model(mel) }
-                let melAllocs = try CedAllocationCounter.perCall(runs: 5) { _ = try model(mel) }
-                let e2e: () throws -> Tensor = {
-                    try tagger.scores(try Waveform(path: wavPath, sampleRate: rate).samples)
-                }
-                let wavTiming = try CedTiming.measure(warmup: warmup, runs: runs) { _ = try e2e() }
-                let wavAllocs = try CedAllocationCounter.perCall(runs: 5) { _ = try e2e() }
-
-                let out = try model(mel)
+                var (r, out) = try CedBenchReport.Result.measure(size, config: source.config, weights: source.weights,
+                                                                 description: source.description, featureExtractor: source.featureExtractor,
+                                                                 precision: CedPrecision(rawValue: p)!, mel: mel, wavPath: wavPath,
+                                                                 warmup: warmup, runs: runs)
                 probs["\(size)/\(p)"] = out
-                var r = CedBenchReport.Result(model: size, weights: source.description, precision: p, path: precision.kernelPath,
-                               parameters: source.parameters,
-                               loadMs: loadMs, melToProbs: melTiming, wavToProbs: wavTiming,
-                               melAllocations: melAllocs, wavAllocations: wavAllocs)
-                if precision == .fp32 { fp32Probs = out }
-                if precision != .fp32, let ref = fp32Probs {
-                    r.maxAbsProbDiffVsFp32 = zip(out.scalars, ref.scalars).map { abs(Double($0) - Double($1)) }.max() ?? 0
-                    r.top5SameAsFp32 = Self.top(out.scalars, 5) == Self.top(ref.scalars, 5)
-                }
+                if p == "fp32" { fp32Probs = out } else if let ref = fp32Probs { r.compare(out, toFP32: ref) }
                 results.append(r)
                 Terminal.write(to: FileHandle.standardError, "  \(r.summary)\n")
             }
@@ -187,9 +167,6 @@ struct Bench: ParsableCommand {
         print(format == .json ? report.json : report.table)
     }
 
-    static func top(_ v: [Float], _ k: Int) -> [Int] {
-        Array(v.indices.sorted { v[$0] > v[$1] }.prefix(k))
-    }
 }
 
 // MARK: Models
@@ -205,8 +182,6 @@ struct BenchModels {
     /// The Hugging Face folder holding these weights (the fixture, or the exported copy).
     var directory: String?
 
-    /// Trainable parameters (BatchNorm running statistics are buffers, not parameters).
-    var parameters: Int { weights.parameterCount }
 
     static func defaultTinyDirectory() -> String? {
         var candidates: [String] = []

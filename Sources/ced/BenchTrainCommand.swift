@@ -69,32 +69,9 @@ struct BenchTrain: ParsableCommand {
         if runs < 1 || warmup < 0 { throw ValidationError("--runs must be at least 1 and --warmup at least 0") }
     }
 
-    struct Row: Codable {
-        var model: String
-        var batch: Int
-        var frames: Int
-        var parameters: Int
-        var bestMsPerStep: Double
-        var medianMsPerStep: Double
-        var bestMsPerClip: Double
-        var medianMsPerClip: Double
-        /// Median CPU time (user + system, all threads) of a step: the work, whatever else runs.
-        var cpuMsPerStep: Double
-        var activationMB: Double
-        var peakRssMB: Double
-        var threads: Int
-        enum CodingKeys: String, CodingKey {
-            case model, batch, frames, parameters, threads
-            case bestMsPerStep = "best_ms_per_step", medianMsPerStep = "median_ms_per_step"
-            case bestMsPerClip = "best_ms_per_clip", medianMsPerClip = "median_ms_per_clip"
-            case cpuMsPerStep = "cpu_ms_per_step"
-            case activationMB = "activation_mb", peakRssMB = "peak_rss_mb"
-        }
-    }
-
     func run() throws {
         if products { try CedTrainingModel.benchmarkProducts(); return }
-        var rows: [Row] = []
+        var rows: [CedTrainingBenchRow] = []
         for size in modelList {
             var config = CedConfig(name: "ced-\(size)")
             config.depth = 12
@@ -116,15 +93,8 @@ struct BenchTrain: ParsableCommand {
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
                 if i >= warmup { times.append(dt); cpu.append(1000 * (CedMachine.cpuSeconds() - c0)) }
             }
-            cpu.sort()
-            times.sort()
-            let best = times[0], median = times[times.count / 2]
-            rows.append(Row(model: size, batch: b, frames: frames, parameters: model.parameterCount,
-                            bestMsPerStep: best, medianMsPerStep: median, bestMsPerClip: best / Double(b),
-                            medianMsPerClip: median / Double(b),
-                            cpuMsPerStep: cpu[cpu.count / 2],
-                            activationMB: Double(model.activationBytes(batch: b, frames: frames)) / 1e6,
-                            peakRssMB: CedMachine.peakRSSMegabytes(), threads: CedCompute.threadLimit))
+            rows.append(CedTrainingBenchRow(model: size, batch: b, frames: frames, parameters: model.parameterCount, stepMs: times, cpuMs: cpu,
+                                            activationBytes: model.activationBytes(batch: b, frames: frames)))
         }
         if format == .json {
             let enc = JSONEncoder()
@@ -133,12 +103,7 @@ struct BenchTrain: ParsableCommand {
             return
         }
         print("ced bench-train: \(precision) (\(CedPrecision(rawValue: precision)!.kernelPath)), \(rows.first?.threads ?? 0) threads, \(frames) frames per clip, logit pooling, BCE-with-logits + AdamW, recomputation \(recompute)")
-        print("model  batch  params   ms/step best  median   ms/clip best  median  CPU ms/step  activations  peak RSS")
-        for r in rows {
-            print(String(format: "%-5@  %5d  %5.1f M  %12.1f  %6.1f  %12.2f  %6.2f  %11.0f  %8.0f MB  %5.0f MB",
-                         r.model as NSString, r.batch, Double(r.parameters) / 1e6, r.bestMsPerStep, r.medianMsPerStep,
-                         r.bestMsPerClip, r.medianMsPerClip, r.cpuMsPerStep, r.activationMB, r.peakRssMB))
-        }
+        print(([CedTrainingBenchRow.tableHeader] + rows.map(\.tableRow)).joined(separator: "\n"))
     }
 }
 

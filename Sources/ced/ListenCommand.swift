@@ -274,11 +274,7 @@ final class EventPrinter {
         let now = Date()
         guard now.timeIntervalSince(lastStatus) >= 0.1 else { return }
         lastStatus = now
-        var line = "▸ \(TextColumns.clock(audioSeconds))  "
-        line += active.isEmpty ? "listening…"
-            : active.map { "\($0.label) \(String(format: "%.2f", $0.score)) since \(TextColumns.clock($0.start))" }.joined(separator: " · ")
-        if dropped > 0 { line += "  (\(dropped) windows dropped)" }
-        line = TextColumns.shortenEnd(line, 120)
+        let line = table.status(audioSeconds: audioSeconds, active: active, dropped: dropped)
         Terminal.lock.lock(); defer { Terminal.lock.unlock() }
         FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
         statusShown = true

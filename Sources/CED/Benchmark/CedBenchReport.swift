@@ -40,6 +40,35 @@ public struct CedBenchReport {
             (self.melAllocations, self.wavAllocations) = (melAllocations, wavAllocations)
         }
 
+        /// Builds `config`/`weights` at `precision` and times it: the model on `mel`, and the
+        /// tagger on the WAV file at `wavPath` (decoding, features and model), `runs` calls
+        /// after `warmup`, with allocations per call when counted. Returns the result and the
+        /// model's output on `mel`.
+        public static func measure(_ model: String, config: CedConfig, weights: StateDict, description: String,
+                                   featureExtractor: CedFeatureExtractor, precision: CedPrecision, mel: Tensor, wavPath: String,
+                                   warmup: Int, runs: Int) throws -> (result: Result, output: Tensor) {
+            let loadStart = CedTiming.now()
+            let network = try CedForAudioClassification(config: config, weights: weights, precision: precision)
+            let loadMs = CedTiming.ms(since: loadStart)
+            let tagger = try CedAudioTagger(model: network, featureExtractor: featureExtractor)
+            let endToEnd = { _ = try tagger.scores(try Waveform(path: wavPath, sampleRate: tagger.samplingRate).samples) }
+            let result = Result(model: model, weights: description, precision: precision.rawValue, path: precision.kernelPath,
+                                parameters: weights.parameterCount, loadMs: loadMs,
+                                melToProbs: try CedTiming.measure(warmup: warmup, runs: runs) { _ = try network(mel) },
+                                wavToProbs: try CedTiming.measure(warmup: warmup, runs: runs, endToEnd),
+                                melAllocations: try CedAllocationCounter.perCall(runs: 5) { _ = try network(mel) },
+                                wavAllocations: try CedAllocationCounter.perCall(runs: 5, endToEnd))
+            return (result, try network(mel))
+        }
+
+        /// Records how far `output` is from the fp32 model's: the largest probability change and
+        /// whether the five highest classes are the same, in order.
+        public mutating func compare(_ output: Tensor, toFP32 reference: Tensor) {
+            func top5(_ v: [Float]) -> [Int] { Array(v.indices.sorted { v[$0] > v[$1] }.prefix(5)) }
+            maxAbsProbDiffVsFp32 = zip(output.scalars, reference.scalars).map { abs(Double($0) - Double($1)) }.max() ?? 0
+            top5SameAsFp32 = top5(output.scalars) == top5(reference.scalars)
+        }
+
         /// `tiny fp32 [path]: mel→probs 1.23 ms, WAV→probs 4.56 ms`
         public var summary: String {
             "\(model) \(precision) [\(path)]: mel→probs \(fmt(melToProbs.best)) ms, WAV→probs \(fmt(wavToProbs.best)) ms"
@@ -72,7 +101,8 @@ public struct CedBenchReport {
             + "\"bf16\": \(list(BF16Kernel.available.map(\.rawValue))), \"int8\": \(list(Int8Kernel.available.map(\.rawValue)))}, "
         o += "\"forced\": {" + CedMachine.kernelOverrides.map { "\(q($0.key)): \(q($0.value))" }.joined(separator: ", ") + "}},\n"
         o += "  \"settings\": {\"runs\": \(s.runs), \"warmup\": \(s.warmup), \"clip_seconds\": \(CedJSONText.number(s.clipSeconds)), "
-            + "\"frames\": \(s.frames), \"wav\": \(q(s.wav)), \"threads\": \(s.threads), \"allocation_counter\": \(CedAllocationCounter.available)},\n"
+            + "\"frames\": \(s.frames), \"wav\": \(q(s.wav)), \"threads\": \(s.threads), "
+            + "\"allocation_counter\": \(CedAllocationCounter.available)},\n"
         o += "  \"front_end\": {" + frontEnd.map { "\(q($0.0)): \($0.1.json)" }.joined(separator: ", ") + "},\n"
         o += "  \"results\": [\n"
         o += results.map { r in
@@ -132,3 +162,50 @@ public struct CedBenchReport {
 }
 
 private func fmt(_ ms: Double) -> String { String(format: ms < 100 ? "%.2f" : "%.1f", ms) }
+
+/// What `ced bench-train` reports per model size: training-step timings per step and per
+/// clip, CPU time, planned activation memory and peak memory.
+public struct CedTrainingBenchRow: Codable, Sendable {
+    public var model: String
+    public var batch: Int
+    public var frames: Int
+    public var parameters: Int
+    public var bestMsPerStep: Double
+    public var medianMsPerStep: Double
+    public var bestMsPerClip: Double
+    public var medianMsPerClip: Double
+    /// Median CPU time (user + system, all threads) of a step: the work, whatever else runs.
+    public var cpuMsPerStep: Double
+    public var activationMB: Double
+    public var peakRssMB: Double
+    public var threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case model, batch, frames, parameters, threads
+        case bestMsPerStep = "best_ms_per_step", medianMsPerStep = "median_ms_per_step"
+        case bestMsPerClip = "best_ms_per_clip", medianMsPerClip = "median_ms_per_clip"
+        case cpuMsPerStep = "cpu_ms_per_step"
+        case activationMB = "activation_mb", peakRssMB = "peak_rss_mb"
+    }
+
+    /// The row of `batch` clips of `frames` frames from step times and CPU times (ms).
+    public init(model: String, batch: Int, frames: Int, parameters: Int, stepMs: [Double], cpuMs: [Double], activationBytes: Int) {
+        let times = stepMs.sorted(), cpu = cpuMs.sorted()
+        (self.model, self.batch, self.frames, self.parameters) = (model, batch, frames, parameters)
+        (bestMsPerStep, medianMsPerStep) = (times[0], times[times.count / 2])
+        (bestMsPerClip, medianMsPerClip) = (bestMsPerStep / Double(batch), medianMsPerStep / Double(batch))
+        cpuMsPerStep = cpu[cpu.count / 2]
+        activationMB = Double(activationBytes) / 1e6
+        peakRssMB = CedMachine.peakRSSMegabytes()
+        threads = CedCompute.threadLimit
+    }
+
+    /// The column titles of `tableRow`.
+    public static let tableHeader = "model  batch  params   ms/step best  median   ms/clip best  median  CPU ms/step  activations  peak RSS"
+
+    public var tableRow: String {
+        String(format: "%-5@  %5d  %5.1f M  %12.1f  %6.1f  %12.2f  %6.2f  %11.0f  %8.0f MB  %5.0f MB",
+               model as NSString, batch, Double(parameters) / 1e6, bestMsPerStep, medianMsPerStep,
+               bestMsPerClip, medianMsPerClip, cpuMsPerStep, activationMB, peakRssMB)
+    }
+}

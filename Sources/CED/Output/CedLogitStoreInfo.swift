@@ -35,7 +35,8 @@ public struct CedLogitStoreInfo {
     public var text: String {
         let m = store.metadata, bytes = store.bytesOnDisk, audio = contents.audioBytes
         var lines = ["store      \(store.directory.path) (\(m.format) v\(m.version))",
-                     "items      \(contents.items.count) (chunks of \(m.chunkLength) s) × \(m.epochs) epochs, top \(m.topk) of \(m.classes.count) classes"]
+                     "items      \(contents.items.count) (chunks of \(m.chunkLength) s) × \(m.epochs) epochs, "
+                        + "top \(m.topk) of \(m.classes.count) classes"]
         lines += m.teachers.map { "teacher    \($0.source) (embed_dim \($0.embedDim), depth \($0.depth), weights \($0.weights))" }
         let missing = store.missingShards.map { "\($0)/\(m.shards)" }.joined(separator: ", ")
         lines.append("shards     \(store.presentShards.count) of \(m.shards) complete" + (missing.isEmpty ? "" : "; missing: \(missing)"))

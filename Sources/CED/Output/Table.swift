@@ -87,6 +87,18 @@ public struct CedLiveEventTable: Sendable {
     }
 }
 
+extension CedLiveEventTable {
+    /// The status line under a live table: the stream's time, what is sounding now, and how
+    /// many windows were dropped (at most 120 characters).
+    public func status(audioSeconds: Double, active: [CedEvent], dropped: Int) -> String {
+        var line = "▸ \(TextColumns.clock(audioSeconds))  "
+        line += active.isEmpty ? "listening…"
+            : active.map { "\($0.label) \(String(format: "%.2f", $0.score)) since \(TextColumns.clock($0.start))" }.joined(separator: " · ")
+        if dropped > 0 { line += "  (\(dropped) windows dropped)" }
+        return TextColumns.shortenEnd(line, 120)
+    }
+}
+
 /// Column helpers of the tables.
 public enum TextColumns {
     /// `s` padded with spaces on the right to `width`.

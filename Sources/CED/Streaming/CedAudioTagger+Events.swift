@@ -108,7 +108,8 @@ extension CedAudioTagger {
             let stream = featureExtractor.makeStream()
             var found: [CedTagResult.Segment] = []
             let scan = try scanWindows(contentsOf: url, windowing: windowing, decoding: decoding, observe: { try stream.append($0) }) {
-                found.append(.init(start: $0.start, end: $0.end, labels: config.predictions(from: $0.scores, topK: topK, threshold: threshold)))
+                let labels = config.predictions(from: $0.scores, topK: topK, threshold: threshold)
+                found.append(.init(start: $0.start, end: $0.end, labels: labels))
             }
             do { mel = try stream.finish() } catch let e as CedInputError {
                 throw AudioError(file: url.path, kind: .noAudio, reason: e.reason)
