@@ -121,7 +121,11 @@ private struct KeyedNode<Key: CodingKey>: KeyedEncodingContainerProtocol {
         NodeEncoder(node: member(key), codingPath: codingPath + [key]).unkeyedContainer()
     }
 
-    mutating func superEncoder() -> Encoder { superEncoder(forKey: Key(stringValue: "super")!) }
+    mutating func superEncoder() -> Encoder {
+        let child = Node()
+        node.object!.append(("super", child))
+        return NodeEncoder(node: child, codingPath: codingPath)
+    }
 
     mutating func superEncoder(forKey key: Key) -> Encoder { NodeEncoder(node: member(key), codingPath: codingPath + [key]) }
 }
