@@ -98,7 +98,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let loadAtStart = Machine.loadAverage
+        let loadAtStart = CedMachine.loadAverage
         let fm = FileManager.default
         let scratch = fm.temporaryDirectory.appendingPathComponent("ced-bench-\(getpid())")
         try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -107,8 +107,8 @@ struct Bench: ParsableCommand {
         // The clip: generated (16 kHz, and 32 kHz to time resampling) unless --wav is given.
         let clip16 = scratch.appendingPathComponent("clip_16k.wav")
         let clip32 = scratch.appendingPathComponent("clip_32k.wav")
-        try BenchAudio.writeWAV(BenchAudio.clip(seconds: seconds, sampleRate: 16000), sampleRate: 16000, to: clip16)
-        try BenchAudio.writeWAV(BenchAudio.clip(seconds: seconds, sampleRate: 32000), sampleRate: 32000, to: clip32)
+        try WAVWriter.write(BenchAudio.clip(seconds: seconds, sampleRate: 16000), sampleRate: 16000, to: clip16)
+        try WAVWriter.write(BenchAudio.clip(seconds: seconds, sampleRate: 32000), sampleRate: 32000, to: clip32)
         let wavPath = wav ?? clip16.path
         let extractor = try CedFeatureExtractor()
         let clip = try Waveform(path: wavPath, sampleRate: extractor.config.samplingRate)
@@ -116,9 +116,9 @@ struct Bench: ParsableCommand {
         let frames = mel.shape[1]
 
         let runs = runCount, warmup = warmupCount
-        var frontEnd: [(String, Timing)] = []
+        var frontEnd: [(String, CedTiming)] = []
         for (label, path) in [("wav_16k", clip16.path), ("wav_32k", clip32.path)] {
-            let t = try Timing.measure(warmup: warmup, runs: runs) {
+            let t = try CedTiming.measure(warmup: warmup, runs: runs) {
                 _ = try extractor(try Waveform(path: path, sampleRate: extractor.config.samplingRate).samples)
             }
             frontEnd.append((label, t))
@@ -130,7 +130,7 @@ struct Bench: ParsableCommand {
             try SafeTensorsFile.write(["mel": mel], to: exportDir.appendingPathComponent("mel.safetensors"))
         }
 
-        var results: [BenchResult] = []
+        var results: [CedBenchReport.Result] = []
         var exported: [(size: String, dir: String, fixture: Bool)] = []
         var probs: [String: Tensor] = [:]
         for size in modelList {
@@ -141,32 +141,12 @@ struct Bench: ParsableCommand {
                 fp32Probs = try CedForAudioClassification(config: source.config, weights: source.weights, precision: .fp32)(mel)
             }
             for p in precisionList {
-                let precision = CedPrecision(rawValue: p)!
-                let loadStart = Timing.now()
-                let model = try CedForAudioClassification(config: source.config, weights: source.weights, precision: precision)
-                let loadMs = Timing.ms(since: loadStart)
-                let tagger = try CedAudioTagger(model: model, featureExtractor: source.featureExtractor)
-                let rate = tagger.samplingRate
-
-                let melTiming = try Timing.measure(warmup: warmup, runs: runs) { _ = try model(mel) }
-                let melAllocs = try AllocationCounter.perCall(runs: 5) { _ = try model(mel) }
-                let e2e: () throws -> Tensor = {
-                    try tagger.scores(try Waveform(path: wavPath, sampleRate: rate).samples)
-                }
-                let wavTiming = try Timing.measure(warmup: warmup, runs: runs) { _ = try e2e() }
-                let wavAllocs = try AllocationCounter.perCall(runs: 5) { _ = try e2e() }
-
-                let out = try model(mel)
+                var (r, out) = try CedBenchReport.Result.measure(size, config: source.config, weights: source.weights,
+                                                                 description: source.description, featureExtractor: source.featureExtractor,
+                                                                 precision: CedPrecision(rawValue: p)!, mel: mel, wavPath: wavPath,
+                                                                 warmup: warmup, runs: runs)
                 probs["\(size)/\(p)"] = out
-                var r = BenchResult(model: size, weights: source.description, precision: p, path: precision.kernelPath,
-                               parameters: source.parameters,
-                               loadMs: loadMs, melToProbs: melTiming, wavToProbs: wavTiming,
-                               melAllocations: melAllocs, wavAllocations: wavAllocs)
-                if precision == .fp32 { fp32Probs = out }
-                if precision != .fp32, let ref = fp32Probs {
-                    r.maxAbsProbDiffVsFp32 = zip(out.scalars, ref.scalars).map { abs(Double($0) - Double($1)) }.max() ?? 0
-                    r.top5SameAsFp32 = Self.top(out.scalars, 5) == Self.top(ref.scalars, 5)
-                }
+                if p == "fp32" { fp32Probs = out } else if let ref = fp32Probs { r.compare(out, toFP32: ref) }
                 results.append(r)
                 Terminal.write(to: FileHandle.standardError, "  \(r.summary)\n")
             }
@@ -175,220 +155,18 @@ struct Bench: ParsableCommand {
         if let exportDir {
             try SafeTensorsFile.write(probs, to: exportDir.appendingPathComponent("swift_probs.safetensors"))
             var m = "{\n  \"mel\": \"mel.safetensors\", \"frames\": \(frames), \"probs\": \"swift_probs.safetensors\",\n  \"models\": {"
-            m += exported.map { "\n    \($0.size.jsonQuoted): {\"dir\": \($0.dir.jsonQuoted), \"fixture\": \($0.fixture)}" }.joined(separator: ",")
+            m += exported.map { "\n    \(CedJSONText.quoted($0.size)): {\"dir\": \(CedJSONText.quoted($0.dir)), \"fixture\": \($0.fixture)}" }
+                .joined(separator: ",")
             m += "\n  }\n}\n"
             try Data(m.utf8).write(to: exportDir.appendingPathComponent("manifest.json"))
         }
 
-        let settings = Settings(runs: runs, warmup: warmup, clipSeconds: clip.duration,
-                                frames: frames, wav: wav ?? "generated 16 kHz mono s16", threads: ProcessInfo.processInfo.activeProcessorCount)
-        switch format {
-        case .json: print(Self.json(settings: settings, frontEnd: frontEnd, results: results, export: export, load: loadAtStart))
-        case .table: print(Self.table(settings: settings, frontEnd: frontEnd, results: results))
-        }
+        let settings = CedBenchReport.Settings(runs: runs, warmup: warmup, clipSeconds: clip.duration, frames: frames,
+                                               wav: wav ?? "generated 16 kHz mono s16", threads: ProcessInfo.processInfo.activeProcessorCount)
+        let report = CedBenchReport(settings: settings, frontEnd: frontEnd, results: results, export: export, loadAverage: loadAtStart)
+        print(format == .json ? report.json : report.table)
     }
 
-    static func top(_ v: [Float], _ k: Int) -> [Int] {
-        Array(v.indices.sorted { v[$0] > v[$1] }.prefix(k))
-    }
-
-    // MARK: Results
-
-    struct Settings {
-        var runs: Int
-        var warmup: Int
-        var clipSeconds: Double
-        var frames: Int
-        var wav: String
-        var threads: Int
-    }
-
-    struct BenchResult {
-        var model: String
-        var weights: String
-        var precision: String
-        /// The kernels the figure came from (`CedPrecision.kernelPath`).
-        var path: String
-        var parameters: Int
-        var loadMs: Double
-        var melToProbs: Timing
-        var wavToProbs: Timing
-        var melAllocations: AllocationCounter.Delta?
-        var wavAllocations: AllocationCounter.Delta?
-        var maxAbsProbDiffVsFp32: Double?
-        var top5SameAsFp32: Bool?
-
-        var summary: String {
-            "\(model) \(precision) [\(path)]: mel→probs \(fmt(melToProbs.best)) ms, WAV→probs \(fmt(wavToProbs.best)) ms"
-        }
-    }
-
-    static func json(settings s: Settings, frontEnd: [(String, Timing)], results: [BenchResult], export: String?, load: String) -> String {
-        var o = "{\n"
-        o += "  \"tool\": \"ced bench\", \"version\": \(cedVersion.jsonQuoted), \"date\": \(ISO8601DateFormatter().string(from: Date()).jsonQuoted),\n"
-        o += "  \"machine\": {\"cpu\": \(Machine.cpuModel.jsonQuoted), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"cpu_flags\": \(Machine.vectorFlags.jsonQuoted), \"load_average_at_start\": \(load.jsonQuoted)},\n"
-        o += "  \"kernels\": {\"gemm\": \(GEMMKernel.best.rawValue.jsonQuoted), \"bf16\": \((BF16Kernel.best?.rawValue ?? "none").jsonQuoted), \"int8\": \(Int8Kernel.best.rawValue.jsonQuoted), "
-        o += "\"available\": {\"gemm\": \(GEMMKernel.available.map(\.rawValue).joined(separator: ",").jsonQuoted), \"bf16\": \(BF16Kernel.available.map(\.rawValue).joined(separator: ",").jsonQuoted), \"int8\": \(Int8Kernel.available.map(\.rawValue).joined(separator: ",").jsonQuoted)}, "
-        o += "\"forced\": {" + Machine.kernelOverrides.map { "\($0.key.jsonQuoted): \($0.value.jsonQuoted)" }.joined(separator: ", ") + "}},\n"
-        o += "  \"settings\": {\"runs\": \(s.runs), \"warmup\": \(s.warmup), \"clip_seconds\": \(jsonNumber(s.clipSeconds)), \"frames\": \(s.frames), \"wav\": \(s.wav.jsonQuoted), \"threads\": \(s.threads), \"allocation_counter\": \(AllocationCounter.available)},\n"
-        o += "  \"front_end\": {" + frontEnd.map { "\($0.0.jsonQuoted): \($0.1.json)" }.joined(separator: ", ") + "},\n"
-        o += "  \"results\": [\n"
-        o += results.map { r in
-            var f = "    {\"model\": \(r.model.jsonQuoted), \"weights\": \(r.weights.jsonQuoted), \"precision\": \(r.precision.jsonQuoted), \"path\": \(r.path.jsonQuoted), "
-            f += "\"parameters\": \(r.parameters), \"load_ms\": \(jsonNumber(round3(r.loadMs))),\n"
-            f += "     \"mel_to_probs\": \(r.melToProbs.json),\n"
-            f += "     \"wav_to_probs\": \(r.wavToProbs.json),\n"
-            f += "     \"allocations_per_clip\": {\"mel_to_probs\": \(r.melAllocations?.json ?? "null"), \"wav_to_probs\": \(r.wavAllocations?.json ?? "null")}"
-            if let d = r.maxAbsProbDiffVsFp32 { f += ",\n     \"max_abs_prob_diff_vs_fp32\": \(jsonNumber(d))" }
-            if let t = r.top5SameAsFp32 { f += ", \"top5_same_as_fp32\": \(t)" }
-            return f + "}"
-        }.joined(separator: ",\n")
-        o += "\n  ]"
-        if let export { o += ",\n  \"export\": \(export.jsonQuoted)" }
-        return o + "\n}"
-    }
-
-    static func table(settings s: Settings, frontEnd: [(String, Timing)], results: [BenchResult]) -> String {
-        var rows: [[String]] = [["model", "precision", "params", "mel→probs best", "median", "WAV→probs best", "median",
-                                 "max |Δp| vs fp32", "top-5", "allocs/clip (model)", "load", "path"]]
-        for r in results {
-            let allocs = r.melAllocations.map { "\($0.count) (\(bytes($0.bytes)))" } ?? "n/a"
-            let diff = r.maxAbsProbDiffVsFp32.map { String(format: "%.2g", $0) } ?? "reference"
-            let top5 = r.top5SameAsFp32.map { $0 ? "same" : "CHANGED" } ?? "–"
-            rows.append([r.model, r.precision, String(format: "%.1f M", Double(r.parameters) / 1e6),
-                         fmt(r.melToProbs.best) + " ms", fmt(r.melToProbs.median) + " ms",
-                         fmt(r.wavToProbs.best) + " ms", fmt(r.wavToProbs.median) + " ms", diff, top5, allocs,
-                         String(format: "%.0f ms", r.loadMs), r.path])
-        }
-        let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
-        var out = "ced bench: \(String(format: "%.2f", s.clipSeconds)) s clip (\(s.frames) frames), best and median of \(s.runs) runs after \(s.warmup) warm-up, \(s.threads) threads\n"
-        out += "CPU: \(Machine.cpuModel) (\(Machine.vectorFlags))\n"
-        let forced = Machine.kernelOverrides.map { "\($0.key)=\($0.value)" }
-        out += "kernels: fp32 \(GEMMKernel.best), bf16 \(BF16Kernel.best?.rawValue ?? "none"), int8 \(Int8Kernel.best)"
-        out += forced.isEmpty ? " (the fastest here)\n\n" : " (forced: \(forced.joined(separator: " ")))\n\n"
-        for (i, row) in rows.enumerated() {
-            out += zip(row, widths).enumerated().map { c, p in
-                c < 2 || c == row.count - 1 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0) : String(repeating: " ", count: p.1 - p.0.count) + p.0
-            }.joined(separator: "  ") + "\n"
-            if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
-        }
-        out += "\nfront end (decode + resample + mel), best: "
-        out += frontEnd.map { "\($0.0) \(fmt($0.1.best)) ms" }.joined(separator: ", ")
-        out += "\nmax |Δp| vs fp32: on this clip; top-5: the five highest classes, in order, same as fp32's"
-        if !AllocationCounter.available { out += "\nallocations: not measured (run under LD_PRELOAD with scripts/alloc_count.c, as scripts/bench.sh does)" }
-        return out
-    }
-
-    static func bytes(_ n: UInt64) -> String {
-        n >= 1 << 20 ? String(format: "%.1f MB", Double(n) / 1048576) : n >= 1024 ? String(format: "%.1f KB", Double(n) / 1024) : "\(n) B"
-    }
-}
-
-private func fmt(_ ms: Double) -> String { String(format: ms < 100 ? "%.2f" : "%.1f", ms) }
-private func round3(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
-
-// MARK: Timing
-
-/// Wall-clock timings of repeated calls, in milliseconds.
-struct Timing {
-    var samples: [Double]
-
-    var best: Double { samples.min() ?? .nan }
-    var median: Double {
-        let s = samples.sorted()
-        return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-    var mean: Double { samples.reduce(0, +) / Double(max(1, samples.count)) }
-
-    var json: String {
-        "{\"best_ms\": \(jsonNumber(round3(best))), \"median_ms\": \(jsonNumber(round3(median))), \"mean_ms\": \(jsonNumber(round3(mean))), \"runs\": \(samples.count)}"
-    }
-
-    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-    static func ms(since start: UInt64) -> Double { Double(now() - start) / 1e6 }
-
-    static func measure(warmup: Int, runs: Int, _ body: () throws -> Void) rethrows -> Timing {
-        for _ in 0..<warmup { try body() }
-        var samples: [Double] = []
-        samples.reserveCapacity(runs)
-        for _ in 0..<runs {
-            let start = now()
-            try body()
-            samples.append(ms(since: start))
-        }
-        return Timing(samples: samples)
-    }
-}
-
-// MARK: Allocation counting
-
-/// Reads the process-wide malloc counters of scripts/alloc_count.c when that library is
-/// preloaded (it exports `ced_alloc_stats`); otherwise allocations are not measured.
-enum AllocationCounter {
-    struct Delta {
-        var count: UInt64
-        var bytes: UInt64
-        var json: String { "{\"count\": \(count), \"bytes\": \(bytes)}" }
-    }
-
-    private typealias Stats = @convention(c) (UnsafeMutablePointer<UInt64>) -> Void
-
-    private static let stats: Stats? = {
-        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "ced_alloc_stats") else { return nil }
-        return unsafeBitCast(symbol, to: Stats.self)
-    }()
-
-    static var available: Bool { stats != nil }
-
-    private static func snapshot() -> (UInt64, UInt64)? {
-        guard let stats else { return nil }
-        var v: [UInt64] = [0, 0]
-        stats(&v)
-        return (v[0], v[1])
-    }
-
-    /// Heap allocations (calls to malloc, calloc, realloc, posix_memalign, aligned_alloc,
-    /// memalign; all threads) per call of `body`, averaged over `runs` calls after one more.
-    static func perCall(runs: Int, _ body: () throws -> Void) rethrows -> Delta? {
-        guard available else { return nil }
-        try body()
-        let before = snapshot()!
-        for _ in 0..<runs { try body() }
-        let after = snapshot()!
-        return Delta(count: (after.0 - before.0) / UInt64(runs), bytes: (after.1 - before.1) / UInt64(runs))
-    }
-}
-
-// MARK: Machine
-
-enum Machine {
-    static let cpuinfo: String = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-
-    static var cpuModel: String {
-        for line in cpuinfo.split(separator: "\n") where line.hasPrefix("model name") {
-            if let colon = line.firstIndex(of: ":") { return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
-        }
-        return "unknown"
-    }
-
-    /// The vector extensions that matter for the kernels, as /proc/cpuinfo names them.
-    static var vectorFlags: String {
-        guard let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return "" }
-        let flags = Set(line.split(separator: " ").map(String.init))
-        return ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8"].filter(flags.contains).joined(separator: " ")
-    }
-
-    /// The kernel choices forced through the environment, sorted by name.
-    static var kernelOverrides: [(key: String, value: String)] {
-        let env = ProcessInfo.processInfo.environment
-        return ["CED_BF16_KERNEL", "CED_GEMM_KERNEL", "CED_INT8_KERNEL"].compactMap { k in
-            env[k].flatMap { $0.isEmpty ? nil : (k, $0) }
-        }
-    }
-
-    static var loadAverage: String {
-        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "").split(separator: " ").prefix(3).joined(separator: " ")
-    }
 }
 
 // MARK: Models
@@ -404,8 +182,6 @@ struct BenchModels {
     /// The Hugging Face folder holding these weights (the fixture, or the exported copy).
     var directory: String?
 
-    /// Trainable parameters (BatchNorm running statistics are buffers, not parameters).
-    var parameters: Int { CedParameterTable(config: config).parameterCount }
 
     static func defaultTinyDirectory() -> String? {
         var candidates: [String] = []
@@ -487,22 +263,5 @@ enum BenchAudio {
             out[i] = Float(v)
         }
         return out
-    }
-
-    /// Writes 16-bit PCM mono.
-    static func writeWAV(_ samples: [Float], sampleRate: Int, to url: URL) throws {
-        var d = Data()
-        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
-        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
-        let dataBytes = UInt32(samples.count * 2)
-        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + dataBytes); d.append(contentsOf: Array("WAVE".utf8))
-        d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(1); u16(1); u32(UInt32(sampleRate)); u32(UInt32(sampleRate * 2)); u16(2); u16(16)
-        d.append(contentsOf: Array("data".utf8)); u32(dataBytes)
-        d.reserveCapacity(d.count + samples.count * 2)
-        for s in samples {
-            let v = Int16(max(-32768, min(32767, (Double(s) * 32767).rounded())))
-            u16(UInt16(bitPattern: v))
-        }
-        try d.write(to: url)
     }
 }

@@ -66,31 +66,8 @@ struct BenchTrain: ParsableCommand {
         if runs < 1 || warmup < 0 { throw ValidationError("--runs must be at least 1 and --warmup at least 0") }
     }
 
-    struct Row: Codable {
-        var model: String
-        var batch: Int
-        var frames: Int
-        var parameters: Int
-        var bestMsPerStep: Double
-        var medianMsPerStep: Double
-        var bestMsPerClip: Double
-        var medianMsPerClip: Double
-        /// Median CPU time (user + system, all threads) of a step: the work, whatever else runs.
-        var cpuMsPerStep: Double
-        var activationMB: Double
-        var peakRssMB: Double
-        var threads: Int
-        enum CodingKeys: String, CodingKey {
-            case model, batch, frames, parameters, threads
-            case bestMsPerStep = "best_ms_per_step", medianMsPerStep = "median_ms_per_step"
-            case bestMsPerClip = "best_ms_per_clip", medianMsPerClip = "median_ms_per_clip"
-            case cpuMsPerStep = "cpu_ms_per_step"
-            case activationMB = "activation_mb", peakRssMB = "peak_rss_mb"
-        }
-    }
-
     func run() throws {
-        var rows: [Row] = []
+        var rows: [CedTrainingBenchRow] = []
         for size in modelList {
             var config = CedConfig(name: "ced-\(size)")
             config.depth = 12
@@ -107,20 +84,13 @@ struct BenchTrain: ParsableCommand {
             let adam = CedAdamW(model: model, options: .init(learningRate: 1e-4, weightDecay: 0.05))
             var times: [Double] = [], cpu: [Double] = []
             for i in 0..<(warmup + runs) {
-                let t0 = DispatchTime.now().uptimeNanoseconds, c0 = Self.cpuSeconds()
+                let t0 = DispatchTime.now().uptimeNanoseconds, c0 = CedMachine.cpuSeconds()
                 try model.trainingStep(mels: mels, targets: targets, loss: .bceWithLogits, sink: adam.step())
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-                if i >= warmup { times.append(dt); cpu.append(1000 * (Self.cpuSeconds() - c0)) }
+                if i >= warmup { times.append(dt); cpu.append(1000 * (CedMachine.cpuSeconds() - c0)) }
             }
-            cpu.sort()
-            times.sort()
-            let best = times[0], median = times[times.count / 2]
-            rows.append(Row(model: size, batch: b, frames: frames, parameters: model.parameterCount,
-                            bestMsPerStep: best, medianMsPerStep: median, bestMsPerClip: best / Double(b),
-                            medianMsPerClip: median / Double(b),
-                            cpuMsPerStep: cpu[cpu.count / 2],
-                            activationMB: Double(model.activationBytes(batch: b, frames: frames)) / 1e6,
-                            peakRssMB: Self.peakRSSMegabytes(), threads: CedCompute.threadLimit))
+            rows.append(CedTrainingBenchRow(model: size, batch: b, frames: frames, parameters: model.parameterCount, stepMs: times, cpuMs: cpu,
+                                            activationBytes: model.activationBytes(batch: b, frames: frames)))
         }
         if format == .json {
             let enc = JSONEncoder()
@@ -129,40 +99,10 @@ struct BenchTrain: ParsableCommand {
             return
         }
         print("ced bench-train: \(precision) (\(CedPrecision(rawValue: precision)!.kernelPath)), \(rows.first?.threads ?? 0) threads, \(frames) frames per clip, logit pooling, BCE-with-logits + AdamW, recomputation \(recompute)")
-        print("model  batch  params   ms/step best  median   ms/clip best  median  CPU ms/step  activations  peak RSS")
-        for r in rows {
-            print(String(format: "%-5@  %5d  %5.1f M  %12.1f  %6.1f  %12.2f  %6.2f  %11.0f  %8.0f MB  %5.0f MB",
-                         r.model as NSString, r.batch, Double(r.parameters) / 1e6, r.bestMsPerStep, r.medianMsPerStep,
-                         r.bestMsPerClip, r.medianMsPerClip, r.cpuMsPerStep, r.activationMB, r.peakRssMB))
-        }
-    }
-
-    /// CPU time of the process so far (user + system, every thread).
-    static func cpuSeconds() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF_VALUE, &usage)
-        func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
-        return s(usage.ru_utime) + s(usage.ru_stime)
-    }
-
-    /// The process's peak resident set (ru_maxrss: kilobytes on Linux, bytes on macOS).
-    static func peakRSSMegabytes() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF_VALUE, &usage)
-        #if os(Linux)
-        return Double(usage.ru_maxrss) / 1024
-        #else
-        return Double(usage.ru_maxrss) / (1024 * 1024)
-        #endif
+        print(([CedTrainingBenchRow.tableHeader] + rows.map(\.tableRow)).joined(separator: "\n"))
     }
 }
 
 extension CedRecomputation: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
 }
-
-#if os(Linux)
-private let RUSAGE_SELF_VALUE = __rusage_who_t(RUSAGE_SELF.rawValue)
-#else
-private let RUSAGE_SELF_VALUE = RUSAGE_SELF
-#endif

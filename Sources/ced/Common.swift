@@ -43,19 +43,23 @@ final class Output {
     }
 }
 
-/// A one-line progress bar on stderr: files done, rate, time left.
-final class Progress {
+/// A one-line progress bar on stderr, drawn on a terminal only: `[=====   ] 3/10 files
+/// 1.2 files/s  ETA 0:05` (for optimiser steps also the smoothed loss and the learning rate).
+final class Progress: @unchecked Sendable {
     nonisolated(unsafe) static var shown = false
-    private let total: Int
-    private let start = Date()
-    private var done = 0
-    private var failed = 0
-    private var lastDraw = Date.distantPast
+    /// Items in all (settable once known).
+    var total: Int
     let enabled: Bool
+    let unit: String
+    private let start = Date()
+    private var done = 0, first = 0, failed = 0
+    private var smoothed: Double?
+    private var lastDraw = Date.distantPast
 
-    init(total: Int, enabled: Bool) {
+    init(total: Int = 0, enabled: Bool, unit: String = "files") {
         self.total = total
         self.enabled = enabled
+        self.unit = unit
     }
 
     /// Erases the bar so other stderr/stdout text starts on a clean line (call with Terminal.lock held).
@@ -66,21 +70,36 @@ final class Progress {
         }
     }
 
+    /// One more item done.
     func step(failed didFail: Bool) {
         done += 1
         if didFail { failed += 1 }
+        draw(failed > 0 ? "  \(failed) failed" : "")
+    }
+
+    /// A resumed run starts at item `step` (the rate counts from there).
+    func resume(at step: Int) {
+        (first, done) = (step, step)
+    }
+
+    /// At item `step` of `total` (an optimiser step: with its loss and learning rate).
+    func step(to step: Int, loss: Double? = nil, lr: Double? = nil) {
+        if let loss { smoothed = smoothed.map { 0.9 * $0 + 0.1 * loss } ?? loss }
+        done = step
+        draw((smoothed.map { String(format: "  loss %.4f", $0) } ?? "") + (lr.map { String(format: "  lr %.2e", $0) } ?? ""))
+    }
+
+    private func draw(_ extra: String) {
         guard enabled else { return }
         let now = Date()
         if done < total && now.timeIntervalSince(lastDraw) < 0.1 { return }
         lastDraw = now
         let elapsed = now.timeIntervalSince(start)
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let rate = elapsed > 0 ? Double(done - first) / elapsed : 0
         let left = rate > 0 ? Double(total - done) / rate : 0
-        let width = 24
-        let filled = total > 0 ? width * done / total : width
-        let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
-        var line = "[\(bar)] \(done)/\(total) files  \(String(format: "%.1f", rate)) files/s  ETA \(Self.clock(left))"
-        if failed > 0 { line += "  \(failed) failed" }
+        let filled = total > 0 ? min(24, 24 * done / total) : 24
+        let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: 24 - filled)
+        let line = "[\(bar)] \(done)/\(total) \(unit)  \(String(format: "%.1f", rate)) \(unit)/s\(extra)  ETA \(Self.clock(left))"
         Terminal.lock.lock(); defer { Terminal.lock.unlock() }
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
         Self.shown = true
@@ -96,67 +115,13 @@ final class Progress {
     }
 }
 
-// MARK: Model options
-
-struct ModelOptions: ParsableArguments {
-    @Option(name: .shortAndLong,
-            help: ArgumentHelp("Hub id, local folder or checkpoint file (.safetensors, pytorch_model.bin, the authors' .pt).",
-                               valueName: "id|path"))
-    var model = "mispeech/ced-mini"
-
-    @Option(help: ArgumentHelp("Hub revision: branch, tag or commit.", valueName: "rev"))
-    var revision: String?
-
-    @Option(name: .customLong("labels"),
-            help: ArgumentHelp("Class names from a CSV (index,mid,display_name), e.g. for .pt files that carry none.", valueName: "csv"))
-    var labels: String?
-
-    @Option(name: .customLong("config"),
-            help: ArgumentHelp("config.json to use with a checkpoint file that has none beside it.", valueName: "json"))
-    var configFile: String?
-
-    @Option(help: ArgumentHelp("Attention heads of a checkpoint without config.json (default: embed_dim / 64, as every published CED).", valueName: "n"))
-    var numHeads: Int?
-
-    @Option(help: ArgumentHelp("Arithmetic of the encoder's matrix products: fp32 (matches the reference), bf16 or int8 (faster, opt-in; int8 = fc1 in int8, the rest bf16).", valueName: "fp32|bf16|int8"))
-    var precision: CedPrecision = .fp32
-
-    func validate() throws {
-        if let n = numHeads, n <= 0 { throw ValidationError("--num-heads must be positive") }
-    }
-
-    /// The checkpoint's model and feature extractor, at the requested precision.
-    func tagger(quiet: Bool) throws -> CedAudioTagger {
-        try CedAudioTagger(load(quiet: quiet), precision: precision)
-    }
-
-    /// Loads the checkpoint, printing download progress when stderr is a terminal.
-    func load(quiet: Bool) throws -> PretrainedCheckpoint {
-        try loadCheckpoint(model, revision: revision, labels: labels, configFile: configFile, numHeads: numHeads, quiet: quiet)
-    }
-}
-
-/// Loads a checkpoint for a command: download progress on a terminal, warnings on stderr.
-func loadCheckpoint(_ model: String, revision: String? = nil, labels: String? = nil, configFile: String? = nil,
-                    numHeads: Int? = nil, quiet: Bool) throws -> PretrainedCheckpoint {
-    var hub = HubOptions()
-    if Terminal.stderrIsTTY && !quiet { hub.progress = HubOptions.stderrProgressBar() }
-    let options = PretrainedCheckpoint.Options(
-        configFile: configFile.map { URL(fileURLWithPath: $0) },
-        labelsFile: labels.map { URL(fileURLWithPath: $0) },
-        numHeads: numHeads, hub: hub)
-    let checkpoint = try PretrainedCheckpoint.load(model, revision: revision, options: options)
-    if !quiet { for w in checkpoint.warnings { Terminal.warn(w) } }
-    return checkpoint
+/// A value that `@Sendable` event handlers update.
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
 }
 
 // MARK: Inputs
-
-/// Audio and video file extensions collected when a directory is given.
-let audioExtensions: Set<String> = [
-    "wav", "wave", "bwf", "rf64", "w64", "flac", "mp3", "ogg", "oga", "opus", "m4a", "m4b", "aac", "mp4", "m4v",
-    "mov", "mkv", "mka", "webm", "wma", "aif", "aiff", "aifc", "caf", "amr", "3gp", "ac3", "avi", "au", "snd",
-]
 
 struct InputFile {
     /// As shown to the user (the path given, or a path inside a given directory; "-" for stdin).
@@ -165,50 +130,28 @@ struct InputFile {
     var path: String
 }
 
-/// Expands the command-line paths: files as given, directories recursively (audio
-/// extensions only, sorted), "-" for audio bytes on stdin. Paths that do not exist are
-/// returned as failures.
-func expandInputs(_ paths: [String]) -> (files: [InputFile], failures: [(String, String)]) {
+/// Expands the command-line paths (`AudioFiles.expand`), "-" standing for audio bytes on
+/// stdin (buffered to a temporary file). Paths that do not exist are returned as failures.
+func expandInputs(_ paths: [String]) -> (files: [InputFile], failures: [(path: String, reason: String)]) {
     var files: [InputFile] = []
-    var failures: [(String, String)] = []
-    let fm = FileManager.default
+    var failures: [(path: String, reason: String)] = []
     for p in paths {
-        if p == "-" {
-            do {
-                let data = FileHandle.standardInput.readDataToEndOfFile()
-                let tmp = fm.temporaryDirectory.appendingPathComponent("ced-stdin-\(getpid())-\(UUID().uuidString)")
-                try data.write(to: tmp)
-                atexit { removeStdinCopies() }
-                stdinCopies.append(tmp.path)
-                files.append(InputFile(name: "-", path: tmp.path))
-            } catch {
-                failures.append(("-", "cannot buffer standard input: \(error.localizedDescription)"))
-            }
+        guard p == "-" else {
+            let (found, failed) = AudioFiles.expand([p])
+            files += found.map { InputFile(name: $0, path: $0) }
+            failures += failed
             continue
         }
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: p, isDirectory: &isDir) else {
-            failures.append((p, "no such file or directory"))
-            continue
+        do {
+            let data = FileHandle.standardInput.readDataToEndOfFile()
+            let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("ced-stdin-\(getpid())-\(UUID().uuidString)")
+            try data.write(to: tmp)
+            atexit { removeStdinCopies() }
+            stdinCopies.append(tmp.path)
+            files.append(InputFile(name: "-", path: tmp.path))
+        } catch {
+            failures.append(("-", "cannot buffer standard input: \(error.localizedDescription)"))
         }
-        if !isDir.boolValue {
-            files.append(InputFile(name: p, path: p))
-            continue
-        }
-        let base = URL(fileURLWithPath: p)
-        guard let e = fm.enumerator(at: base, includingPropertiesForKeys: [.isRegularFileKey],
-                                    options: [.skipsHiddenFiles]) else {
-            failures.append((p, "cannot list the directory"))
-            continue
-        }
-        var found: [String] = []
-        for case let url as URL in e where audioExtensions.contains(url.pathExtension.lowercased()) {
-            if (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
-                let rel = url.path.hasPrefix(base.path + "/") ? String(url.path.dropFirst(base.path.count + 1)) : url.lastPathComponent
-                found.append((p.hasSuffix("/") ? p : p + "/") + rel)
-            }
-        }
-        files += found.sorted().map { InputFile(name: $0, path: $0) }
     }
     return (files, failures)
 }
@@ -218,98 +161,67 @@ private func removeStdinCopies() {
     for p in stdinCopies { unlink(p) }
 }
 
-// MARK: Parallel work, results in order
+// MARK: Files in, results out
 
-/// Runs `produce` for items `0..<count` on up to `jobs` threads, at most `lookahead` items
-/// ahead of the consumer, and hands the results to `consume` in index order on the calling
-/// thread (so output order and memory are both bounded and deterministic).
-func runOrdered<T>(count: Int, jobs: Int, lookahead: Int,
-                   produce: @escaping @Sendable (Int) -> T, consume: (Int, T) -> Void) {
-    guard count > 0 else { return }
-    let state = OrderedState<T>()
-    let workers = max(1, min(jobs, count))
-    let threadsPerJob = CedCompute.threadsPerWorker(workers)
-    let group = DispatchGroup()
-    for _ in 0..<workers {
-        group.enter()
-        Thread.detachNewThread {
-            defer { group.leave() }
-            while true {
-                state.cond.lock()
-                while state.nextStart < count && state.nextStart - state.consumed >= lookahead { state.cond.wait() }
-                guard state.nextStart < count else { state.cond.unlock(); return }
-                let i = state.nextStart
-                state.nextStart += 1
-                state.cond.unlock()
-                // Each worker's model calls use its share of the cores: with --jobs 2 on two
-                // cores, two single-threaded encoders instead of two callers competing for
-                // the shared compute pool.
-                let r = CedCompute.withThreadLimit(threadsPerJob) { produce(i) }
-                state.cond.lock()
-                state.results[i] = r
-                state.cond.broadcast()
-                state.cond.unlock()
-            }
+/// Runs `produce` on each input, `jobs` at a time, and hands the results to `consume` in input
+/// order, with a progress bar; an input that fails (either way) is reported on stderr and the
+/// others go on. Returns how many inputs failed, the missing ones included.
+func processInputs<R>(_ files: [InputFile], missing: [(path: String, reason: String)], jobs: Int, quiet: Bool, output: Output,
+                      produce: @escaping @Sendable (InputFile) throws -> R, consume: (InputFile, R) throws -> Void) -> Int {
+    var failed = 0
+    for (name, reason) in missing {
+        Terminal.error("\(name): \(reason)")
+        failed += 1
+    }
+    let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)
+    CedCompute.forEachInOrder(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i in Result { try produce(files[i]) } } consume: { i, r in
+        do {
+            try consume(files[i], try r.get())
+            progress.step(failed: false)
+        } catch {
+            output.flush()
+            Terminal.error("\(files[i].name): \(describe(error))")
+            failed += 1
+            progress.step(failed: true)
         }
     }
-    for i in 0..<count {
-        state.cond.lock()
-        while state.results[i] == nil { state.cond.wait() }
-        let r = state.results.removeValue(forKey: i)!
-        state.consumed = i + 1
-        state.cond.broadcast()
-        state.cond.unlock()
-        consume(i, r)
-    }
-    group.wait()
+    return failed
 }
 
-private final class OrderedState<T>: @unchecked Sendable {
-    let cond = NSCondition()
-    var nextStart = 0
-    var consumed = 0
-    var results: [Int: T] = [:]
+/// Exit code 1 (after saying how many of several inputs failed) when any did.
+func exitIfFailed(_ failed: Int, of total: Int, quiet: Bool) throws {
+    guard failed > 0 else { return }
+    if total > 1 && !quiet { Terminal.write(to: .standardError, "\(failed) of \(total) files failed\n") }
+    throw ExitCode(1)
 }
 
-extension CedPrecision: ExpressibleByArgument {}
+/// Streams results to stdout through an encoder: the header, each result as it comes, the footer.
+final class ResultPrinter<Result> {
+    let encoder: any CedResultEncoder<Result>
+    let output = Output()
+    private var count = 0
 
-/// Default `--jobs`: the number of cores.
-let defaultJobs = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    init(_ encoder: any CedResultEncoder<Result>) { self.encoder = encoder }
 
-// MARK: Formatting
-
-extension String {
-    /// As a JSON string literal.
-    var jsonQuoted: String {
-        var s = "\""
-        for u in unicodeScalars {
-            switch u {
-            case "\"": s += "\\\""
-            case "\\": s += "\\\\"
-            case "\n": s += "\\n"
-            case "\r": s += "\\r"
-            case "\t": s += "\\t"
-            case let c where c.value < 0x20: s += String(format: "\\u%04x", c.value)
-            default: s.unicodeScalars.append(u)
-            }
-        }
-        return s + "\""
+    func begin() {
+        output.write(encoder.header)
+        output.flush()
     }
 
-    /// As a CSV field (quoted when needed).
-    var csvField: String {
-        if contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
-            return "\"" + replacingOccurrences(of: "\"", with: "\"\"") + "\""
-        }
-        return self
+    func write(_ result: Result) throws {
+        output.write(try encoder.encode(result, position: count))
+        count += 1
+        output.flush()
+    }
+
+    func end() {
+        output.write(encoder.footer(count: count))
+        output.flush()
     }
 }
 
-/// A JSON number for a float score: the shortest text that reads back as the same Float.
-func jsonNumber(_ v: Float) -> String {
-    v.isFinite ? "\(v)" : "null"
-}
-
-func jsonNumber(_ v: Double) -> String {
-    v.isFinite ? "\(v)" : "null"
+/// An error's message without the type name noise.
+func describe(_ error: Error) -> String {
+    if let e = error as? LocalizedError, let d = e.errorDescription { return d }
+    return "\(error)"
 }

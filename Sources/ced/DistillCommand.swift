@@ -23,33 +23,6 @@ struct Distill: ParsableCommand {
         subcommands: [DistillLogits.self, DistillInfo.self, DistillVerify.self, DistillTrain.self])
 }
 
-/// Audio files from the command line: files, folders (recursively, audio extensions) and
-/// list files (`.txt`/`.lst`/`.list`: one path per line, relative to the list's folder).
-func distillationInputs(_ paths: [String]) throws -> [URL] {
-    var out: [URL] = []
-    let fm = FileManager.default
-    for p in paths {
-        let ext = (p as NSString).pathExtension.lowercased()
-        if ["txt", "lst", "list"].contains(ext) {
-            guard let text = try? String(contentsOfFile: p, encoding: .utf8) else {
-                throw ValidationError("cannot read the list file \(p)")
-            }
-            let base = URL(fileURLWithPath: p).deletingLastPathComponent()
-            for line in text.split(whereSeparator: \.isNewline) {
-                let l = line.trimmingCharacters(in: .whitespaces)
-                if l.isEmpty || l.hasPrefix("#") { continue }
-                out.append(l.hasPrefix("/") ? URL(fileURLWithPath: l) : base.appendingPathComponent(l))
-            }
-            continue
-        }
-        let (files, failures) = expandInputs([p])
-        if let f = failures.first { throw ValidationError("\(f.0): \(f.1)") }
-        out += files.map { URL(fileURLWithPath: $0.path) }
-    }
-    for u in out where !fm.fileExists(atPath: u.path) { throw ValidationError("\(u.path): no such file") }
-    return out.map { $0.standardizedFileURL }
-}
-
 struct DistillLogits: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logits",
@@ -106,11 +79,7 @@ struct DistillLogits: ParsableCommand {
     @Option(help: ArgumentHelp("The teachers' arithmetic: fp32, bf16 or int8.", valueName: "fp32|bf16|int8"))
     var precision: CedPrecision = .fp32
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files processed at once.", valueName: "n"))
-    var jobs: Int = defaultJobs
-
-    @Flag(name: .shortAndLong, help: "No progress bar.")
-    var quiet = false
+    @OptionGroup var common: CommonOptions
 
     @Argument(help: ArgumentHelp("Audio files, folders (recursive) or list files (.txt: one path per line).", valueName: "path"))
     var paths: [String] = []
@@ -122,7 +91,6 @@ struct DistillLogits: ParsableCommand {
         if !(chunkLength > 0) { throw ValidationError("--chunk-length must be positive") }
         if !(shift >= 0 && shift <= 1) || !(shiftP >= 0 && shiftP <= 1) { throw ValidationError("--shift and --shift-p must lie in [0, 1]") }
         if (timeMask ?? 0) < 0 || freqMask < 0 { throw ValidationError("--time-mask and --freq-mask must be ≥ 0") }
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
     }
 
     func run() throws {
@@ -134,28 +102,27 @@ struct DistillLogits: ParsableCommand {
         o.augmentation = CedAugmentation(shift: shift, shiftProbability: shiftP, timeMask: timeMask ?? 192, freqMask: freqMask,
                                          timeMaskReference: timeMask == nil ? 1001 : nil)
         o.precision = precision
-        o.jobs = jobs
+        o.jobs = common.jobs
         do { o.shard = try LogitExtractionOptions.parseShard(shard) } catch { throw ValidationError("\(error)") }
-        let files = try distillationInputs(paths)
-        let q = quiet
-        let loaded = try teachers.map { (source: $0, checkpoint: try loadCheckpoint($0, quiet: q)) }
+        let files: [URL]
+        do { files = try AudioFiles.collect(paths) } catch let e as CedFileError { throw ValidationError(e.description) }
+        let quiet = common.quiet
+        let loaded = try teachers.map { (source: $0, checkpoint: try loadCheckpoint($0, quiet: quiet)) }
         let job = LogitExtractionJob(teachers: loaded, files: files, dataRoot: dataRoot.map { URL(fileURLWithPath: $0) },
                                      store: URL(fileURLWithPath: output), options: o)
-        let quiet = self.quiet
-        let bar = ProgressBox()
+        let bar = Progress(enabled: Terminal.stderrIsTTY && !quiet)
         let start = Date()
         let items = try job.run { event in
             switch event {
             case .progress(let done, let total):
-                if bar.bar == nil { bar.bar = StepProgress(total: total, enabled: Terminal.stderrIsTTY && !quiet, unit: "files") }
-                bar.bar?.step(to: done, loss: nil, lr: nil)
+                bar.total = total
+                bar.step(to: done)
             case .resumed(let n):
                 if !quiet { Terminal.warn("resuming: \(n) files of this shard were already done") }
             case .warning(let w):
                 if !quiet { Terminal.warn(w) }
             }
         }
-        bar.bar?.finish()
         let seconds = Date().timeIntervalSince(start)
         if !quiet {
             let views = items * epochs
@@ -164,8 +131,6 @@ struct DistillLogits: ParsableCommand {
         }
     }
 }
-
-final class ProgressBox: @unchecked Sendable { var bar: StepProgress? }
 
 struct DistillInfo: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "Describe a logit store: items, epochs, teachers, shards, size, digest.")
@@ -179,36 +144,8 @@ struct DistillInfo: ParsableCommand {
     var format: Format = .text
 
     func run() throws {
-        let s = try LogitStore(directory: URL(fileURLWithPath: store))
-        let m = s.metadata
-        let c = try s.contents()
-        let bytes = s.bytesOnDisk
-        let views = c.items.count * m.epochs
-        let digest = LogitStore.digest(c, epochs: m.epochs, topk: m.topk)
-        var o: [String: Any] = [
-            "store": s.directory.path, "format": m.format, "version": m.version, "items": c.items.count, "epochs": m.epochs,
-            "topk": m.topk, "classes": m.classes.count, "chunk_length": m.chunkLength, "seed": m.seed,
-            "teachers": m.teachers.map { ["source": $0.source, "weights": $0.weights, "embed_dim": $0.embedDim, "depth": $0.depth] },
-            "shards": ["count": m.shards, "complete": s.presentShards, "missing": s.missingShards],
-            "complete": s.isComplete, "bytes_on_disk": bytes, "audio_bytes": c.audioBytes, "digest": digest,
-        ]
-        if views > 0 { o["bytes_per_item_epoch"] = Double(bytes) / Double(views) }
-        if c.audioBytes > 0 { o["ratio_to_audio"] = Double(bytes) / Double(c.audioBytes) }
-        if format == .json {
-            let data = try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-            return
-        }
-        print("store      \(s.directory.path) (\(m.format) v\(m.version))")
-        print("items      \(c.items.count) (chunks of \(m.chunkLength) s) × \(m.epochs) epochs, top \(m.topk) of \(m.classes.count) classes")
-        for t in m.teachers { print("teacher    \(t.source) (embed_dim \(t.embedDim), depth \(t.depth), weights \(t.weights))") }
-        print("shards     \(s.presentShards.count) of \(m.shards) complete" + (s.missingShards.isEmpty ? "" : "; missing: \(s.missingShards.map { "\($0)/\(m.shards)" }.joined(separator: ", "))"))
-        var size = "size       \(bytes) bytes"
-        if views > 0 { size += String(format: ", %.1f bytes per item-epoch", Double(bytes) / Double(views)) }
-        if c.audioBytes > 0 { size += String(format: ", %.2f %% of the audio (%d bytes)", 100 * Double(bytes) / Double(c.audioBytes), c.audioBytes) }
-        print(size)
-        print("complete   \(s.isComplete)")
-        print("digest     \(digest)")
+        let info = try CedLogitStoreInfo(try LogitStore(directory: URL(fileURLWithPath: store)))
+        print(format == .json ? try info.json() : info.text)
     }
 }
 
@@ -272,85 +209,63 @@ struct DistillTrain: ParsableCommand {
     @Option(help: ArgumentHelp("ced-tiny|ced-mini|ced-small|ced-base, a config.json, or a model.", valueName: "student"))
     var student: String
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("The model folder to write.", valueName: "dir"))
-    var output: String
+    @OptionGroup var training: TrainingOptions
+    @OptionGroup var steps: StepOptions
 
-    @Option(help: ArgumentHelp("Training epochs.", valueName: "n")) var epochs = 20
-    @Option(help: ArgumentHelp("Items per step (default 32, fewer for small stores so that an epoch has at least 40 steps).", valueName: "n")) var batchSize: Int?
-    @Option(name: .customLong("lr"), help: ArgumentHelp("Peak learning rate.", valueName: "x")) var learningRate = 1e-3
-    @Option(help: ArgumentHelp("AdamW weight decay (0: Adam, as upstream).", valueName: "x")) var weightDecay = 0.0
-    @Option(help: ArgumentHelp("Warm-up steps (default 5 % of the run).", valueName: "steps")) var warmup: Int?
-    @Option(help: ArgumentHelp("cosine or constant.", valueName: "schedule")) var schedule: FinetuneOptions.Schedule = .cosine
-    @Option(help: ArgumentHelp("Clip the global gradient norm.", valueName: "norm")) var gradClip: Double?
-    @Option(help: ArgumentHelp("Mixup's α (0: off).", valueName: "alpha")) var mixup = 0.5
     @Option(help: ArgumentHelp("Targets outside the top k: zero, or last_mean (min(top k)/(C − k)).", valueName: "zero|last_mean"))
     var labelType: DistillationOptions.LabelType = .zero
     @Flag(help: "Fresh augmentations instead of the stored ones (upstream's disable_consistency ablation).") var noConsistency = false
-    @Option(help: ArgumentHelp("Seed of the batch order, mixup, dropout and the student's initialisation.", valueName: "n")) var seed: UInt64 = 0
     @Option(help: ArgumentHelp("fp32 or bf16 products.", valueName: "fp32|bf16")) var precision: CedPrecision = .fp32
     @Option(help: ArgumentHelp("Labelled files to validate on (file,label with the teachers' class names).", valueName: "csv")) var eval: String?
     @Option(help: ArgumentHelp("Validate every N epochs.", valueName: "n")) var evalEvery = 1
     @Option(help: ArgumentHelp("With --eval: save the mean weights of the best N validations (upstream 4; 1: the best).", valueName: "n")) var average = 4
-    @Option(help: ArgumentHelp("Stop after N validations without a better accuracy (mAP for multi-label).", valueName: "n")) var patience = 0
-    @Option(help: ArgumentHelp("Also checkpoint every N steps.", valueName: "steps")) var saveEvery = 0
     @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded in the store).", valueName: "dir")) var dataRoot: String?
-    @Flag(help: "Continue an interrupted run.") var resume = false
-    @Flag(help: "Replace an existing model folder at --output.") var overwrite = false
-    @Option(help: ArgumentHelp("text or jsonl.", valueName: "format")) var logFormat: Finetune.LogFormat = .text
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files decoded at once.", valueName: "n")) var jobs: Int = defaultJobs
-    @Flag(name: .shortAndLong, help: "No progress bar or per-epoch lines.") var quiet = false
 
     func run() throws {
         let store = try LogitStore(directory: URL(fileURLWithPath: logits))
         let studentSpec: DistillationStudent
-        let path = (student as NSString).expandingTildeInPath
-        var isDir: ObjCBool = false
-        if ["ced-tiny", "ced-mini", "ced-small", "ced-base"].contains(student) && !FileManager.default.fileExists(atPath: path) {
-            studentSpec = .preset(student)
-        } else if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue, path.lowercased().hasSuffix(".json") {
-            studentSpec = .architecture(try CedConfig.load(from: URL(fileURLWithPath: path)), configFile: URL(fileURLWithPath: path))
-        } else if isDir.boolValue, let entries = try? FileManager.default.contentsOfDirectory(atPath: path),
-                  entries.contains("config.json"), !entries.contains(where: { $0.hasSuffix(".safetensors") || $0.hasSuffix(".bin") }) {
-            let u = URL(fileURLWithPath: path).appendingPathComponent("config.json")
-            studentSpec = .architecture(try CedConfig.load(from: u), configFile: u)
-        } else {
-            studentSpec = .checkpoint(try loadCheckpoint(student, quiet: quiet))
+        switch CedModelSpec.resolve(student, presets: true) {
+        case .preset(let name): studentSpec = .preset(name)
+        case .architecture(let url): studentSpec = .architecture(try CedConfig.load(from: url), configFile: url)
+        case .checkpoint(let spec): studentSpec = .checkpoint(try loadCheckpoint(spec, quiet: training.common.quiet))
         }
         guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? store.recordedDataRoot else {
             throw ValidationError("the store does not record where its audio is; give --data-root")
         }
         var o = DistillationOptions()
-        o.epochs = epochs; o.batchSize = batchSize; o.learningRate = learningRate; o.weightDecay = weightDecay
-        o.warmup = warmup; o.schedule = schedule; o.gradientClip = gradClip; o.mixup = mixup; o.labelType = labelType
-        o.noConsistency = noConsistency; o.seed = seed; o.precision = precision; o.evalEvery = evalEvery
-        o.patience = patience; o.saveEvery = saveEvery; o.average = average
+        if let epochs = training.epochs { o.epochs = epochs }
+        if let learningRate = training.learningRate { o.learningRate = learningRate }
+        if let weightDecay = training.weightDecay { o.weightDecay = weightDecay }
+        if let mixup = steps.mixup { o.mixup = mixup }
+        o.batchSize = training.batchSize; o.warmup = steps.warmup; o.schedule = steps.schedule; o.gradientClip = steps.gradClip
+        o.labelType = labelType; o.noConsistency = noConsistency; o.seed = training.seed; o.precision = precision; o.evalEvery = evalEvery
+        o.patience = training.patience ?? 0; o.saveEvery = steps.saveEvery; o.average = average
         let evaluation = try eval.map { try TrainingDataset.load(from: URL(fileURLWithPath: $0), multiLabel: true) }
-        let job = DistillationJob(store: store, student: studentSpec, output: URL(fileURLWithPath: output), options: o, dataRoot: root,
-                                  evaluation: evaluation, resume: resume, overwrite: overwrite, concurrency: jobs)
-        let json = logFormat == .jsonl, quiet = self.quiet
-        let bar = ProgressBox()
-        final class Total: @unchecked Sendable { var epochs = 0 }
-        let total = Total()
-        let say: (String) -> Void = { Terminal.write(to: json ? FileHandle.standardError : FileHandle.standardOutput, $0 + "\n") }
+        let job = DistillationJob(store: store, student: studentSpec, output: training.outputURL, options: o, dataRoot: root,
+                                  evaluation: evaluation, resume: steps.resume, overwrite: training.overwrite, concurrency: training.common.jobs)
+        let json = steps.logFormat == .jsonl, quiet = training.common.quiet
+        let bar = Progress(enabled: Terminal.stderrIsTTY && !quiet, unit: "steps"), epochs = Box(0)
+        let say = { (line: String) in TrainingLog.say(line, json: json) }
         let result = try job.run { event in
             switch event {
             case .plan(let p):
-                total.epochs = p.epochs
-                bar.bar = StepProgress(total: p.totalSteps, enabled: Terminal.stderrIsTTY && !quiet)
+                (epochs.value, bar.total) = (p.epochs, p.totalSteps)
                 if !quiet { say("distilling: \(p.trainItems) items of \(p.trainFiles) files, \(p.classes.count) classes, \(p.stepsPerEpoch) steps per epoch, \(p.totalSteps) in all; \(p.evaluationFiles) evaluation files") }
             case .training(.step(let s)):
-                if json { Terminal.write(to: FileHandle.standardOutput, TrainingLog.json(s) + "\n") }
-                bar.bar?.step(to: s.step, loss: s.loss, lr: s.lr)
+                if json { try? TrainingLog.printJSON(CedTrainingLogLine(s)) }
+                bar.step(to: s.step, loss: s.loss, lr: s.lr)
             case .training(.validation(let v)):
-                TrainingLog.report(v, json: json, quiet: quiet, epochs: total.epochs, metric: "eval", say: say)
-            case .training(.resumed(let step)): if !quiet { say("resumed from the checkpoint after step \(step)") }
+                TrainingLog.report(v, json: json, quiet: quiet, epochs: epochs.value, metric: "eval")
+            case .training(.resumed(let step)):
+                bar.resume(at: step)
+                if !quiet { say("resumed from the checkpoint after step \(step)") }
             case .training(.stoppedEarly(let e)): if !quiet { say("stopped early after epoch \(e)") }
             case .training(.warning(let w)): if !quiet { Terminal.warn(w) }
             case .decoding, .training(.checkpoint): break
             }
         }
-        bar.bar?.finish()
-        if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch\(result.report.savedEpochs.count > 1 ? "s" : "") \(result.report.savedEpochs.map(String.init).joined(separator: ", "))); use it with: ced tag --model \(output) FILE") }
+        let saved = result.report.savedEpochs.map(String.init).joined(separator: ", ")
+        if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch\(result.report.savedEpochs.count > 1 ? "s" : "") \(saved)); use it with: ced tag --model \(training.output) FILE") }
     }
 }
 

@@ -36,18 +36,13 @@ struct Embed: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Where to write (a file; a directory for --pool none with npy).", valueName: "path"))
     var output: String
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files processed in parallel.", valueName: "n"))
-    var jobs: Int = defaultJobs
-
-    @Flag(name: .shortAndLong, help: "No progress bar or warnings.")
-    var quiet = false
+    @OptionGroup var common: CommonOptions
 
     enum Pooling: String, ExpressibleByArgument { case mean, none }
     enum EmbedFormat: String, ExpressibleByArgument { case npy, safetensors, jsonl }
 
     func validate() throws {
         if paths.isEmpty { throw ValidationError("give at least one audio file, directory or - (stdin)") }
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
     }
 
     var resolvedFormat: EmbedFormat {
@@ -61,10 +56,7 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         let (files, missing) = expandInputs(paths)
-        let tagger = try modelOptions.tagger(quiet: quiet)
-        var failed = missing.count
-        for (name, reason) in missing { Terminal.error("\(name): \(reason)") }
-        let progress = Progress(total: files.count, enabled: Terminal.stderrIsTTY && !quiet && files.count > 1)
+        let tagger = try modelOptions.tagger(quiet: common.quiet)
         let pool = self.pool
         var names: [String] = []
         var vectors: [Tensor] = []
@@ -78,36 +70,19 @@ struct Embed: ParsableCommand {
         if format == .npy && pool == .none {
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         }
-        runOrdered(count: files.count, jobs: jobs, lookahead: 2 * jobs) { i -> Result<Tensor, Error> in
-            Result {
-                let mel = try tagger.features(contentsOf: URL(fileURLWithPath: files[i].path)).mel
-                return pool == .mean ? try tagger.model.encoder.embedding(mel) : try tagger.model.encoder(mel).lastHiddenState
-            }
-        } consume: { i, result in
-            switch result {
-            case .success(let t):
-                let name = files[i].name
-                switch format {
-                case .jsonl:
-                    let line = "{\"file\": \(name.jsonQuoted), \"shape\": [\(t.shape.map(String.init).joined(separator: ", "))], \"embedding\": [\(t.scalars.map(jsonNumber).joined(separator: ", "))]}\n"
-                    jsonlHandle?.write(Data(line.utf8))
-                case .npy where pool == .none:
-                    let base = (name == "-" ? "stdin" : name).replacingOccurrences(of: "/", with: "_")
-                    do {
-                        try NPY.write(t, to: URL(fileURLWithPath: output).appendingPathComponent(base + ".npy"))
-                    } catch {
-                        Terminal.error("\(name): \(describe(error))")
-                        failed += 1
-                    }
-                default:
-                    names.append(name)
-                    vectors.append(t)
-                }
-                progress.step(failed: false)
-            case .failure(let error):
-                Terminal.error("\(files[i].name): \(describe(error))")
-                failed += 1
-                progress.step(failed: true)
+        let failed = processInputs(files, missing: missing, jobs: common.jobs, quiet: common.quiet, output: Output()) { file in
+            let mel = try tagger.features(contentsOf: URL(fileURLWithPath: file.path)).mel
+            return pool == .mean ? try tagger.model.encoder.embedding(mel) : try tagger.model.encoder(mel).lastHiddenState
+        } consume: { file, t in
+            switch format {
+            case .jsonl:
+                jsonlHandle?.write(Data((try CedJSONText.encode(CedEmbeddingResult(file: file.name, tensor: t)) + "\n").utf8))
+            case .npy where pool == .none:
+                let base = (file.name == "-" ? "stdin" : file.name).replacingOccurrences(of: "/", with: "_")
+                try CedNPYEncoder.write(t, to: URL(fileURLWithPath: output).appendingPathComponent(base + ".npy"))
+            default:
+                names.append(file.name)
+                vectors.append(t)
             }
         }
         try? jsonlHandle?.close()
@@ -115,7 +90,7 @@ struct Embed: ParsableCommand {
         switch format {
         case .npy where pool == .mean:
             let c = tagger.config.embedDim
-            try NPY.write(Tensor(shape: [vectors.count, c], scalars: vectors.flatMap(\.scalars)), to: url)
+            try CedNPYEncoder.write(Tensor(shape: [vectors.count, c], scalars: vectors.flatMap(\.scalars)), to: url)
             try (names.joined(separator: "\n") + (names.isEmpty ? "" : "\n"))
                 .write(to: URL(fileURLWithPath: output + ".files.txt"), atomically: true, encoding: .utf8)
         case .safetensors:
@@ -129,22 +104,5 @@ struct Embed: ParsableCommand {
         default: break
         }
         if failed > 0 { throw ExitCode(1) }
-    }
-}
-
-/// NumPy `.npy` (format 1.0) writer for float32 arrays.
-enum NPY {
-    static func write(_ t: Tensor, to url: URL) throws {
-        let shape = t.shape.count == 1 ? "(\(t.shape[0]),)" : "(" + t.shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }"
-        let unpadded = 10 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
-        withUnsafeBytes(of: UInt16(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: Array(header.utf8))
-        t.scalars.withUnsafeBufferPointer { p in
-            for v in p { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
-        }
-        try data.write(to: url, options: .atomic)
     }
 }

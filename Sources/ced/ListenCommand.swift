@@ -68,20 +68,7 @@ struct Listen: ParsableCommand {
     @Option(help: ArgumentHelp("A window score of at least this starts an event (default 0.5).", valueName: "p"))
     var threshold: Float?
 
-    @Option(help: ArgumentHelp("Per-class thresholds: a CSV of label,threshold[,release] (classes not listed use --threshold if given, else are not reported).", valueName: "csv"))
-    var thresholds: String?
-
-    @Option(help: ArgumentHelp("An event lasts while window scores stay at or above this (hysteresis; default: the threshold).", valueName: "p"))
-    var release: Float?
-
-    @Option(name: .customLong("min-duration"), help: ArgumentHelp("Drop events shorter than this.", valueName: "seconds"))
-    var minDuration: Double = 0
-
-    @Option(name: .customLong("merge-gap"), help: ArgumentHelp("Merge events of one class separated by less than this.", valueName: "seconds"))
-    var mergeGap: Double = 0
-
-    @Option(help: ArgumentHelp("How much of a window a sound fills when the window's score rises, which places onsets and offsets (0.5: window midpoints).", valueName: "fraction"))
-    var fill: Double = 0.25
+    @OptionGroup(title: "Event options") var eventOptions: EventOptions
 
     @Option(help: ArgumentHelp("Window length.", valueName: "seconds"))
     var window: Double = 2
@@ -129,20 +116,17 @@ struct Listen: ParsableCommand {
             throw ValidationError("--rate \(r) is outside the supported range \(supportedSampleRates.lowerBound)–\(supportedSampleRates.upperBound) Hz")
         }
         if !(1...1024).contains(channels) { throw ValidationError("--channels must be between 1 and 1024") }
-        if !(window > 0 && window.isFinite) { throw ValidationError("--window must be a positive number of seconds") }
-        if let h = hop, !(h > 0 && h.isFinite) { throw ValidationError("--hop must be a positive number of seconds") }
-        if let d = duration, !(d > 0 && d.isFinite) { throw ValidationError("--duration must be a positive number of seconds") }
+        try requirePositiveSeconds(window, "--window")
+        try requirePositiveSeconds(hop, "--hop")
+        try requirePositiveSeconds(duration, "--duration")
         if windows && format == .table { throw ValidationError("--windows needs --format jsonl") }
     }
 
     func run() throws {
         if listDevices { return try printDevices() }
         let tagger = try modelOptions.tagger(quiet: quiet)
-        let options = try eventOptions(config: tagger.config, threshold: threshold, thresholdsFile: thresholds, release: release,
-                                       minDuration: minDuration, mergeGap: mergeGap, fill: fill, ongoing: ongoing)
-        do { _ = try tagger.windowing(window: window, hop: hop ?? window / 4) } catch let e as StreamingError {
-            throw ValidationError("--window/--hop: \(e.reason)")
-        }
+        let options = try eventOptions.options(config: tagger.config, threshold: threshold, ongoing: ongoing)
+        _ = try EventOptions.windowing(tagger, window: window, hop: hop ?? window / 4)
         let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .jsonl)
 
         // The input.
@@ -166,8 +150,8 @@ struct Listen: ParsableCommand {
             tagger: tagger, inputSampleRate: reader.sampleRate,
             options: .init(window: window, hop: hop ?? window / 4, whenBehind: whenBehind ?? (input != nil ? .dropWindows : .wait)))
         let detector = try CedEventDetector(options: options, config: tagger.config)
-        let session = ListenSession(stream: stream, reader: reader, maxFrames: duration.map { Int($0 * Double(reader.sampleRate)) })
-        session.installSignalHandlers()
+        let feed = CedStreamFeed(stream: stream, reader: reader, maxFrames: duration.map { Int($0 * Double(reader.sampleRate)) })
+        let signals = stopOnSignals(feed)
         let printer = EventPrinter(format: format, config: tagger.config, wallClock: wallClock, quiet: quiet)
         printer.ongoingIDs = ongoing
         if !quiet && format == .table {
@@ -175,19 +159,19 @@ struct Listen: ParsableCommand {
         }
         printer.begin()
         let wallStart = Date()
-        session.start()
+        feed.start()
 
         var eventCount = 0
         var workerFailure: Error?
         do {
             while let r = try stream.next() {
-                if printer.startTime == nil { printer.startTime = session.firstAudio ?? wallStart }
+                if printer.startTime == nil { printer.startTime = feed.firstAudio ?? wallStart }
                 if windows {
-                    printer.window(r, labels: tagger.config.predictions(from: r.scores, topK: 5))
+                    try printer.window(r, labels: tagger.config.predictions(from: r.scores, topK: 5))
                 }
                 let found = try detector.process(r)
                 eventCount += found.filter { !$0.ongoing }.count
-                printer.events(found)
+                try printer.events(found)
                 printer.status(audioSeconds: r.end, active: detector.activeEvents, dropped: stream.statistics.droppedWindows)
             }
         } catch {
@@ -195,7 +179,7 @@ struct Listen: ParsableCommand {
         }
         let rest = detector.finish()
         eventCount += rest.count
-        printer.events(rest)
+        try printer.events(rest)
         printer.end()
 
         let stats = stream.statistics
@@ -204,13 +188,14 @@ struct Listen: ParsableCommand {
             let audio = Double(reader.frameCount) / Double(reader.sampleRate)
             var line = String(format: "%.1f s of audio in %.1f s (%.1f× real time): %d windows scored, %d dropped; %d events",
                               audio, elapsed, elapsed > 0 ? audio / elapsed : 0, stats.windowsScored, stats.droppedWindows, eventCount)
-            if session.interrupted { line += "; stopped by a signal" }
+            if feed.stopped { line += "; stopped by a signal" }
             Terminal.write(to: .standardError, line + "\n")
         }
         if stats.droppedWindows > 0 && !quiet {
             Terminal.warn("\(stats.droppedWindows) windows were dropped because the model could not keep up (a smaller model, a longer --hop or --precision bf16 help)")
         }
-        if let e = session.failure ?? workerFailure, !session.interrupted || workerFailure != nil {
+        withExtendedLifetime(signals) {}
+        if let e = feed.failure ?? workerFailure, !feed.stopped || workerFailure != nil {
             throw ListenError((e as? AudioError).map(streamMessage) ?? describe(e))
         }
     }
@@ -221,24 +206,19 @@ struct Listen: ParsableCommand {
     }
 
     func printDevices() throws {
-        guard let ffmpeg = ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":")
-            .map({ String($0) + "/ffmpeg" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw ListenError("listing devices needs ffmpeg on PATH")
-        }
-        #if os(macOS)
-        let runs = [["-hide_banner", "-f", "avfoundation", "-list_devices", "true", "-i", ""]]
-        #else
-        let runs = [["-hide_banner", "-sources", "pulse"], ["-hide_banner", "-sources", "alsa"]]
-        #endif
-        for args in runs {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: ffmpeg)
-            p.arguments = args
-            p.standardInput = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-        }
+        do { try CaptureDevice.listDevices() } catch let e as AudioError { throw ListenError(streamMessage(e)) }
         print("Give one as --input backend:device, e.g. --input pulse:default or --input alsa:hw:1,0 (Linux), --input avfoundation:0 (macOS).")
+    }
+
+    /// Ctrl-C / SIGTERM: the input ends here (open events are flushed); a second one exits at once.
+    func stopOnSignals(_ feed: CedStreamFeed) -> [DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { if !feed.stop() { Foundation.exit(130) } }
+            source.resume()
+            return source
+        }
     }
 }
 
@@ -248,147 +228,44 @@ struct ListenError: Error, LocalizedError {
     var errorDescription: String? { message }
 }
 
-/// The reader thread, the signals and how the input ended.
-final class ListenSession: @unchecked Sendable {
-    let stream: CedStreamingTagger
-    let reader: AudioStreamReader
-    let maxFrames: Int?
-    private let lock = NSLock()
-    private var _failure: Error?
-    private var _interrupted = false
-    private var _firstAudio: Date?
-    private var signalSources: [DispatchSourceSignal] = []
-
-    init(stream: CedStreamingTagger, reader: AudioStreamReader, maxFrames: Int?) {
-        self.stream = stream
-        self.reader = reader
-        self.maxFrames = maxFrames
-    }
-
-    var failure: Error? { lock.lock(); defer { lock.unlock() }; return _failure }
-    var interrupted: Bool { lock.lock(); defer { lock.unlock() }; return _interrupted }
-    var firstAudio: Date? { lock.lock(); defer { lock.unlock() }; return _firstAudio }
-
-    /// Ctrl-C / SIGTERM: the input ends here (open events are flushed); a second one exits at once.
-    func installSignalHandlers() {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in
-                lock.lock()
-                let again = _interrupted
-                _interrupted = true
-                lock.unlock()
-                if again { Foundation.exit(130) }
-                reader.stop()
-                stream.finish()
-            }
-            source.resume()
-            signalSources.append(source)
-        }
-    }
-
-    func start() {
-        let t = Thread { [self] in self.readLoop() }
-        t.name = "ced.listen.reader"
-        t.start()
-    }
-
-    private func readLoop() {
-        var frames = 0
-        do {
-            while let block = try reader.read() {
-                lock.lock()
-                if _firstAudio == nil { _firstAudio = Date() }
-                let stop = _interrupted
-                lock.unlock()
-                if stop { break }
-                var b = block
-                if let maxFrames, frames + b.count >= maxFrames {
-                    b = Array(b.prefix(maxFrames - frames))
-                    frames = maxFrames
-                    try stream.append(b)
-                    break
-                }
-                frames += b.count
-                try stream.append(b)
-            }
-        } catch let e as StreamingError where e.kind == .inputEnded || e.kind == .cancelled {
-            // Interrupted while appending: the stream is already finishing.
-        } catch {
-            lock.lock(); _failure = error; lock.unlock()
-        }
-        if maxFrames != nil { reader.stop() }
-        stream.finish()
-    }
-}
-
 /// Prints events as JSON lines or as a live table with a status line.
 final class EventPrinter {
     let format: Listen.ListenFormat
     let wallClock: Bool
     let quiet: Bool
-    let labelWidth: Int
+    let table: CedLiveEventTable
     var startTime: Date?
+    /// Ongoing updates carry ids; final reports carry them too once updates are on.
+    var ongoingIDs = false
     private var statusShown = false
     private var lastStatus = Date.distantPast
-    private let iso: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }()
 
     init(format: Listen.ListenFormat, config: CedConfig, wallClock: Bool, quiet: Bool) {
         self.format = format
         self.wallClock = wallClock
         self.quiet = quiet
-        labelWidth = min(36, max(5, (0..<config.outputdim).map { config.label(for: $0).count }.max() ?? 5))
+        table = CedLiveEventTable(labels: config.labels, wallClock: wallClock)
     }
 
     private var interactive: Bool { format == .table && Terminal.stdoutIsTTY }
 
     func begin() {
-        guard format == .table else { return }
-        var header = padLeft("START", 10) + "  " + padLeft("END", 10) + "  " + padLeft("DUR", 6) + "  " + padRight("LABEL", labelWidth) + "  "
-            + padLeft("PEAK", 5) + "  " + padLeft("MEAN", 5)
-        if wallClock { header += "  WALL CLOCK" }
-        emit(header + "\n")
+        if format == .table { emit(table.header) }
     }
 
-    func events(_ events: [CedEvent]) {
+    func events(_ events: [CedEvent]) throws {
+        let t0 = wallClock ? startTime : nil
         for e in events {
             switch format {
-            case .jsonl:
-                var extra = ""
-                if e.ongoing || ongoingIDs { extra += ", \"id\": \(e.id)" }
-                if e.ongoing { extra += ", \"ongoing\": true" }
-                if wallClock, let t0 = startTime {
-                    extra += ", \"wall_start\": \"\(iso.string(from: t0.addingTimeInterval(e.start)))\", \"wall_end\": \"\(iso.string(from: t0.addingTimeInterval(e.end)))\""
-                }
-                emit(jsonEvent(e, extra: extra) + "\n")
-            case .table:
-                guard !e.ongoing else { continue }  // the status line shows what is going on
-                let label = e.label.count <= labelWidth ? e.label : String(e.label.prefix(labelWidth - 1)) + "…"
-                var row = padLeft(clockTime(e.start), 10) + "  " + padLeft(clockTime(e.end), 10) + "  "
-                    + padLeft(String(format: "%.1f", e.duration), 6) + "  " + padRight(label, labelWidth) + "  "
-                    + padLeft(String(format: "%.2f", e.score), 5) + "  " + padLeft(String(format: "%.2f", e.meanScore), 5)
-                if wallClock, let t0 = startTime {
-                    let f = DateFormatter()
-                    f.dateFormat = "HH:mm:ss"
-                    row += "  " + f.string(from: t0.addingTimeInterval(e.start))
-                }
-                emit(row + "\n")
+            case .jsonl: emit(try CedJSONText.encode(CedEventReport(e, withID: ongoingIDs, wallClockStart: t0)) + "\n")
+            case .table where !e.ongoing: emit(table.row(e, wallClockStart: t0))  // the status line shows what is going on
+            case .table: break
             }
         }
     }
 
-    /// Ongoing updates carry ids; final reports carry them too once updates are on.
-    var ongoingIDs = false
-
-    func window(_ r: CedWindowResult, labels: [CedPrediction]) {
-        let ls = "[" + labels.map { "{\"index\": \($0.index), \"label\": \($0.label.jsonQuoted), \"score\": \(jsonNumber($0.score))}" }
-            .joined(separator: ", ") + "]"
-        emit("{\"window\": \(r.index), \"start\": \(jsonTime(r.start)), \"end\": \(jsonTime(r.end)), \"labels\": \(ls)}\n")
+    func window(_ r: CedWindowResult, labels: [CedPrediction]) throws {
+        emit(try CedJSONText.encode(CedWindowReport(r, labels: labels)) + "\n")
     }
 
     /// The live status line under the table (terminal only, at most 10 times a second).
@@ -397,22 +274,17 @@ final class EventPrinter {
         let now = Date()
         guard now.timeIntervalSince(lastStatus) >= 0.1 else { return }
         lastStatus = now
-        var line = "▸ \(clockTime(audioSeconds))  "
-        line += active.isEmpty ? "listening…" : active.map { "\($0.label) \(String(format: "%.2f", $0.score)) since \(clockTime($0.start))" }.joined(separator: " · ")
-        if dropped > 0 { line += "  (\(dropped) windows dropped)" }
-        let width = 120
-        if line.count > width { line = String(line.prefix(width - 1)) + "…" }
+        let line = table.status(audioSeconds: audioSeconds, active: active, dropped: dropped)
         Terminal.lock.lock(); defer { Terminal.lock.unlock() }
         FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
         statusShown = true
     }
 
     func end() {
+        Terminal.lock.lock(); defer { Terminal.lock.unlock() }
         if statusShown {
-            Terminal.lock.lock()
             FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
             statusShown = false
-            Terminal.lock.unlock()
         }
     }
 

@@ -32,36 +32,8 @@ struct TrainHead: ParsableCommand {
             """)
 
     @OptionGroup var modelOptions: ModelOptions
-
-    @Option(help: ArgumentHelp("A folder with one subfolder per class, or a CSV file,label[;label...].", valueName: "dir|csv"))
-    var data: String
-
-    @Option(name: .shortAndLong, help: ArgumentHelp("The model folder to write.", valueName: "dir"))
-    var output: String
-
-    @Option(help: ArgumentHelp("Maximum passes over the training data.", valueName: "n"))
-    var epochs = HeadTrainingOptions().epochs
-
-    @Option(name: .customLong("lr"), help: ArgumentHelp("Learning rate (Adam step size).", valueName: "x"))
-    var learningRate = HeadTrainingOptions().learningRate
-
-    @Option(help: ArgumentHelp("Decoupled weight decay on the Linear weight (AdamW).", valueName: "x"))
-    var weightDecay = HeadTrainingOptions().weightDecay
-
-    @Option(help: ArgumentHelp("Examples per mini-batch.", valueName: "n"))
-    var batchSize = HeadTrainingOptions().batchSize
-
-    @Option(name: .customLong("val-split"), help: ArgumentHelp("Fraction of each class held out for validation (0: none, no early stopping).", valueName: "x"))
-    var validationSplit = HeadTrainingOptions().validationSplit
-
-    @Option(help: ArgumentHelp("Stop after this many epochs without a lower validation loss (0: never).", valueName: "n"))
-    var patience = HeadTrainingOptions().patience
-
-    @Option(help: ArgumentHelp("Seed for the split, the initial weights and the batch order.", valueName: "n"))
-    var seed: UInt64 = HeadTrainingOptions().seed
-
-    @Flag(help: "Several labels per file (CSV label1;label2): sigmoid outputs trained with BCE.")
-    var multiLabel = false
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var training: TrainingOptions
 
     @Option(help: ArgumentHelp("Where to cache embeddings.", valueName: "dir"))
     var cacheDir: String?
@@ -69,41 +41,19 @@ struct TrainHead: ParsableCommand {
     @Flag(help: "Do not read or write the embedding cache.")
     var noCache = false
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files encoded in parallel.", valueName: "n"))
-    var jobs: Int = defaultJobs
-
-    @Flag(help: "Leave out audio files that cannot be decoded (with a warning) instead of stopping.")
-    var skipBadFiles = false
-
-    @Flag(help: "Replace an existing model folder at --output.")
-    var overwrite = false
-
-    @Flag(name: .shortAndLong, help: "No progress bar, per-epoch lines or warnings.")
-    var quiet = false
-
     func validate() throws {
         if modelOptions.precision != .fp32 {
             throw ValidationError("train-head computes embeddings in fp32 (the saved model can be run at any --precision)")
         }
-        if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
-        if !(learningRate > 0) || !learningRate.isFinite { throw ValidationError("--lr must be a positive number") }
-        if !(weightDecay >= 0) || !weightDecay.isFinite { throw ValidationError("--weight-decay must be a number ≥ 0") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
-        if !(validationSplit >= 0 && validationSplit < 1) { throw ValidationError("--val-split must lie in [0, 1)") }
-        if patience < 0 { throw ValidationError("--patience must be ≥ 0") }
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if noCache && cacheDir != nil { throw ValidationError("--no-cache and --cache-dir exclude each other") }
     }
 
     func run() throws {
-        let options = HeadTrainingOptions(epochs: epochs, learningRate: learningRate, weightDecay: weightDecay,
-                                          batchSize: batchSize, validationSplit: validationSplit, patience: patience,
-                                          seed: seed, multiLabel: multiLabel)
-        let dataset = try TrainingDataset.load(from: URL(fileURLWithPath: (data as NSString).expandingTildeInPath), multiLabel: multiLabel)
-        let outputURL = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
+        let options = training.head(validationSplit: dataOptions.validationSplit, multiLabel: dataOptions.multiLabel)
         // Fail on bad data or an occupied output before loading (maybe downloading) the model.
-        try dataset.check(validationSplit: validationSplit)
-        try CedModelWriter.checkOutput(outputURL, overwrite: overwrite)
+        let dataset = try dataOptions.load(defaultSplit: options.validationSplit)
+        let outputURL = training.outputURL, quiet = training.common.quiet
+        try CedModelWriter.checkOutput(outputURL, overwrite: training.overwrite)
         let checkpoint = try modelOptions.load(quiet: quiet)
         let cache: EmbeddingCache? = noCache ? nil
             : EmbeddingCache(directory: cacheDir.map { URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath) }
@@ -118,10 +68,10 @@ struct TrainHead: ParsableCommand {
 
         let progress = Progress(total: dataset.examples.count, enabled: Terminal.stderrIsTTY && !quiet && dataset.examples.count > 1)
         let lock = NSLock()
-        let quiet = self.quiet
-        let epochs = self.epochs
+        let epochs = options.epochs
         let job = HeadTrainingJob(model: checkpoint, dataset: dataset, output: outputURL, options: options, cache: cache,
-                                  skipUnreadableFiles: skipBadFiles, overwrite: overwrite, concurrency: jobs)
+                                  skipUnreadableFiles: dataOptions.skipBadFiles, overwrite: training.overwrite,
+                                  concurrency: training.common.jobs)
         let result = try job.run { event in
             switch event {
             case .embedding(let p):
@@ -133,12 +83,9 @@ struct TrainHead: ParsableCommand {
                 out.flush()
             case .epoch(let e):
                 guard !quiet else { return }
-                var line = String(format: "epoch %\(String(epochs).count)d/%d  train loss %.4f", e.epoch, epochs, e.trainLoss)
-                if let v = e.validationLoss { line += String(format: "  val loss %.4f", v) }
-                if let a = e.validationAccuracy { line += String(format: "  val acc %5.1f%%", 100 * a) }
-                if let m = e.validationMAP { line += String(format: "  val mAP %5.1f%%", 100 * m) }
-                if e.isBest && e.validationLoss != nil { line += "  *" }
-                out.write(line + "\n")
+                let line = CedTrainingLogLine(epoch: e.epoch, step: e.epoch, trainLoss: e.trainLoss, validationLoss: e.validationLoss,
+                                              accuracy: e.validationAccuracy, meanAveragePrecision: e.validationMAP, best: e.isBest)
+                out.write(line.text(epochs: epochs) + "\n")
                 out.flush()
             case .warning(let w):
                 if !quiet { Terminal.warn(w) }
@@ -146,10 +93,10 @@ struct TrainHead: ParsableCommand {
         }
         let report = result.trained.report
         if report.stoppedEarly {
-            out.write("stopped early: no lower validation loss for \(patience) epochs; keeping epoch \(report.bestEpoch)\n")
+            out.write("stopped early: no lower validation loss for \(options.patience) epochs; keeping epoch \(report.bestEpoch)\n")
         }
         out.write(report.formatted() + "\n")
-        out.write("saved \(outputURL.path) (\(result.config.outputdim) classes); use it with: ced tag --model \(output) FILE\n")
+        out.write("saved \(outputURL.path) (\(result.config.outputdim) classes); use it with: ced tag --model \(training.output) FILE\n")
         out.flush()
     }
 }

@@ -164,7 +164,10 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("nope"), r.stderr)
     }
 
-    /// `--window 2 --hop 1`: correctly timed segments whose scores equal tagging the cut-out clip.
+    /// `--window 2 --hop 1`: windows on the 10 ms frame grid, every regular window plus one
+    /// ending with the file; each window's scores are exactly those of the library's window
+    /// scorer (the windows of `ced tag --events` and `ced listen`), of `ced listen --windows`
+    /// and of the window cut out as a clip; the file's own tags are unchanged.
     func testWindowedTimeline() throws {
         let path = try Reference.audio("tones_noise_16k_mono_f32_23s.wav").path
         let r = try ced(["tag", "--model", micro(), "--format", "json", "--top-k", "all", "--window", "2", "--hop", "1", path])
@@ -172,22 +175,74 @@ final class CLITests: XCTestCase {
         let object = try XCTUnwrap((r.json as? [[String: Any]])?.first)
         let segments = try XCTUnwrap(object["segments"] as? [[String: Any]])
         let wave = try Waveform(path: path)
-        let n = wave.samples.count  // 379200 samples = 23.7 s: starts 0…22, the last one reaching the end
-        XCTAssertEqual(segments.count, 23)
+        let n = wave.samples.count  // 379200 samples = 23.7 s: windows start at 0…21 s, then one at 21.7 s ends with the file
+        XCTAssertEqual(n, 379_200)
+        let starts = (0...21).map { Double($0) } + [21.7]
+        XCTAssertEqual(segments.map { ($0["start"] as! NSNumber).doubleValue }, starts)
+        XCTAssertEqual(segments.map { ($0["end"] as! NSNumber).doubleValue }, starts.map { $0 + 2 })
         let tagger = try CedAudioTagger.fromPretrained(micro())
-        for (k, s) in segments.enumerated() {
-            let start = (s["start"] as! NSNumber).doubleValue, end = (s["end"] as! NSNumber).doubleValue
-            XCTAssertEqual(start, Double(k), accuracy: 1e-9)
-            XCTAssertEqual(end, min(Double(k + 2), Double(n) / 16000), accuracy: 1e-9)
-            if k % 7 == 0 || k == segments.count - 1 {
-                let cut = Array(wave.samples[k * 16000 ..< min(k * 16000 + 32000, n)])
-                let expected = try tagger.tag(cut, topK: nil)
-                let got = labels(s["labels"])
-                XCTAssertEqual(got.map(\.0), expected.map(\.index))
-                XCTAssertEqual(got.map(\.2), expected.map(\.score))
+        var library: [CedWindowResult] = []
+        let scorer = try CedAudioTagger.WindowScorer(tagger: tagger, windowing: try tagger.windowing(window: 2, hop: 1))
+        try scorer.append(wave.samples) { library.append($0) }
+        try scorer.finish { library.append($0) }
+        XCTAssertEqual(library.count, segments.count)
+        for (k, (s, w)) in zip(segments, library).enumerated() {
+            XCTAssertEqual((s["start"] as! NSNumber).doubleValue, w.start)
+            XCTAssertEqual(labels(s["labels"]).map(\.0), tagger.config.predictions(from: w.scores).map(\.index))
+            XCTAssertEqual(labels(s["labels"]).map(\.2), tagger.config.predictions(from: w.scores).map(\.score))
+            if k % 11 == 0 || k == segments.count - 1 {
+                let first = Int((w.start * 16000).rounded())
+                XCTAssertEqual(labels(s["labels"]).map(\.2), try tagger.tag(Array(wave.samples[first ..< first + 32000]), topK: nil).map(\.score))
             }
         }
-        XCTAssertEqual(labels(object["labels"]).count, 527)
+        let whole = try tagger.tag(contentsOf: URL(fileURLWithPath: path), topK: nil)
+        XCTAssertEqual(labels(object["labels"]).map(\.2), whole.map(\.score))
+
+        // ced listen on the same file piped in: the same windows, the same top 5.
+        let live = try ced(["listen", "--model", micro(), "--window", "2", "--hop", "1", "--windows", "--format", "jsonl", "--quiet", "-"],
+                           stdin: try Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertEqual(live.status, 0, live.stderr)
+        let windows = live.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["window"] != nil }
+        XCTAssertEqual(windows.map { ($0["start"] as! NSNumber).doubleValue }, starts)
+        for (w, s) in zip(windows, segments) {
+            XCTAssertEqual(labels(w["labels"]).map(\.0), Array(labels(s["labels"]).map(\.0).prefix(5)))
+            XCTAssertEqual(labels(w["labels"]).map(\.2), Array(labels(s["labels"]).map(\.2).prefix(5)))
+        }
+        // ced tag --events with the same windows: each event's peak is one of its class's window scores.
+        let events = try ced(["tag", "--events", "--model", micro(), "--window", "2", "--hop", "1", "--format", "json", path])
+        let found = try XCTUnwrap((events.json as? [[String: Any]])?.first?["events"] as? [[String: Any]])
+        XCTAssertFalse(found.isEmpty)
+        for e in found {
+            let index = e["index"] as! Int, peak = (e["score"] as! NSNumber).floatValue
+            XCTAssertTrue(library.contains { $0.scores.scalars[index] == peak }, "event \(e) has no window scoring its peak")
+        }
+    }
+
+    /// A window longer than the model sees at once is capped at target_length (with a warning);
+    /// the hop defaults to the capped window.
+    func testWindowLongerThanTargetLengthIsCapped() throws {
+        let path = try Reference.audio("tones_noise_16k_mono_f32_23s.wav").path
+        let r = try ced(["tag", "--model", micro(), "--format", "json", "--top-k", "all", "--window", "30", path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("target_length"), r.stderr)
+        let segments = try XCTUnwrap((r.json as? [[String: Any]])?.first?["segments"] as? [[String: Any]])
+        let tagger = try CedAudioTagger.fromPretrained(micro())
+        let c = tagger.config, fe = tagger.featureExtractor.config
+        // target_length 1012 frames = 1011 hops of 160 samples (center framing): 10.11 s.
+        XCTAssertEqual(c.targetLength, 1012)
+        let longest = Double((c.targetLength - 1) * fe.hopSize) / Double(fe.samplingRate)
+        XCTAssertEqual(longest, 10.11, accuracy: 1e-12)
+        // Two regular windows, then the one ending with the file (379200 − 161760 samples, on the frame grid).
+        let starts = [0, longest, Double(379_200 - 161_760) / 16000]
+        XCTAssertEqual(segments.map { ($0["start"] as! NSNumber).doubleValue }, starts)
+        XCTAssertEqual(segments.map { ($0["end"] as! NSNumber).doubleValue }, starts.map { $0 + longest })
+        let wave = try Waveform(path: path)
+        for (s, start) in zip(segments, starts) {
+            let first = Int((start * 16000).rounded())
+            let expected = try tagger.tag(Array(wave.samples[first ..< first + 161_760]), topK: nil)
+            XCTAssertEqual(labels(s["labels"]).map(\.2), expected.map(\.score))
+        }
     }
 
     func testEmbedFormats() throws {

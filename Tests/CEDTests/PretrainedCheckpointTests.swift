@@ -203,6 +203,27 @@ final class PretrainedCheckpointTests: XCTestCase {
             }
         }
     }
+
+    /// `--model` of ced finetune and `--student` of ced distill train: an architecture or a model.
+    func testModelSpecResolution() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ced-model-spec-\(UUID().uuidString)")
+        let fm = FileManager.default
+        for sub in ["arch", "model", "pt"] { try fm.createDirectory(at: dir.appendingPathComponent(sub), withIntermediateDirectories: true) }
+        defer { try? fm.removeItem(at: dir) }
+        for file in ["arch/config.json", "arch/notes.txt", "model/config.json", "model/model.safetensors", "pt/config.json", "pt/x.PT", "c.json"] {
+            try Data("{}".utf8).write(to: dir.appendingPathComponent(file))
+        }
+        let p = { (name: String) in dir.appendingPathComponent(name).path }
+        XCTAssertEqual(CedModelSpec.resolve(p("arch")), .architecture(configFile: dir.appendingPathComponent("arch/config.json")))
+        XCTAssertEqual(CedModelSpec.resolve(p("c.json")), .architecture(configFile: dir.appendingPathComponent("c.json")))
+        XCTAssertEqual(CedModelSpec.resolve(p("arch/config.json")), .architecture(configFile: dir.appendingPathComponent("arch/config.json")))
+        for model in [p("model"), p("pt"), p("model/model.safetensors"), "mispeech/ced-mini", p("missing.json")] {
+            XCTAssertEqual(CedModelSpec.resolve(model), .checkpoint(model), model)
+        }
+        XCTAssertEqual(CedModelSpec.resolve("ced-tiny"), .checkpoint("ced-tiny"))
+        XCTAssertEqual(CedModelSpec.resolve("ced-tiny", presets: true), .preset("ced-tiny"))
+        XCTAssertEqual(CedModelSpec.resolve("mispeech/ced-tiny", presets: true), .checkpoint("mispeech/ced-tiny"))
+    }
 }
 
 /// SHA-256 against the FIPS 180-2 example vectors.

@@ -19,7 +19,10 @@ public enum LabelsCSV {
 
     /// Parses CSV text (see `load`).
     public static func parse(_ text: String, file: String = "<labels>") throws -> [String] {
-        let rows = try records(text, file: file)
+        let rows: [CedCSV.Record]
+        do { rows = try CedCSV.records(text, file: file) } catch let e as CedFileError {
+            throw CheckpointError(.labels, file: file, reason: "line \(e.line ?? 1): \(e.reason)")
+        }
         guard let header = rows.first else { throw CheckpointError(.labels, file: file, reason: "the labels file is empty") }
         let cols = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         let indexCol = cols.firstIndex(of: "index")
@@ -29,7 +32,7 @@ public enum LabelsCSV {
         }
         var names: [Int: String] = [:]
         for row in rows.dropFirst() {
-            if row.fields.count == 1 && row.fields[0].trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            if row.isBlank { continue }
             guard row.fields.count > max(indexCol, nameCol) else {
                 throw CheckpointError(.labels, file: file, reason: "line \(row.line): \(row.fields.count) fields, expected at least \(max(indexCol, nameCol) + 1)")
             }
@@ -44,60 +47,5 @@ public enum LabelsCSV {
             throw CheckpointError(.labels, file: file, reason: "index \(gap) is missing (indices must be 0..<\(names.count))")
         }
         return (0..<names.count).map { names[$0]! }
-    }
-
-    struct Record { var fields: [String]; var line: Int }
-
-    static func records(_ text: String, file: String) throws -> [Record] {
-        var out: [Record] = []
-        var fields: [String] = []
-        var field = ""
-        var inQuotes = false
-        var line = 1, recordLine = 1
-        var chars = Array(text.unicodeScalars)
-        if chars.first == "\u{FEFF}" { chars.removeFirst() }
-        var i = 0
-        var fieldStarted = false
-        func endRecord() {
-            fields.append(field)
-            out.append(Record(fields: fields, line: recordLine))
-            fields = []
-            field = ""
-            fieldStarted = false
-        }
-        while i < chars.count {
-            let c = chars[i]
-            if inQuotes {
-                if c == "\"" {
-                    if i + 1 < chars.count && chars[i + 1] == "\"" { field.unicodeScalars.append("\""); i += 1 } else { inQuotes = false }
-                } else {
-                    if c == "\n" { line += 1 }
-                    field.unicodeScalars.append(c)
-                }
-            } else {
-                switch c {
-                case "\"" where !fieldStarted || field.isEmpty:
-                    inQuotes = true
-                    fieldStarted = true
-                case ",":
-                    fields.append(field)
-                    field = ""
-                    fieldStarted = false
-                case "\r":
-                    break
-                case "\n":
-                    endRecord()
-                    line += 1
-                    recordLine = line
-                default:
-                    field.unicodeScalars.append(c)
-                    fieldStarted = true
-                }
-            }
-            i += 1
-        }
-        if inQuotes { throw CheckpointError(.labels, file: file, reason: "line \(recordLine): unterminated quoted field") }
-        if !field.isEmpty || !fields.isEmpty { endRecord() }
-        return out
     }
 }

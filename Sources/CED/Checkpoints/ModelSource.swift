@@ -14,8 +14,11 @@ public enum ModelSource: Sendable, Equatable {
     /// Short names of the published checkpoints, resolved to `mispeech/<name>`.
     public static let publishedModels = ["ced-tiny", "ced-mini", "ced-small", "ced-base"]
 
+    /// Extensions of weight files (a folder holding one is a model, not only an architecture).
+    public static let weightExtensions: Set<String> = ["safetensors", "pt", "pth", "bin", "ckpt"]
+
     /// File extensions that mark a string as a path even when nothing exists there.
-    static let checkpointExtensions = ["safetensors", "pt", "pth", "bin", "ckpt", "json"]
+    static let checkpointExtensions = weightExtensions.union(["json"])
 
     /// Classifies `spec`, in this order:
     ///
@@ -64,5 +67,44 @@ public enum ModelSource: Sendable, Equatable {
                                   reason: "not an existing file or folder, and not a hub id (owner/name, e.g. mispeech/ced-tiny)")
         }
         return .hub(repo: repo, revision: rev ?? "main")
+    }
+}
+
+/// What a model argument names where it may also be an architecture to initialise
+/// (`ced finetune --model`, `ced distill train --student`).
+public enum CedModelSpec: Sendable, Equatable {
+    /// A published architecture by name (`ModelSource.publishedModels`), to initialise.
+    case preset(String)
+    /// A `config.json` of architecture fields, to initialise.
+    case architecture(configFile: URL)
+    /// A model to load with `PretrainedCheckpoint.load`: a hub id, a folder or a checkpoint file.
+    case checkpoint(String)
+
+    /// Classifies `spec`, in this order:
+    /// 1. with `presets`, a published name (`ced-tiny`, …) that is not an existing path is a preset;
+    /// 2. an existing `.json` file is an architecture, and so is an existing folder holding a
+    ///    `config.json` and no weight file (`ModelSource.weightExtensions`);
+    /// 3. anything else is a checkpoint (`ModelSource.classify` says later what it is, or what is wrong).
+    public static func resolve(_ spec: String, presets: Bool = false) -> CedModelSpec {
+        let path = (spec as NSString).expandingTildeInPath
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
+            return presets && ModelSource.publishedModels.contains(spec) ? .preset(spec) : .checkpoint(spec)
+        }
+        if !isDir.boolValue {
+            return path.lowercased().hasSuffix(".json") ? .architecture(configFile: URL(fileURLWithPath: path)) : .checkpoint(spec)
+        }
+        let entries = (try? fm.contentsOfDirectory(atPath: path)) ?? []
+        let hasWeights = entries.contains { ModelSource.weightExtensions.contains(($0 as NSString).pathExtension.lowercased()) }
+        guard entries.contains("config.json") && !hasWeights else { return .checkpoint(spec) }
+        return .architecture(configFile: URL(fileURLWithPath: path).appendingPathComponent("config.json"))
+    }
+
+    /// The feature extractor of an architecture: the `preprocessor_config.json` beside its
+    /// `config.json`, else the defaults.
+    public static func featureExtractorConfig(besides configFile: URL) throws -> CedFeatureExtractorConfig {
+        let url = configFile.deletingLastPathComponent().appendingPathComponent("preprocessor_config.json")
+        return FileManager.default.fileExists(atPath: url.path) ? try CedFeatureExtractorConfig.load(from: url) : CedFeatureExtractorConfig()
     }
 }

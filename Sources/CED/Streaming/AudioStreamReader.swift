@@ -98,6 +98,28 @@ public struct CaptureDevice: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(backend):\(device)" }
 
+    /// Runs ffmpeg's listing of the capture devices (PulseAudio and ALSA sources on Linux,
+    /// AVFoundation devices on macOS), which it prints on the process's stdout and stderr.
+    /// - Throws: `AudioError` (`.ffmpegNotFound`) when ffmpeg is not on PATH.
+    public static func listDevices() throws {
+        guard let ffmpeg = FFmpeg.findOnPath() else {
+            throw AudioError(file: "capture devices", kind: .ffmpegNotFound, reason: "listing devices needs ffmpeg on PATH")
+        }
+        #if os(macOS)
+        let runs = [["-hide_banner", "-f", "avfoundation", "-list_devices", "true", "-i", ""]]
+        #else
+        let runs = [["-hide_banner", "-sources", "pulse"], ["-hide_banner", "-sources", "alsa"]]
+        #endif
+        for args in runs {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: ffmpeg)
+            p.arguments = args
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+        }
+    }
+
     /// ffmpeg's input arguments for this device.
     var ffmpegInput: [String] {
         backend == "lavfi" ? ["-f", "lavfi", "-i", device] : ["-f", backend, "-i", device]

@@ -82,22 +82,66 @@ extension CedAudioTagger {
     /// through `CedStreamingTagger` (or `ced listen -`).
     public func events(contentsOf url: URL, windowing: CedWindowing, events options: CedEventOptions,
                        decoding: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedEventDetection {
+        let detector = try CedEventDetector(options: options, config: config)
+        var events: [CedEvent] = []
+        let scan = try scanWindows(contentsOf: url, windowing: windowing, decoding: decoding) { events += try detector.process($0) }
+        events += detector.finish()
+        return CedEventDetection(events: Self.sorted(events), sampleCount: scan.sampleCount,
+                                 duration: Double(scan.sampleCount) / Double(samplingRate),
+                                 windowCount: scan.windowCount, info: scan.info, warnings: scan.warnings)
+    }
+
+    /// The longest window the model sees at once, in seconds on the mel frame grid
+    /// (`target_length` frames: 10.11 s for the published models).
+    public var longestWindow: Double { CedWindowing.longestWindow(featureExtractor: featureExtractor.config, model: config) }
+
+    /// One file's tags as `ced tag` reports them: the whole file's classes (as
+    /// `tag(contentsOf:)`) and, with `windowing`, every window's classes as `segments`: the
+    /// windows and scores `ced tag --events` and `ced listen` see. One decoding pass, block by
+    /// block; `file` names the input in the result (default: its path), `model` the model.
+    public func tagResult(contentsOf url: URL, file: String? = nil, model name: String, topK: Int? = 5, threshold: Float? = nil,
+                          chunking: CedChunking = .hf, windowing: CedWindowing? = nil,
+                          decoding: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedTagResult {
+        let mel: Tensor, sampleCount: Int, warnings: [AudioWarning]
+        var segments: [CedTagResult.Segment]?
+        if let windowing {
+            let stream = featureExtractor.makeStream()
+            var found: [CedTagResult.Segment] = []
+            let scan = try scanWindows(contentsOf: url, windowing: windowing, decoding: decoding, observe: { try stream.append($0) }) {
+                let labels = config.predictions(from: $0.scores, topK: topK, threshold: threshold)
+                found.append(.init(start: $0.start, end: $0.end, labels: labels))
+            }
+            do { mel = try stream.finish() } catch let e as CedInputError {
+                throw AudioError(file: url.path, kind: .noAudio, reason: e.reason)
+            }
+            (sampleCount, warnings, segments) = (scan.sampleCount, scan.warnings, found)
+        } else {
+            let f = try features(contentsOf: url, options: decoding)
+            (mel, sampleCount, warnings) = (f.mel, f.sampleCount, f.warnings)
+        }
+        let labels = config.predictions(from: try self.model(mel, chunking: chunking), topK: topK, threshold: threshold)
+        return CedTagResult(file: file ?? url.path, duration: Double(sampleCount) / Double(samplingRate), model: name, labels: labels,
+                            segments: segments, warnings: warnings)
+    }
+
+    /// Decodes a file block by block, hands each block to `observe` and each window's scores
+    /// to `body`, in order.
+    private func scanWindows(contentsOf url: URL, windowing: CedWindowing, decoding: AudioDecodingOptions,
+                             observe: ([Float]) throws -> Void = { _ in }, _ body: (CedWindowResult) throws -> Void) throws
+        -> (sampleCount: Int, windowCount: Int, info: AudioFileInfo, warnings: [AudioWarning]) {
         let stream = try WaveformStream(contentsOf: url, sampleRate: samplingRate, options: decoding)
         defer { stream.close() }
         let scorer = try WindowScorer(tagger: self, windowing: windowing)
-        let detector = try CedEventDetector(options: options, config: config)
-        var events: [CedEvent] = []
-        let handle: (CedWindowResult) throws -> Void = { events += try detector.process($0) }
         do {
-            while let block = try stream.next() { try scorer.append(block, handle) }
-            try scorer.finish(handle)
+            while let block = try stream.next() {
+                try observe(block)
+                try scorer.append(block, body)
+            }
+            try scorer.finish(body)
         } catch let e as CedInputError {
             throw AudioError(file: url.path, kind: .nonFiniteSamples, reason: e.reason)
         }
-        events += detector.finish()
-        let n = scorer.sampleCount
-        return CedEventDetection(events: Self.sorted(events), sampleCount: n, duration: Double(n) / Double(samplingRate),
-                                 windowCount: scorer.windowCount, info: stream.info, warnings: stream.warnings)
+        return (scorer.sampleCount, scorer.windowCount, stream.info, stream.warnings)
     }
 
     static func sorted(_ events: [CedEvent]) -> [CedEvent] {

@@ -62,7 +62,7 @@ public struct CedWindowing: Sendable, Equatable {
         let samples = windowFrames * step
         let frames = Self.frameCount(samples: samples, featureExtractor)
         guard frames <= maxFrames else {
-            let longest = Double((maxFrames - 1) * step) / Double(sr)
+            let longest = Self.longestWindow(featureExtractor: featureExtractor, model: model)
             throw StreamingError(.invalidOption, "a window of \(window) s gives \(frames) mel frames, but the model sees at most target_length = \(maxFrames) frames at a time: use a window of at most \(String(format: "%.2f", longest)) s")
         }
         guard frames >= model.patchSize.time else {
@@ -76,6 +76,14 @@ public struct CedWindowing: Sendable, Equatable {
         windowSamples = samples
         hopSamples = hopFrames * step
         sampleRate = sr
+    }
+
+    /// The longest window a model sees at once, in seconds on the frame grid: `target_length`
+    /// frames (with `center`, k mel hops give k + 1 frames).
+    public static func longestWindow(featureExtractor c: CedFeatureExtractorConfig, model: CedConfig) -> Double {
+        var hops = model.targetLength + c.nFft / c.hopSize
+        while hops > 0 && frameCount(samples: hops * c.hopSize, c) > model.targetLength { hops -= 1 }
+        return Double(hops * c.hopSize) / Double(c.samplingRate)
     }
 
     /// Frames the extractor makes from `samples` samples.

@@ -16,7 +16,7 @@ public struct TrainingExample: Sendable, Hashable {
 /// Labelled audio files and their classes, from a folder per class or a CSV.
 ///
 /// - A **folder per class**: `DIR/<class name>/…/*.wav` (any depth below the class folder;
-///   hidden files and folders are skipped, files with other than audio extensions ignored).
+///   hidden files and folders are skipped, files without an `AudioFiles` extension ignored).
 /// - A **CSV** `file,label[;label...]`: one row per file, paths relative to the CSV's folder
 ///   (or absolute), several labels separated by `;` for multi-label data, fields with commas
 ///   double-quoted. An optional header row `file,label` (or `filename`/`path`,
@@ -36,12 +36,6 @@ public struct TrainingDataset: Sendable {
         self.classes = classes ?? Array(Set(examples.flatMap(\.labels))).sorted()
         self.warnings = warnings
     }
-
-    /// File extensions taken as audio in a class folder.
-    public static let audioExtensions: Set<String> = [
-        "wav", "wave", "w64", "rf64", "flac", "mp3", "ogg", "oga", "opus", "m4a", "aac", "mp4",
-        "aif", "aiff", "aifc", "caf", "au", "snd", "wma", "webm", "mka",
-    ]
 
     /// Loads a folder per class (when `url` is a directory) or a CSV (otherwise).
     public static func load(from url: URL, multiLabel: Bool = false) throws -> TrainingDataset {
@@ -72,13 +66,13 @@ public struct TrainingDataset: Sendable {
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: url.path, isDirectory: &isDir) else { continue }
             guard isDir.boolValue else {
-                if audioExtensions.contains((name as NSString).pathExtension.lowercased()) { looseFiles += 1 }
+                if AudioFiles.isAudio(name) { looseFiles += 1 }
                 continue
             }
             let files = try audioFiles(under: url)
             guard !files.isEmpty else {
                 throw TrainingError(.emptyDataset, file: url.path,
-                                    reason: "class folder '\(name)' holds no audio files (recognised extensions: \(audioExtensions.sorted().joined(separator: ", ")))")
+                                    reason: "class folder '\(name)' holds no audio files (recognised extensions: \(AudioFiles.extensions.sorted().joined(separator: ", ")))")
             }
             classes.append(name)
             examples += files.map { TrainingExample(file: $0, labels: [name]) }
@@ -110,7 +104,7 @@ public struct TrainingDataset: Sendable {
                 guard fm.fileExists(atPath: u.path, isDirectory: &isDir) else { continue }
                 if isDir.boolValue {
                     try walk(u)
-                } else if audioExtensions.contains((name as NSString).pathExtension.lowercased()) {
+                } else if AudioFiles.isAudio(name) {
                     out.append(u)
                 }
             }
@@ -136,11 +130,11 @@ public struct TrainingDataset: Sendable {
 
     /// Parses CSV text; relative paths are resolved against `baseDirectory`.
     public static func csv(text: String, file: String = "<csv>", baseDirectory: URL, multiLabel: Bool = false) throws -> TrainingDataset {
-        let records: [LabelsCSV.Record]
+        let records: [CedCSV.Record]
         do {
-            records = try LabelsCSV.records(text, file: file)
-        } catch let e as CheckpointError {
-            throw TrainingError(.malformedCSV, file: file, reason: e.reason)
+            records = try CedCSV.records(text, file: file)
+        } catch let e as CedFileError {
+            throw TrainingError(.malformedCSV, file: file, line: e.line, reason: e.reason)
         }
         var examples: [TrainingExample] = []
         var seen: [String: Int] = [:]
