@@ -225,23 +225,6 @@ struct BenchModels {
     }
 }
 
-/// SplitMix64: a tiny, fast, well-mixed deterministic generator.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
-}
-
 // MARK: Audio
 
 enum BenchAudio {
@@ -249,7 +232,7 @@ enum BenchAudio {
     /// amplitude-modulated noise and clicks.
     static func clip(seconds: Double, sampleRate: Int) -> [Float] {
         let n = Int(seconds * Double(sampleRate))
-        var rng = SplitMix64(seed: 42)
+        var rng = TrainingRandom(seed: 42)
         var out = [Float](repeating: 0, count: n)
         var phase = 0.0
         let sr = Double(sampleRate)
@@ -258,8 +241,8 @@ enum BenchAudio {
             let f0 = 220 * (1 + 0.5 * sin(2 * .pi * 0.2 * t))
             phase += 2 * .pi * f0 / sr
             var v = 0.3 * sin(phase) + 0.15 * sin(2 * phase) + 0.08 * sin(3 * phase)
-            v += 0.1 * (0.5 + 0.5 * sin(2 * .pi * 0.7 * t)) * (2 * rng.uniform() - 1)
-            if i % (sampleRate / 4) < 40 { v += 0.5 * (2 * rng.uniform() - 1) }
+            v += 0.1 * (0.5 + 0.5 * sin(2 * .pi * 0.7 * t)) * (2 * rng.nextDouble() - 1)
+            if i % (sampleRate / 4) < 40 { v += 0.5 * (2 * rng.nextDouble() - 1) }
             out[i] = Float(v)
         }
         return out

@@ -9,7 +9,7 @@ struct TrainHead: ParsableCommand {
         discussion: """
             The encoder stays frozen: every file is encoded once (on all cores) and its \
             embedding cached, so training again with other settings takes seconds. A new head \
-            (LayerNorm + Linear, as the checkpoints' outputlayer) is trained with softmax \
+            (LayerNorm + Linear, the checkpoints' classification head) is trained with softmax \
             cross-entropy, or with BCE for --multi-label data, using AdamW, mini-batches and \
             early stopping on a validation split stratified by class. The same --seed and data \
             give the same model, bit for bit.

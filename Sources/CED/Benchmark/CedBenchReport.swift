@@ -53,7 +53,7 @@ public struct CedBenchReport {
             let tagger = try CedAudioTagger(model: network, featureExtractor: featureExtractor)
             let endToEnd = { _ = try tagger.scores(try Waveform(path: wavPath, sampleRate: tagger.samplingRate).samples) }
             let result = Result(model: model, weights: description, precision: precision.rawValue, path: precision.kernelPath,
-                                parameters: weights.parameterCount, loadMs: loadMs,
+                                parameters: CedParameterTable(config: config).trainableValues(in: weights), loadMs: loadMs,
                                 melToProbs: try CedTiming.measure(warmup: warmup, runs: runs) { _ = try network(mel) },
                                 wavToProbs: try CedTiming.measure(warmup: warmup, runs: runs, endToEnd),
                                 melAllocations: try CedAllocationCounter.perCall(runs: 5) { _ = try network(mel) },

@@ -101,30 +101,3 @@ enum RawSafeTensors {
         return out + "\""
     }
 }
-
-/// Distillation that cannot go on: a logit store that is incomplete, of another run, or
-/// damaged; teachers that disagree; bad input. `description` says what and where.
-public struct DistillationError: Error, Equatable, CustomStringConvertible, LocalizedError {
-    public enum Kind: Equatable, Sendable {
-        /// The store is unreadable, malformed or belongs to other settings.
-        case store
-        /// The store lacks shards (they are named).
-        case incomplete
-        /// Teachers with different class lists or front ends, or unusable as teachers.
-        case teachers
-        /// Input files, options or the data root.
-        case input
-    }
-    public var kind: Kind
-    public var file: String?
-    public var reason: String
-
-    public init(_ kind: Kind, file: String? = nil, reason: String) {
-        self.kind = kind
-        self.file = file
-        self.reason = reason
-    }
-
-    public var description: String { "distillation: " + (file.map { "\($0): " } ?? "") + reason }
-    public var errorDescription: String? { description }
-}

@@ -257,6 +257,12 @@ public struct CedParameterTable: Sendable {
     /// The trainable parameters (every entry but the BatchNorm buffers), in order.
     public var parameters: [CedParameter] { entries.filter(\.isTrainable) }
 
+    /// Trainable values a state dict holds (the table's parameters it has; the BatchNorm's
+    /// running statistics and step counter are buffers, not parameters).
+    public func trainableValues(in weights: StateDict) -> Int {
+        parameters.reduce(0) { $0 + (weights[$1.name]?.count ?? 0) }
+    }
+
     /// Whether a tensor name is one of the classification head's.
     public static func isHead(_ name: String) -> Bool { name.hasPrefix(Names.head) }
 

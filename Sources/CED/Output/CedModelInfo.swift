@@ -42,7 +42,7 @@ public struct CedModelInfo {
     public func json() throws -> String {
         let o: [String: Any] = [
             "model": name, "resolved": resolved, "format": "\(checkpoint.format)", "layout": "\(checkpoint.layout)",
-            "config_source": configSource, "parameters": checkpoint.weights.parameterCount,
+            "config_source": configSource, "parameters": CedParameterTable(config: checkpoint.config).trainableValues(in: checkpoint.weights),
             "config": try JSONSerialization.jsonObject(with: JSONEncoder().encode(checkpoint.config)),
             "preprocessor_config": try JSONSerialization.jsonObject(with: JSONEncoder().encode(checkpoint.featureExtractorConfig)),
             "warnings": checkpoint.warnings, "chunk_seconds": chunkSeconds,
@@ -53,7 +53,7 @@ public struct CedModelInfo {
     /// One line per fact: model, resolved, weights, config, architecture, patches, chunks,
     /// pooling, parameters, classes, features and, for original checkpoints, the front end.
     public var text: String {
-        let c = checkpoint.config, fe = checkpoint.featureExtractorConfig, parameters = checkpoint.weights.parameterCount
+        let c = checkpoint.config, fe = checkpoint.featureExtractorConfig, parameters = CedParameterTable(config: c).trainableValues(in: checkpoint.weights)
         let names = (0..<min(c.outputdim, 5)).map { c.label(for: $0) }.joined(separator: ", ")
         var lines = [
             "model         \(name)",
@@ -77,13 +77,5 @@ public struct CedModelInfo {
                          + (cmp.matches ? "match the feature extractor" : "differ: " + cmp.mismatches.joined(separator: "; ")))
         }
         return lines.joined(separator: "\n")
-    }
-}
-
-extension StateDict {
-    /// Trainable parameters: every tensor but BatchNorm's running statistics and counter.
-    public var parameterCount: Int {
-        tensors.filter { !$0.key.hasSuffix("num_batches_tracked") && !$0.key.hasSuffix("running_mean") && !$0.key.hasSuffix("running_var") }
-            .values.reduce(0) { $0 + $1.count }
     }
 }

@@ -1,29 +1,5 @@
 import Foundation
 
-/// Something wrong with a streaming tagger or an event detector: an option out of range, or
-/// a call that does not fit the stream's state.
-public struct StreamingError: Error, Equatable, CustomStringConvertible, LocalizedError {
-    public enum Kind: String, Sendable, Equatable {
-        /// A window, hop, threshold or other setting is out of range; `reason` names it.
-        case invalidOption
-        /// Samples were appended after `finish()` or `cancel()`.
-        case inputEnded
-        /// The stream was cancelled.
-        case cancelled
-    }
-
-    public var kind: Kind
-    public var reason: String
-
-    public init(_ kind: Kind, _ reason: String) {
-        self.kind = kind
-        self.reason = reason
-    }
-
-    public var description: String { reason }
-    public var errorDescription: String? { reason }
-}
-
 /// Windows of `window` seconds every `hop` seconds over a 16 kHz waveform, as the streaming
 /// tagger and the event detector see it.
 ///
