@@ -26,7 +26,6 @@ public enum AudioSampleEncoding: String, Sendable, Equatable, CaseIterable {
         }
     }
 
-    var isFloat: Bool { self == .float32 || self == .float64 }
 }
 
 /// The parsed header of a RIFF/WAVE (or RF64/BW64) file: where the samples are and how to
