@@ -98,7 +98,9 @@ final class IndependentCaseTests: XCTestCase {
     ]
     static let audios: [(String, Int, UInt32)] = [("clip", 40000, 7), ("short", 1440, 11)]
 
-    func model(_ variant: (inout CedConfig) -> Void) throws -> CedForAudioClassification {
+    func model(_ variant: (inout CedConfig) -> Void) throws -> CedForAudioClassification { try Self.makeModel(variant) }
+
+    static func makeModel(_ variant: (inout CedConfig) -> Void) throws -> CedForAudioClassification {
         var config = try CedConfig.decode(Data(Self.baseConfigJSON.utf8))
         variant(&config)
         return try CedForAudioClassification(config: config, weights: Self.weights(config, seed: config.pooling == .token ? 4321 : 1234))
@@ -188,7 +190,7 @@ extension IndependentCaseTests {
         let frames = 1950  // 20 chunks of 100 frames, the last one half full
         var rng = LCG(x: 99)
         let mel = Tensor(shape: [64, frames], scalars: rng.symmetric(64 * frames, 30).map { $0 - 50 })
-        XCTAssertGreaterThan(20, CedModel.chunksPerGroup)
+        XCTAssertGreaterThan(20, try model(Self.variants[0].1).encoder.chunksPerGroup)
         for (vname, change) in Self.variants {
             let m = try model(change)
             for chunking in CedChunking.allCases {
@@ -217,7 +219,7 @@ extension IndependentCaseTests {
             let tokens = out.lastHiddenState
             let n = tokens.shape[0], c = tokens.shape[1]
             let rows = name == "token" ? (0..<out.chunks).map { $0 * out.tokensPerChunk } : Array(0..<n)
-            XCTAssertGreaterThan(out.chunks, CedModel.chunksPerGroup, "several groups of chunks")
+            XCTAssertGreaterThan(out.chunks, m.encoder.chunksPerGroup, "several groups of chunks")
             let expect = (0..<c).map { ch in Float(rows.reduce(0.0) { $0 + Double(tokens.scalars[$1 * c + ch]) } / Double(rows.count)) }
             XCTAssertLessThanOrEqual(maxAbsDiff(try m.encoder.embedding(mel).scalars, expect), 1e-6, name)
         }

@@ -163,7 +163,7 @@ public struct PretrainedCheckpoint: Sendable {
         let format = try CheckpointFileFormat.detect(path: url.path)
         switch format {
         case .safetensors:
-            return (try SafeTensorsFile(path: url.path).stateDict(), format)
+            return (StateDict(file: try SafeTensorsFile(path: url.path)), format)
         case .torchZip, .torchLegacy:
             return (try TorchCheckpoint.load(path: url.path).stateDict, format)
         case .unknown:

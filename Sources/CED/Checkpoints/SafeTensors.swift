@@ -192,7 +192,19 @@ public final class SafeTensorsFile: @unchecked Sendable {
             }
             initialized = count
         }
+        release(base, info.dataOffsets.count)
         return Tensor(shape: info.shape, scalars: out)
+    }
+
+    /// Gives the pages of a tensor just read back to the system (file-backed, unmodified:
+    /// a later read faults them in again from the page cache), so reading a whole
+    /// checkpoint tensor by tensor keeps only one tensor's pages resident.
+    private func release(_ base: UnsafeRawPointer, _ count: Int) {
+        let page = Int(getpagesize())
+        let start = Int(bitPattern: base) / page * page
+        let end = (Int(bitPattern: base) + count + page - 1) / page * page
+        guard count > 0, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(p, end - start, MADV_DONTNEED)
     }
 
     /// Every tensor, converted to float32, by name.

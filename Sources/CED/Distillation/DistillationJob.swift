@@ -123,7 +123,7 @@ public struct DistillationJob {
         var out = states[0].tensors
         for (name, t) in out where name != table.initBN.batchesTracked.name {
             var sum = [Double](repeating: 0, count: t.count)
-            for s in states { for (i, v) in s.tensors[name]!.scalars.enumerated() { sum[i] += Double(v) } }
+            for s in states { for (i, v) in s[name]!.scalars.enumerated() { sum[i] += Double(v) } }
             out[name] = Tensor(shape: t.shape, scalars: sum.map { Float($0 / Double(states.count)) })
         }
         return StateDict(tensors: out, source: "average of \(states.count) checkpoints")

@@ -127,7 +127,7 @@ public struct LogitExtractionJob {
                 let c = t.checkpoint.config
                 var h: UInt64 = 0
                 for name in t.checkpoint.weights.names {
-                    let v = t.checkpoint.weights.tensors[name]!.scalars.withUnsafeBufferPointer { CedEmbedder.digest64($0) }
+                    let v = t.checkpoint.weights[name]!.scalars.withUnsafeBufferPointer { CedEmbedder.digest64($0) }
                     h = TrainingNoise.key(h ^ LogitStore.fnv1a64(name), v)
                 }
                 return .init(source: t.source, weights: String(format: "%016llx", h), embedDim: c.embedDim, depth: c.depth,

@@ -9,6 +9,16 @@ extension CedFeatureExtractor {
     /// 160 samples: 0.4× the size of the waveform).
     public func makeStream() -> Stream { Stream(engine: engine) }
 
+    /// A stream that hands every finished block of frames to `deliver`, `[n_mels, frames]`
+    /// bin-major with the `top_db` floor `floor` already applied, instead of keeping them:
+    /// the second pass over a long recording whose peak (hence floor) the first pass found.
+    /// The frames delivered, in order, are exactly `finish()`'s columns for that floor.
+    func makeStream(floor: Float, deliver: @escaping (UnsafePointer<Float>, Int) throws -> Void) -> Stream {
+        let s = Stream(engine: engine)
+        s.delivery = (floor, deliver)
+        return s
+    }
+
     public final class Stream {
         let engine: MelEngine
         /// Samples `origin ..< received` of the signal.
@@ -21,6 +31,17 @@ extension CedFeatureExtractor {
         private var rows: [[Float]]
         private var peak = -Float.infinity
         private var finished = false
+        /// Frames kept at most; past it the stream keeps only the peak and the count
+        /// (`keptAll` turns false), so a first pass over a long recording stays small.
+        var keepLimit = Int.max
+        /// Whether every frame is still kept.
+        private(set) var keptAll = true
+        /// Second-pass mode: frames go to the closure (with this floor) instead of `rows`.
+        fileprivate var delivery: (floor: Float, deliver: (UnsafePointer<Float>, Int) throws -> Void)?
+        /// The dB maximum over every frame computed so far (before the floor).
+        var peakSoFar: Float { peak }
+        /// Frames computed so far.
+        var framesComputed: Int { done }
 
         init(engine: MelEngine) {
             self.engine = engine
@@ -37,7 +58,20 @@ extension CedFeatureExtractor {
             try samples.withUnsafeBufferPointer { try engine.checkFinite($0, firstIndex: received) }
             buffer += samples
             received += samples.count
-            computeReadyFrames()
+            try computeReadyFrames()
+        }
+
+        /// Ends the input without building the features: the frame count and the peak (the
+        /// first pass of a long recording). Throws as `finish()` does.
+        func finishCounting() throws -> (frames: Int, peak: Float) {
+            precondition(!finished, "finish called twice")
+            finished = true
+            try engine.checkLength(received)
+            let total = engine.frameCount(received)
+            try compute(done ..< total, length: received)
+            rows = []
+            buffer = []
+            return (total, peak)
         }
 
         /// The `[n_mels, T]` features of everything appended, with the `top_db` floor.
@@ -47,7 +81,8 @@ extension CedFeatureExtractor {
             finished = true
             try engine.checkLength(received)
             let total = engine.frameCount(received)
-            compute(done ..< total, length: received)
+            try compute(done ..< total, length: received)
+            precondition(keptAll && delivery == nil, "finish() needs every frame kept; use finishCounting()")
             let floor = peak - engine.topDb
             var scalars = [Float]()
             scalars.reserveCapacity(engine.nMels * total)
@@ -62,7 +97,7 @@ extension CedFeatureExtractor {
         /// Computes the frames that cannot change any more: they lie wholly inside the
         /// samples received (reflection at the start needs `pad + 2` samples) and exist
         /// whatever the final length.
-        private func computeReadyFrames() {
+        private func computeReadyFrames() throws {
             let e = engine
             let firstOffset = e.winOffset - e.pad            // first sample of frame t: t·hop + firstOffset
             let lastOffset = firstOffset + e.winLength - 1   // last sample
@@ -72,7 +107,7 @@ extension CedFeatureExtractor {
             let lastReady = received - 1 - lastOffset
             end = lastReady < 0 ? 0 : min(end, lastReady / e.hop + 1)
             guard end > done else { return }
-            compute(done ..< end, length: received)
+            try compute(done ..< end, length: received)
             // Keep a margin of two FFT lengths before the next frame's first sample: the
             // frames at the very end reflect back into it.
             let keepFrom = done * e.hop + firstOffset - 2 * e.nFft
@@ -82,7 +117,7 @@ extension CedFeatureExtractor {
             }
         }
 
-        private func compute(_ range: Range<Int>, length: Int) {
+        private func compute(_ range: Range<Int>, length: Int) throws {
             guard !range.isEmpty else { return }
             let e = engine
             let n = range.count
@@ -108,8 +143,17 @@ extension CedFeatureExtractor {
                     }
                 }
             }
-            for m in 0..<e.nMels { rows[m] += block[m * n ..< (m + 1) * n] }
             done = range.upperBound
+            if let delivery {
+                for i in block.indices where block[i] < delivery.floor { block[i] = delivery.floor }
+                try block.withUnsafeBufferPointer { try delivery.deliver($0.baseAddress!, n) }
+                return
+            }
+            if keptAll && done > keepLimit {
+                keptAll = false
+                rows = Array(repeating: [], count: e.nMels)
+            }
+            if keptAll { for m in 0..<e.nMels { rows[m] += block[m * n ..< (m + 1) * n] } }
         }
     }
 }

@@ -40,10 +40,77 @@ extension CedAudioTagger {
                                 info: stream.info, warnings: stream.warnings)
     }
 
-    /// `[outputdim]` scores of an audio file (streamed; see `features(contentsOf:)`).
+    /// `[outputdim]` scores of an audio file (see `fileScores`).
     public func scores(contentsOf url: URL, chunking: CedChunking = .hf,
                        options: AudioDecodingOptions = AudioDecodingOptions()) throws -> Tensor {
-        try model(features(contentsOf: url, options: options).mel, chunking: chunking)
+        try fileScores(contentsOf: url, chunking: chunking, options: options).scores
+    }
+
+    /// Recordings up to this many frames (about 80 s) are scored from their whole mel, which
+    /// is small; longer ones in two passes.
+    static let singlePassFrames = 8192
+
+    /// The scores of an audio file, with what decoding it found out: bit for bit the scores
+    /// of `features(contentsOf:)`'s mel, but with bounded memory for recordings of any
+    /// length. A long recording is decoded twice: the first pass finds its frame count and
+    /// its loudest mel value (the `top_db` floor depends on the whole recording's maximum),
+    /// the second featurises it block by block into the encoder, a group of 10 s chunks at a
+    /// time. An hour of audio then needs a few megabytes beside the model instead of its
+    /// 92 MB mel.
+    public func fileScores(contentsOf url: URL, chunking: CedChunking = .hf,
+                           options: AudioDecodingOptions = AudioDecodingOptions())
+        throws -> (scores: Tensor, sampleCount: Int, info: AudioFileInfo, warnings: [AudioWarning]) {
+        try fileScores(contentsOf: url, chunking: chunking, options: options, singlePassFrames: Self.singlePassFrames)
+    }
+
+    func fileScores(contentsOf url: URL, chunking: CedChunking, options: AudioDecodingOptions, singlePassFrames: Int)
+        throws -> (scores: Tensor, sampleCount: Int, info: AudioFileInfo, warnings: [AudioWarning]) {
+        let stream = try WaveformStream(contentsOf: url, sampleRate: samplingRate, options: options)
+        defer { stream.close() }
+        let mel = featureExtractor.makeStream()
+        mel.keepLimit = singlePassFrames
+        try feed(stream, into: mel, url: url)
+        let scores = try clipScores(mel, of: url, chunking: chunking, options: options)
+        return (scores, mel.sampleCount, stream.info, stream.warnings)
+    }
+
+    /// The scores of a file whose first pass went into `mel` (a stream made with
+    /// `keepLimit`): from the kept mel, or by a second pass over the file.
+    func clipScores(_ mel: CedFeatureExtractor.Stream, of url: URL, chunking: CedChunking,
+                    options: AudioDecodingOptions) throws -> Tensor {
+        let n = mel.sampleCount
+        if mel.keptAll {
+            let features: Tensor
+            do { features = try mel.finish() } catch let e as CedInputError {
+                throw AudioError(file: url.path, kind: .noAudio, reason: e.reason)
+            }
+            return try model(features, chunking: chunking)
+        }
+        let (total, peak) = try mel.finishCounting()
+        let floor = peak - Float(featureExtractor.config.topDb)
+        return try model.forward(totalFrames: total, chunking: chunking) { deliver in
+            let again = try WaveformStream(contentsOf: url, sampleRate: samplingRate, options: options)
+            defer { again.close() }
+            try withoutActuallyEscaping(deliver) { deliver in
+                let second = featureExtractor.makeStream(floor: floor, deliver: deliver)
+                try feed(again, into: second, url: url)
+                guard second.sampleCount == n else {
+                    throw AudioError(file: url.path, kind: .malformed,
+                                     reason: "the file changed while it was read: \(n) samples, then \(second.sampleCount)")
+                }
+                _ = try second.finishCounting()
+            }
+        }.scores
+    }
+
+    private func feed(_ stream: WaveformStream, into mel: CedFeatureExtractor.Stream, url: URL) throws {
+        while let block = try stream.next() {
+            do {
+                try mel.append(block)
+            } catch let e as CedInputError {
+                throw AudioError(file: url.path, kind: .nonFiniteSamples, reason: e.reason)
+            }
+        }
     }
 
     /// The best classes of an audio file, highest score first (see `tag(_:topK:threshold:chunking:)`).

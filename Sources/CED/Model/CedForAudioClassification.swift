@@ -111,6 +111,21 @@ public final class CedForAudioClassification: Sendable {
         }
     }
 
+    /// The scores of a spectrogram of `totalFrames` frames that `produce` delivers in blocks
+    /// (`[n_mels, n]` bin-major, `top_db` floor applied) through the closure it is given:
+    /// bit for bit `forward(mel, chunking:)` of the whole spectrogram, with the memory of one
+    /// group of chunks whatever the length (see `CedAudioTagger.scores(contentsOf:)`).
+    func forward(totalFrames: Int, chunking: CedChunking,
+                 produce: (_ deliver: (UnsafePointer<Float>, Int) throws -> Void) throws -> Void) throws -> CedClassificationOutput {
+        try encoder.workspaces.with { ws in
+            let stream = try CedModel.PooledStream(model: encoder, totalFrames: totalFrames, workspace: ws)
+            try produce { try stream.append($0, frames: $1) }
+            let pooled = try stream.finish()
+            let (scores, chunkScores) = headOutputs(pooled, chunking: chunking, workspace: ws)
+            return CedClassificationOutput(scores: scores, chunkScores: chunkScores, chunks: stream.chunks, encoder: nil)
+        }
+    }
+
     /// The head on the pooled vectors in `ws.pooled`: `(scores [outputdim], per-chunk
     /// scores [chunks, outputdim])` under `chunking`. `ws.scores` receives the head's
     /// scores of every pooled vector.

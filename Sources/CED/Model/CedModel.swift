@@ -68,6 +68,7 @@ public final class CedModel: Sendable {
     init(table t: CedParameterTable, reader r: WeightReader) {
         let config = t.config
         self.config = config
+        chunksPerGroup = Self.chunksPerGroup(config)
         let c = config.embedDim
         initBN = MelBatchNorm(r, t.initBN)
         patchEmbed = PatchEmbed(r, t.patchEmbed, config: config)
@@ -113,8 +114,8 @@ public final class CedModel: Sendable {
     /// how many per chunk.
     func encodePooled(_ input: PreparedInput, workspace ws: EncoderWorkspace) -> (count: Int, perChunk: Int) {
         var count = 0, per = 1
-        for start in stride(from: 0, to: input.chunks, by: Self.chunksPerGroup) {
-            let layout = run(input, chunks: start ..< min(start + Self.chunksPerGroup, input.chunks), workspace: ws)
+        for start in stride(from: 0, to: input.chunks, by: chunksPerGroup) {
+            let layout = run(input, chunks: start ..< min(start + chunksPerGroup, input.chunks), workspace: ws)
             per = appendPooled(ws.x.pointer, layout: layout, count: &count, workspace: ws)
         }
         return (count, per)
@@ -136,9 +137,18 @@ public final class CedModel: Sendable {
         return per
     }
 
-    /// Chunks encoded together when per-token outputs are not kept (8 × 10 s ≈ 2000
-    /// tokens: large enough for efficient matrix products, small enough to bound memory).
-    static let chunksPerGroup = 8
+    /// Chunks encoded together when per-token outputs are not kept: as many as fit a
+    /// 24 MB activation budget, at most 8 (8 × 10 s ≈ 2000 tokens) and at least 1 (CED-Tiny
+    /// 8, CED-Base 2): large enough for efficient matrix products, small enough that an
+    /// hour-long recording needs little more memory than a 10 s clip.
+    let chunksPerGroup: Int
+
+    static func chunksPerGroup(_ c: CedConfig) -> Int {
+        let tokens = c.frequencyPatches * c.maxTimePatches + 1
+        let perChunk = tokens * 4 * (5 * GEMMDriver.activationStride(c.embedDim) + GEMMDriver.activationStride(3 * c.embedDim)
+                                     + GEMMDriver.activationStride(c.mlpHiddenDim))
+        return max(1, min(8, (24 << 20) / max(perChunk, 1)))
+    }
 
     /// A validated spectrogram and how it splits into chunks (BatchNorm is applied as the
     /// chunks are copied out, so a long recording's mel is not duplicated).
@@ -149,6 +159,14 @@ public final class CedModel: Sendable {
         /// Frames per chunk as fed to the patch embedding (padded when needed).
         var frames: Int
         var chunks: Int
+    }
+
+    /// How a spectrogram of `total` frames splits into chunks: frames per chunk as the patch
+    /// embedding sees them (padded when needed) and the number of chunks.
+    func plan(totalFrames total: Int) -> (frames: Int, chunks: Int) {
+        let target = config.targetLength
+        if total <= target { return (max(total, config.patchSize.time), 1) }
+        return (target, total / target + (total % target != 0 && config.padLast ? 1 : 0))
     }
 
     /// Validates a spectrogram and plans the chunks.
@@ -163,15 +181,7 @@ public final class CedModel: Sendable {
         if let bad = mel.scalars.firstIndex(where: { !$0.isFinite }) {
             throw CedInputError("the spectrogram has a non-finite value (\(mel.scalars[bad])) at mel bin \(bad / total), frame \(bad % total)")
         }
-        let target = config.targetLength
-        let length: Int, count: Int
-        if total <= target {
-            length = max(total, config.patchSize.time)
-            count = 1
-        } else {
-            length = target
-            count = total / target + (total % target != 0 && config.padLast ? 1 : 0)
-        }
+        let (length, count) = plan(totalFrames: total)
         return PreparedInput(mel: mel.scalars, totalFrames: total, frames: length, chunks: count)
     }
 
@@ -207,15 +217,23 @@ public final class CedModel: Sendable {
     func run(_ input: PreparedInput, chunks range: Range<Int>, workspace ws: EncoderWorkspace,
              hiddenState: ((UnsafePointer<Float>) -> Void)? = nil,
              attentionMaps: UnsafeMutablePointer<Float>? = nil) -> Layout {
-        let c = config.embedDim, nMels = config.nMels, frames = input.frames
-        let chunks = range.count
+        let nMels = config.nMels, frames = input.frames, chunks = range.count
+        let planes = ws.planes.reserve(chunks * nMels * frames)
+        fillPlanes(input, chunks: range, into: planes)
+        return encode(planes: planes, chunks: chunks, frames: frames, workspace: ws, hiddenState: hiddenState,
+                      attentionMaps: attentionMaps)
+    }
+
+    /// Encodes `chunks` BatchNorm-ed planes `[chunks, n_mels, frames]` (in `ws.planes`)
+    /// into `ws.x` (`[layout.rows, C]`, after the final LayerNorm); see `run`.
+    func encode(planes: UnsafeMutablePointer<Float>, chunks: Int, frames: Int, workspace ws: EncoderWorkspace,
+                hiddenState: ((UnsafePointer<Float>) -> Void)? = nil,
+                attentionMaps: UnsafeMutablePointer<Float>? = nil) -> Layout {
+        let c = config.embedDim, nMels = config.nMels
         let (fp, tp) = patchEmbed.grid(frames: frames)
         let layout = Layout(chunks: chunks, grid: TokenGrid(frequencyPatches: fp, timePatches: tp, hasClsToken: clsToken != nil))
         let patches = fp * tp, tokens = layout.grid.tokens, rows = layout.rows
         let area = config.patchSize.frequency * config.patchSize.time
-
-        let planes = ws.planes.reserve(chunks * nMels * frames)
-        fillPlanes(input, chunks: range, into: planes)
         let cols = ws.columns.reserve(chunks * patches * area)
         for s in 0..<chunks {
             patchEmbed.im2col(planes + s * nMels * frames, frames: frames, into: cols + s * patches * area)
@@ -289,4 +307,75 @@ func transpose(_ m: [Float], rows: Int, cols: Int) -> [Float] {
     var out = [Float](repeating: 0, count: m.count)
     for r in 0..<rows { for c in 0..<cols { out[c * rows + r] = m[r * cols + c] } }
     return out
+}
+
+extension CedModel {
+    /// Encodes a spectrogram that arrives in blocks of frames (with its `top_db` floor, not
+    /// yet BatchNorm-ed) into the pooled vectors `encodePooled` computes from the whole
+    /// spectrogram, bit for bit, a group of chunks at a time: an hour-long recording is
+    /// never held whole. The total frame count must be known (a first pass over the file
+    /// finds it, with the floor).
+    final class PooledStream {
+        let model: CedModel
+        let ws: EncoderWorkspace
+        let total: Int, frames: Int, chunks: Int, group: Int
+        let planes: UnsafeMutablePointer<Float>
+        private var received = 0
+        private var groupStart = 0
+        private var pooled = 0, perChunk = 1
+
+        init(model: CedModel, totalFrames: Int, workspace ws: EncoderWorkspace) throws {
+            guard totalFrames > 0 else { throw CedInputError("the spectrogram has no frames (empty audio)") }
+            self.model = model
+            self.ws = ws
+            total = totalFrames
+            (frames, chunks) = model.plan(totalFrames: totalFrames)
+            group = model.chunksPerGroup
+            planes = ws.planes.reserve(group * model.config.nMels * frames)
+            planes.initialize(repeating: 0, count: group * model.config.nMels * frames)
+        }
+
+        /// Frames `received ..< received + n` as `[n_mels, n]` (bin-major).
+        func append(_ block: UnsafePointer<Float>, frames n: Int) throws {
+            let nMels = model.config.nMels, target = model.config.targetLength
+            if let bad = (0 ..< nMels * n).first(where: { !block[$0].isFinite }) {
+                throw CedInputError("the spectrogram has a non-finite value (\(block[bad])) at mel bin \(bad / n), frame \(received + bad % n)")
+            }
+            var t = 0
+            while t < n {
+                let f = received + t
+                let chunk = total <= target ? 0 : f / target
+                guard chunk < chunks else { break }                      // a dropped partial chunk (pad_last false)
+                if chunk >= groupStart + group { flush(upTo: groupStart + group) }
+                let pos = f - chunk * target
+                // Frames of this chunk in this block.
+                let run = min(n - t, (chunk + 1) * target - f)
+                let slot = chunk - groupStart
+                for m in 0..<nMels {
+                    model.initBN.normalize(block + m * n + t, count: run, bin: m,
+                                           into: planes + (slot * nMels + m) * frames + pos)
+                }
+                t += run
+            }
+            received += n
+        }
+
+        private func flush(upTo end: Int) {
+            let count = min(end, chunks) - groupStart
+            guard count > 0 else { return }
+            let layout = model.encode(planes: planes, chunks: count, frames: frames, workspace: ws)
+            perChunk = model.appendPooled(ws.x.pointer, layout: layout, count: &pooled, workspace: ws)
+            groupStart += count
+            planes.update(repeating: 0, count: group * model.config.nMels * frames)
+        }
+
+        /// Encodes what is left; the pooled vectors are in `ws.pooled`.
+        func finish() throws -> (count: Int, perChunk: Int) {
+            guard received == total else {
+                throw CedInputError("the spectrogram was announced with \(total) frames but \(received) arrived")
+            }
+            flush(upTo: chunks)
+            return (pooled, perChunk)
+        }
+    }
 }

@@ -370,7 +370,7 @@ public struct CedParameterTable: Sendable {
             if shape != p.shape { mismatched.append(.init(name: p.name, expected: p.shape, found: t.shape)) }
             else if !allFinite(t.scalars) { nonFinite.append(p.name) }
         }
-        let unexpected = weights.tensors.keys.filter { index[$0] == nil }.sorted()
+        let unexpected = weights.names.filter { index[$0] == nil }
         let error = WeightLoadingError(source: weights.source, missing: missing, unexpected: unexpected,
                                        mismatched: mismatched, nonFinite: nonFinite)
         if !error.isEmpty { throw error }
@@ -408,8 +408,8 @@ extension CedParameterTable {
                             reason: reason + "; pass a config.json to describe the model")
         }
         func shape(_ name: String) throws -> [Int] {
-            guard let t = weights.tensors[name] else { throw fail("cannot infer the architecture: tensor is missing", tensor: name) }
-            return t.shape
+            guard let s = weights.shape(of: name) else { throw fail("cannot infer the architecture: tensor is missing", tensor: name) }
+            return s
         }
         var c = CedConfig()
         c.name = nil
@@ -423,7 +423,7 @@ extension CedParameterTable {
         c.patchStride = c.patchSize
 
         var blockIndices = Set<Int>()
-        for name in weights.tensors.keys where name.hasPrefix(Names.blocks) {
+        for name in weights.names where name.hasPrefix(Names.blocks) {
             let rest = name.dropFirst(Names.blocks.count)
             guard let n = Int(rest.prefix(while: { $0 != "." })) else { throw fail("unexpected block name", tensor: name) }
             blockIndices.insert(n)
@@ -447,7 +447,7 @@ extension CedParameterTable {
         if c.mlpHiddenDim != fc1[0] {
             throw fail("MLP width \(fc1[0]) is not int(embed × ratio) for any ratio", tensor: first.fc1.weight.name)
         }
-        c.qkvBias = weights.tensors[first.qkv.bias!.name] != nil
+        c.qkvBias = weights.contains(first.qkv.bias!.name)
 
         let headWeight = "\(Names.headLinear).weight"
         let out = try shape(headWeight)
@@ -456,9 +456,9 @@ extension CedParameterTable {
         }
         c.outputdim = out[0]
 
-        if let bn = weights.tensors["\(Names.initBN).weight"] {
-            guard bn.rank == 1, bn.count > 0 else { throw fail("init_bn has shape \(bn.shape)", tensor: "\(Names.initBN).weight") }
-            c.nMels = bn.count
+        if let bn = weights.shape(of: "\(Names.initBN).weight") {
+            guard bn.count == 1, bn[0] > 0 else { throw fail("init_bn has shape \(bn)", tensor: "\(Names.initBN).weight") }
+            c.nMels = bn[0]
         }
         let fpe = try shape(Names.freqPosEmbed)
         guard fpe.count == 4, fpe[1] == c.embedDim, fpe[3] == 1 else {
@@ -474,7 +474,7 @@ extension CedParameterTable {
         let stride = c.patchStride.time
         c.targetLength = defaultTargetLength / stride == tpe[3] ? defaultTargetLength : tpe[3] * stride
 
-        c.pooling = pooling ?? (weights.tensors[Names.clsToken] != nil ? .token : .mean)
+        c.pooling = pooling ?? (weights.contains(Names.clsToken) ? .token : .mean)
         if let numHeads {
             c.numHeads = numHeads
         } else {

@@ -59,39 +59,33 @@ public enum CedWeightLayout {
     /// prefix (from `DataParallel`) is removed first. The layout is Hugging Face when any
     /// name starts with `encoder.`, original (or a bare encoder) otherwise.
     public static func sanitize(_ sd: StateDict) -> Mapped {
-        var tensors = sd.tensors
-        if !tensors.isEmpty, tensors.keys.allSatisfy({ $0.hasPrefix("module.") }) {
-            tensors = Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst("module.".count)), $0.value) })
+        var names = sd.names
+        var sd = sd
+        if !names.isEmpty, names.allSatisfy({ $0.hasPrefix("module.") }) {
+            sd = sd.renamed { String($0.dropFirst("module.".count)) }
+            names = sd.names
         }
-        if tensors.keys.contains(where: { $0.hasPrefix("encoder.") }) {
-            // Hugging Face layout; a stray front end is set aside all the same.
-            var frontEnd = StoredFrontEnd()
-            var dropped: [String] = []
-            for key in tensors.keys where key.hasPrefix("front_end.") || key.hasPrefix("encoder.front_end.") {
-                let bare = key.hasPrefix("encoder.") ? String(key.dropFirst("encoder.".count)) : key
-                if bare == windowKey { frontEnd.window = tensors[key] }
-                else if bare == melFilterbankKey { frontEnd.melFilterbank = tensors[key] }
-                else { dropped.append(key) }
-                tensors[key] = nil
-            }
-            return Mapped(weights: StateDict(tensors: tensors, source: sd.source), layout: .huggingFace,
-                          frontEnd: frontEnd, dropped: dropped.sorted())
-        }
-        var out: [String: Tensor] = [:]
         var frontEnd = StoredFrontEnd()
         var dropped: [String] = []
-        for (key, t) in tensors {
-            if let hf = huggingFaceName(forOriginal: key) {
-                out[hf] = t
-            } else if key == windowKey {
-                frontEnd.window = t
-            } else if key == melFilterbankKey {
-                frontEnd.melFilterbank = t
-            } else {
-                dropped.append(key)
+        if names.contains(where: { $0.hasPrefix("encoder.") }) {
+            // Hugging Face layout; a stray front end is set aside all the same.
+            let weights = sd.renamed { key in
+                guard key.hasPrefix("front_end.") || key.hasPrefix("encoder.front_end.") else { return key }
+                let bare = key.hasPrefix("encoder.") ? String(key.dropFirst("encoder.".count)) : key
+                if bare == windowKey { frontEnd.window = sd[key] }
+                else if bare == melFilterbankKey { frontEnd.melFilterbank = sd[key] }
+                else { dropped.append(key) }
+                return nil
             }
+            return Mapped(weights: weights, layout: .huggingFace, frontEnd: frontEnd, dropped: dropped.sorted())
         }
-        return Mapped(weights: StateDict(tensors: out, source: sd.source), layout: .original, frontEnd: frontEnd,
-                      dropped: dropped.sorted())
+        let weights = sd.renamed { key in
+            if let hf = huggingFaceName(forOriginal: key) { return hf }
+            if key == windowKey { frontEnd.window = sd[key] }
+            else if key == melFilterbankKey { frontEnd.melFilterbank = sd[key] }
+            else { dropped.append(key) }
+            return nil
+        }
+        return Mapped(weights: weights, layout: .original, frontEnd: frontEnd, dropped: dropped.sorted())
     }
 }

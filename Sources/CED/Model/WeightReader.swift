@@ -43,7 +43,7 @@ final class WeightReader {
 
     /// Throws if anything was missing, mis-shaped, non-finite or left unused.
     func finish() throws {
-        let unexpected = dict.tensors.keys.filter { !used.contains($0) && !ignorable($0) }
+        let unexpected = dict.names.filter { !used.contains($0) && !ignorable($0) }
         let error = WeightLoadingError(source: dict.source, missing: missing, unexpected: Array(unexpected),
                                        mismatched: mismatched, nonFinite: nonFinite)
         if !error.isEmpty { throw error }

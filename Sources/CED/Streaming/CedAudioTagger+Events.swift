@@ -102,24 +102,23 @@ extension CedAudioTagger {
     public func tagResult(contentsOf url: URL, file: String? = nil, model name: String, topK: Int? = 5, threshold: Float? = nil,
                           chunking: CedChunking = .hf, windowing: CedWindowing? = nil,
                           decoding: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedTagResult {
-        let mel: Tensor, sampleCount: Int, warnings: [AudioWarning]
+        let scores: Tensor, sampleCount: Int, warnings: [AudioWarning]
         var segments: [CedTagResult.Segment]?
         if let windowing {
             let stream = featureExtractor.makeStream()
+            stream.keepLimit = Self.singlePassFrames
             var found: [CedTagResult.Segment] = []
             let scan = try scanWindows(contentsOf: url, windowing: windowing, decoding: decoding, observe: { try stream.append($0) }) {
                 let labels = config.predictions(from: $0.scores, topK: topK, threshold: threshold)
                 found.append(.init(start: $0.start, end: $0.end, labels: labels))
             }
-            do { mel = try stream.finish() } catch let e as CedInputError {
-                throw AudioError(file: url.path, kind: .noAudio, reason: e.reason)
-            }
+            scores = try clipScores(stream, of: url, chunking: chunking, options: decoding)
             (sampleCount, warnings, segments) = (scan.sampleCount, scan.warnings, found)
         } else {
-            let f = try features(contentsOf: url, options: decoding)
-            (mel, sampleCount, warnings) = (f.mel, f.sampleCount, f.warnings)
+            let f = try fileScores(contentsOf: url, chunking: chunking, options: decoding)
+            (scores, sampleCount, warnings) = (f.scores, f.sampleCount, f.warnings)
         }
-        let labels = config.predictions(from: try self.model(mel, chunking: chunking), topK: topK, threshold: threshold)
+        let labels = config.predictions(from: scores, topK: topK, threshold: threshold)
         return CedTagResult(file: file ?? url.path, duration: Double(sampleCount) / Double(samplingRate), model: name, labels: labels,
                             segments: segments, warnings: warnings)
     }

@@ -191,7 +191,7 @@ public final class CedEmbedder: Sendable {
         lines.append("f_min=\(fe.fMin) f_max=\(fe.resolvedFMax) center=\(fe.center) top_db=\(fe.topDb)")
         let table = CedParameterTable(config: c)
         for name in checkpoint.weights.names where CedParameterTable.isEncoder(name) && name != table.initBN.batchesTracked.name {
-            let t = checkpoint.weights.tensors[name]!
+            let t = checkpoint.weights[name]!
             let digest = t.scalars.withUnsafeBufferPointer { Self.digest64($0) }
             lines.append("\(name) \(t.shape) \(t.count) \(String(digest, radix: 16))")
         }
