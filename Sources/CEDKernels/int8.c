@@ -21,7 +21,7 @@ static inline int32_t q8_round(float x) {
 }
 
 void ced_q8_pack_weight(const float *w, int64_t ldw, int64_t n, int64_t k, int8_t *panels, int64_t k_pad,
-                        float *scales, int32_t *comp) {
+                        float *scales, int32_t *comp, int32_t zero) {
     const int64_t panel_count = (n + 31) / 32;
     memset(panels, 0, (size_t)(panel_count * k_pad * 32));
     for (int64_t j = 0; j < panel_count * 32; j++) {
@@ -44,7 +44,53 @@ void ced_q8_pack_weight(const float *w, int64_t ldw, int64_t n, int64_t k, int8_
             sum += q;
         }
         scales[j] = s;
-        comp[j] = 128 * sum;
+        comp[j] = zero * sum;
+    }
+}
+
+/// The scale of a row quantised with zero point `zero` (≠ 128) from its extremes, and the
+/// multiplier 1/scale (0 for an all-zero row); NaN when the row is not finite.
+static inline float q8_affine_scale(float lo, float hi, int32_t zero, int finite, float *inv) {
+    float s = 0.0f;
+    if (!finite) s = NAN;
+    else {
+        float sp = hi > 0.0f ? hi / (float)(255 - zero) : 0.0f;
+        float sn = lo < 0.0f ? -lo / (float)zero : 0.0f;
+        s = sp > sn ? sp : sn;
+    }
+    *inv = s > 0.0f ? 1.0f / s : 0.0f;
+    return s;
+}
+
+static inline uint8_t q8_affine(float v, float inv, int32_t zero) {
+    float r = nearbyintf(v * inv) + (float)zero;
+    if (!(r >= 0.0f)) r = 0.0f;
+    if (r > 255.0f) r = 255.0f;
+    return (uint8_t)(int32_t)r;
+}
+
+static void quantize_rows_affine_portable(const float *x, int64_t ldx, int64_t rows, int64_t cols, uint8_t *y,
+                                          int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t zero) {
+    for (int64_t i = 0; i < rows_pad; i++) {
+        uint8_t *yr = y + i * ldy;
+        int64_t j = 0;
+        float s = 0.0f;
+        if (i < rows) {
+            const float *xr = x + i * ldx;
+            float lo = 0.0f, hi = 0.0f;
+            int finite = 1;
+            for (int64_t c = 0; c < cols; c++) {
+                float v = xr[c];
+                if (!(fabsf(v) <= 3.4028234663852886e38f)) finite = 0;
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+            float inv;
+            s = q8_affine_scale(lo, hi, zero, finite, &inv);
+            for (; j < cols; j++) yr[j] = q8_affine(xr[j], inv, zero);
+        }
+        for (; j < cols_pad; j++) yr[j] = (uint8_t)zero;
+        scales[i] = s;
     }
 }
 
@@ -114,9 +160,6 @@ void ced_tile_q8_portable(const ced_q8_tile *q) {
     epilogue_portable(acc, t);
 }
 
-void ced_q8_quantize_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
-                          uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t variant);
-
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -172,10 +215,53 @@ CED_Q8_512 static void quantize_rows_avx512(const float *x, int64_t ldx, int64_t
     __asm__ volatile("vzeroupper" ::: "memory");
 }
 
+CED_Q8_512 static void quantize_rows_affine_avx512(const float *x, int64_t ldx, int64_t rows, int64_t cols, uint8_t *y,
+                                                   int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales,
+                                                   int32_t zero) {
+    for (int64_t i = 0; i < rows_pad; i++) {
+        uint8_t *yr = y + i * ldy;
+        if (i >= rows) {
+            memset(yr, zero, (size_t)cols_pad);
+            scales[i] = 0.0f;
+            continue;
+        }
+        const float *xr = x + i * ldx;
+        __m512 lo = _mm512_setzero_ps(), hi = lo, bad = lo;
+        for (int64_t j = 0; j < cols; j += 16) {
+            __mmask16 m = cols - j >= 16 ? 0xffff : (__mmask16)((1u << (cols - j)) - 1u);
+            __m512 v = _mm512_maskz_loadu_ps(m, xr + j);
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+            bad = _mm512_add_ps(bad, _mm512_mul_ps(v, _mm512_setzero_ps()));   // NaN for NaN and ±inf
+        }
+        const int finite = !_mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q);
+        float inv;
+        scales[i] = q8_affine_scale(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), zero, finite, &inv);
+        const __m512 vinv = _mm512_set1_ps(inv);
+        const __m512i z = _mm512_set1_epi32(zero), q0 = _mm512_setzero_si512(), q255 = _mm512_set1_epi32(255);
+        for (int64_t j = 0; j < cols_pad; j += 16) {
+            int64_t left = cols - j;
+            __mmask16 m = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+            __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + j), vinv)), z);
+            q = _mm512_min_epi32(_mm512_max_epi32(q, q0), q255);
+            __mmask16 store = cols_pad - j >= 16 ? 0xffff : (__mmask16)((1u << (cols_pad - j)) - 1u);
+            _mm512_mask_cvtepi32_storeu_epi8(yr + j, store, q);
+        }
+    }
+    __asm__ volatile("vzeroupper" ::: "memory");
+}
+
 void ced_q8_quantize_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
-                          uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t variant) {
-    if (variant == 1) quantize_rows_avx512(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales);
-    else quantize_rows_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales);
+                          uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t zero,
+                          int32_t variant) {
+    if (zero != 128) {
+        if (variant == 1) quantize_rows_affine_avx512(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales, zero);
+        else quantize_rows_affine_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales, zero);
+    } else if (variant == 1) {
+        quantize_rows_avx512(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales);
+    } else {
+        quantize_rows_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales);
+    }
 }
 
 // MARK: AVX-512 VNNI, 14 × 32
@@ -333,9 +419,11 @@ CED_Q8_256 void ced_tile_q8_avxvnni(const ced_q8_tile *q) {
 
 #else
 void ced_q8_quantize_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
-                          uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t variant) {
+                          uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t zero,
+                          int32_t variant) {
     (void)variant;
-    quantize_rows_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales);
+    if (zero != 128) quantize_rows_affine_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales, zero);
+    else quantize_rows_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales);
 }
 void ced_tile_q8_avx512(const ced_q8_tile *q) { (void)q; __builtin_trap(); }
 void ced_tile_q8_avxvnni(const ced_q8_tile *q) { (void)q; __builtin_trap(); }

@@ -48,8 +48,8 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Model sizes to time, comma-separated.", valueName: "tiny,mini,small,base"))
     var models: String = "tiny,mini,small,base"
 
-    @Option(help: ArgumentHelp("Precisions to time, comma-separated (passed to the model as --precision is).", valueName: "fp32,bf16,int8"))
-    var precision: String = "fp32,bf16,int8"
+    @Option(help: ArgumentHelp("Precisions to time, comma-separated (passed to the model as --precision is; auto's row names the plan it picked).", valueName: "fp32,auto,bf16,int8"))
+    var precision: String = "fp32,auto,bf16,int8"
 
     @Option(help: ArgumentHelp("Timed calls per figure.", valueName: "n"))
     var runs: Int?

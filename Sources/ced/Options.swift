@@ -54,12 +54,15 @@ struct ModelOptions: ParsableArguments {
 
     @OptionGroup var checkpoint: CheckpointOptions
 
-    @Option(help: ArgumentHelp("Arithmetic of the encoder's matrix products: fp32 (matches the reference), bf16 or int8 (faster, opt-in; int8 = fc1 in int8, the rest bf16).", valueName: "fp32|bf16|int8"))
+    @Option(help: ArgumentHelp("Arithmetic of the encoder's matrix products: fp32 (matches the reference), auto (the fastest plan on this CPU that stays within 0.01 of fp32: bf16, int8 in fc1 or fp32, measured once and cached), bf16, or int8 (every Linear product in int8: smallest and fastest, probabilities within about 0.03).", valueName: "fp32|auto|bf16|int8"))
     var precision: CedPrecision = .fp32
 
-    /// The checkpoint's model and feature extractor, at the requested precision.
+    /// The checkpoint's model and feature extractor, at the requested precision (a mode
+    /// slower than fp32 on this CPU says so on stderr).
     func tagger(quiet: Bool) throws -> CedAudioTagger {
-        try CedAudioTagger(load(quiet: quiet), precision: precision)
+        let checkpoint = try load(quiet: quiet)
+        if !quiet, let w = CedPrecisionAdvisor.shared.warning(for: precision, config: checkpoint.config) { Terminal.warn(w) }
+        return try CedAudioTagger(checkpoint, precision: precision)
     }
 
     /// Loads the checkpoint, printing download progress when stderr is a terminal.

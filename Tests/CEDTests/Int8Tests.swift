@@ -16,8 +16,24 @@ final class Int8Tests: XCTestCase {
         return Int(max(-127, min(127, x.rounded(.toNearestOrEven))))
     }
 
-    /// Row quantisation as documented in CEDKernels.h: scale max|x|/127, q = round(x·127/max) + 128.
-    static func quantizeRow(_ x: ArraySlice<Float>) -> (bytes: [UInt8], scale: Float) {
+    /// Row quantisation as documented in CEDKernels.h: zero point 128: scale max|x|/127,
+    /// q = round(x·127/max) + 128; another zero point z: scale max(max x/(255 − z), −min x/z),
+    /// q = clamp(round(x/scale) + z, 0, 255).
+    static func quantizeRow(_ x: ArraySlice<Float>, zero: Int = 128) -> (bytes: [UInt8], scale: Float) {
+        if zero != 128 {
+            var lo: Float = 0, hi: Float = 0, finite = true
+            for v in x {
+                if !v.isFinite { finite = false }
+                lo = min(lo, v)
+                hi = max(hi, v)
+            }
+            let s: Float = finite ? max(hi > 0 ? hi / Float(255 - zero) : 0, lo < 0 ? -lo / Float(zero) : 0) : .nan
+            let inv: Float = s > 0 ? 1 / s : 0
+            return (x.map { v in
+                let r = (v * inv).rounded(.toNearestOrEven) + Float(zero)
+                return UInt8(r.isNaN ? 0 : max(0, min(255, r)))
+            }, s)
+        }
         var amax: Float = 0
         var finite = true
         for v in x {
@@ -51,26 +67,37 @@ final class Int8Tests: XCTestCase {
         x[4 * ldx + 3] = 100; x[4 * ldx + 4] = -100; x[4 * ldx + 5] = 50   // ties: ±127 and 63.5 → 64
         var variants: [Int32] = [0]
         if GEMMKernel.available.contains(.avx512) && Int8Kernel.available.contains(.avx512vnni) { variants.append(1) }
-        for variant in variants {
+        for (zero, variant) in [128, 16].flatMap({ z in variants.map { (z, $0) } }) {
             var y = [UInt8](repeating: 0xAB, count: rowsPad * ldy)
             var scales = [Float](repeating: -1, count: rowsPad)
-            ced_q8_quantize_rows(x, Int64(ldx), Int64(rows), Int64(cols), &y, Int64(ldy), Int64(rowsPad), Int64(colsPad), &scales, variant)
+            ced_q8_quantize_rows(x, Int64(ldx), Int64(rows), Int64(cols), &y, Int64(ldy), Int64(rowsPad), Int64(colsPad), &scales,
+                                 Int32(zero), variant)
+            let z = UInt8(zero)
             for i in 0..<rowsPad {
-                let want: (bytes: [UInt8], scale: Float) = i < rows ? Self.quantizeRow(x[i * ldx ..< i * ldx + cols]) : ([UInt8](repeating: 128, count: cols), 0)
+                let want: (bytes: [UInt8], scale: Float) = i < rows ? Self.quantizeRow(x[i * ldx ..< i * ldx + cols], zero: zero)
+                    : ([UInt8](repeating: z, count: cols), 0)
                 if want.scale.isNaN {
                     XCTAssertTrue(scales[i].isNaN, "variant \(variant) row \(i): a non-finite row has a NaN scale")
                 } else {
                     XCTAssertEqual(scales[i], want.scale, "variant \(variant) row \(i) scale")
                     XCTAssertEqual(Array(y[i * ldy ..< i * ldy + cols]), want.bytes, "variant \(variant) row \(i)")
                 }
-                XCTAssertEqual(Array(y[i * ldy + cols ..< i * ldy + colsPad]), [UInt8](repeating: 128, count: colsPad - cols),
-                               "variant \(variant) row \(i) padding")
+                XCTAssertEqual(Array(y[i * ldy + cols ..< i * ldy + colsPad]), [UInt8](repeating: z, count: colsPad - cols),
+                               "variant \(variant) zero \(zero) row \(i) padding")
                 XCTAssertEqual(Array(y[i * ldy + colsPad ..< (i + 1) * ldy]), [UInt8](repeating: 0xAB, count: ldy - colsPad),
                                "variant \(variant) row \(i) wrote past cols_pad")
             }
-            XCTAssertEqual(y[4 * ldy + 3], 255)
-            XCTAssertEqual(y[4 * ldy + 4], 1)
-            XCTAssertEqual(y[4 * ldy + 5], 128 + 64, "63.5 rounds to even")
+            if zero == 128 {
+                XCTAssertEqual(y[4 * ldy + 3], 255)
+                XCTAssertEqual(y[4 * ldy + 4], 1)
+                XCTAssertEqual(y[4 * ldy + 5], 128 + 64, "63.5 rounds to even")
+            } else {
+                // Row 4: min −100 needs 100/16 = 6.25 per step, more than 100/239: −100 → 0, 100 → 16 + 16.
+                XCTAssertEqual(scales[4], 6.25)
+                XCTAssertEqual(y[4 * ldy + 4], 0)
+                XCTAssertEqual(y[4 * ldy + 3], 32)
+                XCTAssertEqual(y[4 * ldy + 5], 24, "8 steps above zero")
+            }
         }
     }
 
@@ -117,9 +144,11 @@ final class Int8Tests: XCTestCase {
             let (m, n, k) = s
             let lda = k + 3, ldc = n + 5
             let a = rng.array(m * lda).map { $0 * 4 }, w = rng.array(n * k), bias = rng.array(n)
-            let weight = PackedWeight(weight: w, outFeatures: n, inFeatures: k, precision: .int8)
+            // Every other shape quantises its inputs with zero point 16 (as GELU outputs are).
+            let zero = index % 2 == 0 ? 128 : 16
+            let weight = PackedWeight(weight: w, outFeatures: n, inFeatures: k, precision: .int8, inputZeroPoint: Int32(zero))
             let (qw, sw) = Self.quantizeWeight(w, n: n, k: k)
-            let rowsQ = (0..<m).map { Self.quantizeRow(a[$0 * lda ..< $0 * lda + k]) }
+            let rowsQ = (0..<m).map { Self.quantizeRow(a[$0 * lda ..< $0 * lda + k], zero: zero) }
             for variant in 0..<4 {
                 let useBias = (index + variant) % 2 == 0
                 let gelu = variant >= 2
@@ -133,7 +162,7 @@ final class Int8Tests: XCTestCase {
                     for j in 0..<n {
                         var dot = 0, mag = 0
                         for p in 0..<k {
-                            let prod = (Int(rowsQ[i].bytes[p]) - 128) * qw[j * k + p]
+                            let prod = (Int(rowsQ[i].bytes[p]) - zero) * qw[j * k + p]
                             dot += prod
                             mag += abs(prod)
                         }
@@ -158,7 +187,7 @@ final class Int8Tests: XCTestCase {
                                     c: cp.baseAddress!, ldc: ldc, activation: gelu ? .gelu : .none,
                                     accumulate: accumulate, threads: threads, int8Kernel: kernel)
                     }
-                    let what = "int8 \(kernel) threads \(threads.map(String.init) ?? "auto") m=\(m) n=\(n) k=\(k) bias=\(useBias) gelu=\(gelu) accumulate=\(accumulate)"
+                    let what = "int8 \(kernel) zero \(zero) threads \(threads.map(String.init) ?? "auto") m=\(m) n=\(n) k=\(k) bias=\(useBias) gelu=\(gelu) accumulate=\(accumulate)"
                     var bad = 0, first = ""
                     for i in 0..<m {
                         for j in 0..<n {
@@ -199,31 +228,80 @@ final class Int8Tests: XCTestCase {
         }
     }
 
-    /// The products that run in int8 are the MLP's first layers; the rest as in bf16.
-    func testMixedPrecisionAssignment() throws {
+    /// `.int8` runs every Linear product of the blocks in int8 (fc2 with the GELU zero point)
+    /// and attention as `.bf16`; `int8FC1` only fc1.
+    func testPrecisionPlans() throws {
         let dir = try Reference.model("tiny")
         let config = try CedConfig.load(from: dir.appendingPathComponent("config.json"))
         let weights = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("model.safetensors")).stateDict()
-        let model = try CedForAudioClassification(config: config, weights: weights, precision: .int8)
         let bf16: CedPrecision = CedPrecision.bf16.effective
+        let model = try CedForAudioClassification(config: config, weights: weights, precision: .int8)
+        XCTAssertEqual(model.plan, .int8)
         for block in model.encoder.blocks {
+            for w in [block.attn.qkv.weight, block.attn.proj.weight, block.mlp.fc1.weight, block.mlp.fc2.weight] {
+                XCTAssertEqual(w.precision, .int8)
+            }
+            XCTAssertEqual(block.mlp.fc2.weight.inputZeroPoint, 16)
+            XCTAssertEqual(block.mlp.fc1.weight.inputZeroPoint, 128)
+            XCTAssertEqual(block.attn.precision, bf16)
+        }
+        let mixed = try CedForAudioClassification(config: config, weights: weights, plan: .int8FC1(rest: .bf16))
+        for block in mixed.encoder.blocks {
             XCTAssertEqual(block.mlp.fc1.weight.precision, .int8)
             XCTAssertEqual(block.mlp.fc2.weight.precision, bf16)
             XCTAssertEqual(block.attn.qkv.weight.precision, bf16)
             XCTAssertEqual(block.attn.proj.weight.precision, bf16)
             XCTAssertEqual(block.attn.precision, bf16)
         }
+        XCTAssertEqual(CedPrecisionPlan.int8FC1(rest: .fp32).description, "fc1 int8, rest fp32")
     }
 
-    func testTinyInt8WithinAccuracyBound() throws {
+    static func tinyOutputs(plan: CedPrecisionPlan) throws -> [(name: String, got: [Float], want: [Float])] {
+        let dir = try Reference.model("tiny")
+        let config = try CedConfig.load(from: dir.appendingPathComponent("config.json"))
+        let weights = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("model.safetensors")).stateDict()
+        let model = try CedForAudioClassification(config: config, weights: weights, plan: plan)
+        let golden = try Reference.golden("tiny")
+        var outputs: [(name: String, got: [Float], want: [Float])] = []
+        for c in try Reference.cases().filter({ $0.model == "tiny" }) {
+            let mel = try golden.tensor("\(c.audio)/mel")
+            for chunking in CedChunking.allCases {
+                let key = chunking == .hf ? "output_hf" : "output_original"
+                outputs.append(("\(c.audio) \(key)", try model(mel, chunking: chunking).scalars,
+                                try golden.tensor("\(c.audio)/\(c.variant)/\(key)").scalars))
+            }
+        }
+        return outputs
+    }
+
+    /// Every plan `auto` may choose keeps the bound on the tiny goldens: max probability
+    /// error ≤ 0.01, the same ordered top 5.
+    func testAccuratePlansKeepTheBound() throws {
+        for plan in CedPrecisionPlan.accurate where plan.isReduced {
+            var worst: Float = 0
+            for (name, got, want) in try Self.tinyOutputs(plan: plan) {
+                let d = maxAbsDiff(got, want)
+                worst = max(worst, d)
+                XCTAssertLessThanOrEqual(d, 0.01, "tiny \(plan) \(name): max probability error")
+                XCTAssertEqual(BF16Tests.topK(got, 5), BF16Tests.topK(want, 5), "tiny \(plan) \(name): top 5")
+            }
+            print("tiny \(plan): max |Δp| \(worst)")
+            XCTAssertGreaterThan(worst, 1e-5, "\(plan) output identical to fp32")
+        }
+    }
+
+    /// `.int8` everywhere is the fast, small mode, less accurate than the bound `auto`
+    /// keeps: on the tiny goldens within 0.03 of float32 (ONNX Runtime's int8 of the same
+    /// weights: 0.03) with the same top class.
+    func testTinyInt8WithinItsDocumentedBound() throws {
         var worst: Float = 0
         for (name, got, want) in try BF16Tests.tinyGoldenOutputs(precision: .int8) {
             let d = maxAbsDiff(got, want)
             worst = max(worst, d)
-            XCTAssertLessThanOrEqual(d, 0.01, "tiny int8 \(name): max probability error")
-            XCTAssertEqual(BF16Tests.topK(got, 5), BF16Tests.topK(want, 5), "tiny int8 \(name): top 5")
+            XCTAssertLessThanOrEqual(d, 0.03, "tiny int8 \(name): max probability error")
+            XCTAssertEqual(BF16Tests.topK(got, 1), BF16Tests.topK(want, 1), "tiny int8 \(name): top class")
             print("tiny int8 \(name): max |Δp| \(d), top5 \(BF16Tests.topK(got, 5)) golden \(BF16Tests.topK(want, 5))")
         }
-        XCTAssertGreaterThan(worst, 1e-4, "int8 model output identical to fp32")
+        XCTAssertGreaterThan(worst, 1e-3, "int8 model output close to fp32: is int8 really running?")
     }
 }

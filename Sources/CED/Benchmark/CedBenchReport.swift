@@ -52,7 +52,8 @@ public struct CedBenchReport {
             let loadMs = CedTiming.ms(since: loadStart)
             let tagger = try CedAudioTagger(model: network, featureExtractor: featureExtractor)
             let endToEnd = { _ = try tagger.scores(try Waveform(path: wavPath, sampleRate: tagger.samplingRate).samples) }
-            let result = Result(model: model, weights: description, precision: precision.rawValue, path: precision.kernelPath,
+            let path = precision == .auto ? "auto → \(network.plan): \(network.plan.kernelPath)" : precision.kernelPath
+            let result = Result(model: model, weights: description, precision: precision.rawValue, path: path,
                                 parameters: CedParameterTable(config: config).trainableValues(in: weights), loadMs: loadMs,
                                 melToProbs: try CedTiming.measure(warmup: warmup, runs: runs) { _ = try network(mel) },
                                 wavToProbs: try CedTiming.measure(warmup: warmup, runs: runs, endToEnd),

@@ -31,7 +31,8 @@ enum FusedAttention {
                     maps: UnsafeMutablePointer<Float>?, precision: CedPrecision,
                     kernel: GEMMKernel? = nil, bf16Kernel: BF16Kernel? = nil, threads: Int? = nil) {
         if shape.tokens == 0 || shape.sequences == 0 || shape.heads == 0 { return }
-        let bf16 = precision.precision(of: .attention).effective == .bf16 ? bf16Kernel ?? BF16Kernel.best : nil
+        // Attention has no int8 form: int8 models run it as bf16.
+        let bf16 = precision == .bf16 || precision == .int8 ? bf16Kernel ?? BF16Kernel.best : nil
         let flops = 4 * shape.sequences * shape.heads * shape.tokens * shape.tokens * shape.headDim
         let maxThreads = GEMMDriver.threadCount(threads, flops: flops)
         if let bf16 {

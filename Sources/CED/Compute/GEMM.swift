@@ -60,6 +60,9 @@ public final class PackedWeight: @unchecked Sendable {
     let panelCount: Int
     /// `inFeatures` rounded up to a multiple of 32 (bf16 panels are zero-padded to it).
     let paddedK: Int
+    /// int8: the zero point products with this weight quantise their input rows with
+    /// (128: symmetric; less for inputs whose range is mostly positive, such as GELU outputs).
+    let inputZeroPoint: Int32
 
     /// The precision products with this weight run in: `.bf16` only when it was asked for
     /// and the CPU has a `BF16Kernel`, `.int8` when asked for, else `.fp32`.
@@ -68,14 +71,18 @@ public final class PackedWeight: @unchecked Sendable {
     /// Packs a row-major `[outFeatures, inFeatures]` weight (PyTorch `Linear.weight`).
     /// `.bf16` rounds the weight to bfloat16 (nearest even) when the CPU supports it and
     /// keeps float32 otherwise; `.int8` quantises it symmetrically per output row (scale
-    /// `max|w| / 127`), and products with it quantise their input rows the same way.
-    public init(weight: [Float], outFeatures: Int, inFeatures: Int, precision: CedPrecision = .fp32) {
+    /// `max|w| / 127`), and products with it quantise their input rows per row, with zero
+    /// point `inputZeroPoint` (see `ced_q8_quantize_rows`). `.auto` packs float32.
+    public init(weight: [Float], outFeatures: Int, inFeatures: Int, precision: CedPrecision = .fp32,
+                inputZeroPoint: Int32 = 128) {
+        precondition(inputZeroPoint > 0 && inputZeroPoint < 255, "zero point \(inputZeroPoint) outside 1...254")
         precondition(outFeatures >= 0 && inFeatures >= 0, "negative Linear size \(outFeatures)×\(inFeatures)")
         precondition(weight.count == outFeatures * inFeatures, "weight has \(weight.count) values, expected \(outFeatures)×\(inFeatures)")
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
-        let effective = precision.effective
+        let effective = precision == .auto ? .fp32 : precision.effective
         self.precision = effective
+        self.inputZeroPoint = inputZeroPoint
         let panelCount = (outFeatures + packedPanelWidth - 1) / packedPanelWidth
         let paddedK = (inFeatures + bf16KAlignment - 1) / bf16KAlignment * bf16KAlignment
         self.panelCount = panelCount
@@ -90,7 +97,7 @@ public final class PackedWeight: @unchecked Sendable {
             let comp = (tail + 4 * columns).bindMemory(to: Int32.self, capacity: columns)
             weight.withUnsafeBufferPointer { w in
                 ced_q8_pack_weight(w.baseAddress ?? UnsafePointer(scales), Int64(inFeatures), Int64(outFeatures),
-                                   Int64(inFeatures), q, Int64(paddedK), scales, comp)
+                                   Int64(inFeatures), q, Int64(paddedK), scales, comp, inputZeroPoint)
             }
             panels = nil
             bf16Panels = nil
@@ -700,7 +707,7 @@ enum Int8Driver {
             let scales = scratch
             let qa = UnsafeMutableRawPointer(scratch + (rowsPad + 15) / 16 * 16).bindMemory(to: UInt8.self, capacity: rowsPad * kp)
             ced_q8_quantize_rows(a, Int64(lda), Int64(m), Int64(k), qa, Int64(kp), Int64(rowsPad), Int64(kp), scales,
-                                 kernel.quantizeVariant)
+                                 weight.inputZeroPoint, kernel.quantizeVariant)
             let flops = 2 * m * n * k
             var maxThreads = GEMMDriver.threadCount(threads, flops: flops)
             if threads == nil && flops < parallelFlops(kernel) { maxThreads = 1 }

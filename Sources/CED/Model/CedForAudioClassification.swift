@@ -35,6 +35,8 @@ public final class CedForAudioClassification: Sendable {
     public let config: CedConfig
     public let encoder: CedModel
     let head: ClassificationHead
+    /// What the encoder's products run in (`precision` resolved on this CPU).
+    public let plan: CedPrecisionPlan
 
     /// Builds the model from a checkpoint's weights (Hugging Face names, or any layout
     /// `CedWeightLayout.sanitize` maps onto them), checking every name and shape against
@@ -42,11 +44,19 @@ public final class CedForAudioClassification: Sendable {
     /// mis-shaped tensors, or `ConfigError` for an invalid configuration.
     ///
     /// `precision` selects the arithmetic of the encoder's matrix products (`.fp32`, the
-    /// default, matches the reference; `.bf16` and `.int8` are opt-in faster modes).
-    public init(config: CedConfig, weights: StateDict, precision: CedPrecision = .fp32) throws {
+    /// default, matches the reference; `.bf16` and `.int8` are opt-in faster modes; `.auto`
+    /// the fastest accurate plan on this CPU).
+    public convenience init(config: CedConfig, weights: StateDict, precision: CedPrecision = .fp32) throws {
+        try config.validate()
+        try self.init(config: config, weights: weights, plan: precision.plan(for: config))
+    }
+
+    /// The model with its products in `plan`.
+    public init(config: CedConfig, weights: StateDict, plan: CedPrecisionPlan) throws {
         try config.validate()
         let table = CedParameterTable(config: config)
-        let reader = WeightReader(CedWeightLayout.sanitize(weights).weights, table: table, precision: precision)
+        let reader = WeightReader(CedWeightLayout.sanitize(weights).weights, table: table, plan: plan)
+        self.plan = plan
         self.config = config
         encoder = CedModel(table: table, reader: reader)
         head = ClassificationHead(reader, table.head, pooling: config.pooling)

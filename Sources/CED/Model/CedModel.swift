@@ -59,7 +59,7 @@ public final class CedModel: Sendable {
     public convenience init(config: CedConfig, weights: StateDict, precision: CedPrecision = .fp32) throws {
         try config.validate()
         let table = CedParameterTable(config: config)
-        let reader = WeightReader(CedWeightLayout.sanitize(weights).weights, table: table, precision: precision,
+        let reader = WeightReader(CedWeightLayout.sanitize(weights).weights, table: table, plan: precision.plan(for: config),
                                   ignorable: CedParameterTable.isHead)
         self.init(table: table, reader: reader)
         try reader.finish()

@@ -11,10 +11,10 @@ struct Linear: Sendable {
     var inFeatures: Int { weight.inFeatures }
     var outFeatures: Int { weight.outFeatures }
 
-    /// `precision`: nil uses the reader's (the model's) precision.
-    init(_ r: WeightReader, _ p: CedLinearParameters, precision: CedPrecision? = nil) {
+    /// `inputZeroPoint`: for int8, the zero point its inputs are quantised with.
+    init(_ r: WeightReader, _ p: CedLinearParameters, precision: CedPrecision, inputZeroPoint: Int32 = 128) {
         weight = PackedWeight(weight: r.tensor(p.weight), outFeatures: p.outFeatures, inFeatures: p.inFeatures,
-                              precision: precision ?? r.precision)
+                              precision: precision, inputZeroPoint: inputZeroPoint)
         bias = p.bias.map { r.tensor($0) }
     }
 
@@ -162,11 +162,11 @@ struct Attention: Sendable {
         for i in 0..<dim * dim { w[i] *= scale }
         if b != nil { for i in 0..<dim { b![i] *= scale } }
         qkv = Linear(weight: PackedWeight(weight: w, outFeatures: 3 * dim, inFeatures: dim,
-                                          precision: r.precision.precision(of: .qkv)), bias: b)
-        proj = Linear(r, p.proj, precision: r.precision.precision(of: .attentionProjection))
+                                          precision: r.plan.qkv), bias: b)
+        proj = Linear(r, p.proj, precision: r.plan.proj)
         self.heads = heads
         self.dim = dim
-        precision = r.precision.precision(of: .attention).effective
+        precision = r.plan.attention
         contextStride = GEMMDriver.activationStride(dim)
     }
 
@@ -196,9 +196,15 @@ struct MLP: Sendable {
     /// Row stride of the hidden layer (`GEMMDriver.activationStride`).
     let hiddenStride: Int
 
+    /// The int8 zero point of GELU outputs: 16 of 255 steps for the negative side, which
+    /// covers GELU's minimum (−0.170) whenever the row's maximum is at least 2.5, and
+    /// otherwise the scale is set by that minimum (0.17/16) and 239 steps cover the maximum.
+    static let geluZeroPoint: Int32 = 16
+
     init(_ r: WeightReader, _ p: CedBlockParameters) {
-        fc1 = Linear(r, p.fc1, precision: r.precision.precision(of: .mlpIn))
-        fc2 = Linear(r, p.fc2, precision: r.precision.precision(of: .mlpOut))
+        fc1 = Linear(r, p.fc1, precision: r.plan.fc1)
+        // fc2 reads GELU outputs (≥ −0.17): in int8 most of the byte range goes to positive values.
+        fc2 = Linear(r, p.fc2, precision: r.plan.fc2, inputZeroPoint: MLP.geluZeroPoint)
         hiddenStride = GEMMDriver.activationStride(p.fc1.outFeatures)
     }
 

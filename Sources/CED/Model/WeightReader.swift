@@ -10,15 +10,15 @@ final class WeightReader {
     private var nonFinite: [String] = []
     /// Buffers a checkpoint may carry that inference does not need.
     private let ignorable: (String) -> Bool
-    /// Precision of the matrix products the layers being built will run.
-    let precision: CedPrecision
+    /// What the matrix products of the layers being built run in.
+    let plan: CedPrecisionPlan
 
     /// `ignorable`: names a checkpoint may carry that the layers being built do not read
     /// (besides the BatchNorm's step counter, which inference never reads).
-    init(_ dict: StateDict, table: CedParameterTable, precision: CedPrecision = .fp32,
+    init(_ dict: StateDict, table: CedParameterTable, plan: CedPrecisionPlan = .fp32,
          ignorable: @escaping (String) -> Bool = { _ in false }) {
         self.dict = dict
-        self.precision = precision
+        self.plan = plan
         let counter = table.initBN.batchesTracked.name
         self.ignorable = { $0 == counter || ignorable($0) }
     }

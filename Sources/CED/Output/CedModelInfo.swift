@@ -37,8 +37,12 @@ public struct CedModelInfo {
         return Double(checkpoint.config.targetLength * fe.hopSize) / Double(fe.samplingRate)
     }
 
+    /// What `--precision auto` picks for this model on this CPU (measured once, cached).
+    var auto: CedPrecisionAdvisor.Choice { CedPrecisionAdvisor.shared.choice(for: checkpoint.config) }
+
     /// A pretty-printed JSON object with sorted keys: model, resolved, format, layout,
-    /// config_source, parameters, config, preprocessor_config, chunk_seconds, warnings.
+    /// config_source, parameters, config, preprocessor_config, chunk_seconds, warnings,
+    /// precision_auto.
     public func json() throws -> String {
         let o: [String: Any] = [
             "model": name, "resolved": resolved, "format": "\(checkpoint.format)", "layout": "\(checkpoint.layout)",
@@ -46,6 +50,10 @@ public struct CedModelInfo {
             "config": try JSONSerialization.jsonObject(with: JSONEncoder().encode(checkpoint.config)),
             "preprocessor_config": try JSONSerialization.jsonObject(with: JSONEncoder().encode(checkpoint.featureExtractorConfig)),
             "warnings": checkpoint.warnings, "chunk_seconds": chunkSeconds,
+            "precision_auto": [
+                "plan": auto.plan.description, "kernels": auto.plan.kernelPath, "machine": auto.machine,
+                "ms_per_block": auto.milliseconds,
+            ] as [String: Any],
         ]
         return String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
     }
@@ -71,6 +79,7 @@ public struct CedModelInfo {
             "classes       \(c.outputdim)" + (c.id2label == nil ? " (no labels: LABEL_<i>)" : ": \(names)\(c.outputdim > 5 ? ", …" : "")"),
             "features      \(fe.samplingRate) Hz, \(fe.featureSize) mels \(fe.fMin)–\(fe.resolvedFMax) Hz, n_fft \(fe.nFft), "
                 + "win \(fe.winSize), hop \(fe.hopSize), center \(fe.center)",
+            "precision     auto → \(CedPrecisionAdvisor.shared.summary(for: c))",
         ]
         if let cmp = checkpoint.frontEndComparison {
             lines.append("front end     stored window/filterbank "

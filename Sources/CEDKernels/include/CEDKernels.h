@@ -192,16 +192,22 @@ enum { CED_AMX_MR = 32, CED_AMX_NR = 32 };
 
 /// Packs a row-major `[n][k]` float weight (row stride `ldw`, a PyTorch Linear weight) into
 /// `ceil(n/32)` int8 panels at `panels` (`k_pad` a multiple of 4, at least k; panel p at
-/// `panels + p·k_pad·32`), and `scales`, `comp` (`ceil(n/32)·32` entries each).
+/// `panels + p·k_pad·32`), and `scales`, `comp` (`ceil(n/32)·32` entries each;
+/// `comp[j] = zero·Σ_k qb[j, k]` for activations quantised with zero point `zero`).
 void ced_q8_pack_weight(const float *w, int64_t ldw, int64_t n, int64_t k, int8_t *panels, int64_t k_pad,
-                        float *scales, int32_t *comp);
+                        float *scales, int32_t *comp, int32_t zero);
 
 /// Quantises `rows` rows of `x` (`cols` floats, row stride `ldx`) into `y` (row stride `ldy`
-/// bytes) and `scales[i]`, writing rows [rows, rows_pad) as zeros (128) with scale 0 and
-/// columns [cols, cols_pad) as 128. `variant`: 1 = AVX-512 (needs CED_CPU_AVX512F and BW),
-/// 0 = portable; both give the same bytes.
+/// bytes) and `scales[i]`: `x ≈ scale·(q − zero)`. `zero` 128: symmetric, scale
+/// `max|x|/127`, q in [1, 255]. Another `zero` (0 < zero < 255): the row's negative values
+/// get `zero` steps and its positive ones `255 − zero` (scale `max(max x/(255 − zero),
+/// −min x/zero)`), for inputs whose range is one-sided, such as GELU outputs. Rows
+/// [rows, rows_pad) are written as `zero` with scale 0, columns [cols, cols_pad) as `zero`.
+/// `variant`: 1 = AVX-512 (needs CED_CPU_AVX512F and BW), 0 = portable; both give the
+/// same bytes.
 void ced_q8_quantize_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
-                          uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t variant);
+                          uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t zero,
+                          int32_t variant);
 
 /// One int8 register tile: the `ced_tile` contract with `tile.a` = quantised rows (`lda` in
 /// bytes; all MR rows readable), `tile.b` = the tile's first column in a panel (`ldb` = bytes
