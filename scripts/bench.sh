@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CED speed benchmark in one command: Swift (`ced bench`, release build) beside ONNX
 # Runtime (PyPI's onnxruntime in a private venv) on the same clip and thread count, then
-# `ced tag` throughput and peak memory; prints the README's "Speed" table.
+# `ced tag` throughput and peak memory per precision (beside ORT's peak memory), and every
+# precision's accuracy on the tiny goldens; prints the README's "Speed" table.
 #
 #   scripts/bench.sh            full run (about 12 minutes on 2 cores)
 #   scripts/bench.sh --quick    a smoke run with few repetitions (numbers not meaningful)
@@ -96,11 +97,11 @@ for round in $(seq 1 "$ROUNDS"); do
     swift_run() {
       echo "== Swift: ced bench --models $size" >&2
       LD_PRELOAD="$CACHE/alloc_count.so" "$CED" bench "${TINY[@]}" --models "$size" --runs "$RUNS" --warmup "$WARMUP" \
-        --precision fp32,bf16,int8 --format json > "$OUT/swift-$N.json"
+        --precision fp32,auto,bf16,int8 --format json > "$OUT/swift-$N.json"
       if (( HAS_AMX )); then
         echo "== Swift, AMX forced off: CED_BF16_KERNEL=avx512 ced bench --models $size --precision bf16,int8" >&2
         CED_BF16_KERNEL=avx512 "$CED" bench "${TINY[@]}" --models "$size" --runs "$RUNS" --warmup "$WARMUP" \
-          --precision bf16,int8 --format json > "$OUT/swift_noamx-$N.json"
+          --precision auto,bf16,int8 --format json > "$OUT/swift_noamx-$N.json"
       fi
     }
     ort_run() {
@@ -113,13 +114,19 @@ for round in $(seq 1 "$ROUNDS"); do
   phase_end "round $round"
 done
 
-echo "== ced tag: throughput and peak memory" >&2
+echo "== ced tag: throughput and peak memory per precision" >&2
 TINY_MODEL="${TINY[1]:-$CACHE/export/models/ced-tiny}"
 phase_start
 "$PY" scripts/cli_bench.py --ced "$CED" --model "tiny=$TINY_MODEL" --model "base=$CACHE/export/models/ced-base" \
-  --precision fp32,bf16,int8 \
+  --precision fp32,auto,bf16,int8 --memory-model "tiny=$TINY_MODEL" --memory-model "base=$CACHE/export/models/ced-base" \
+  --memory-precision fp32,auto,bf16,int8 \
   --workdir "$CACHE/audio" --clips "$CLIPS" --repeat "$REPEAT" --hours "$HOURS" --out "$OUT/cli.json" >&2
 phase_end "ced tag"
+
+if [[ -f "$SHARED/reference/golden/tiny.safetensors" ]]; then
+  echo "== accuracy of every precision on the tiny goldens" >&2
+  "$PY" scripts/golden_accuracy.py --ced "$CED" --shared "$SHARED" --precision fp32,auto,bf16,int8 --out "$OUT/golden.json" >&2
+fi
 
 cat "$OUT/noise.jsonl" >&2
 "$PY" scripts/bench_report.py "$OUT" | tee "$OUT/report.md"

@@ -64,13 +64,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ced", required=True, help="the release-built ced executable")
     ap.add_argument("--model", action="append", required=True, help="NAME=PATH of a model folder to time (repeatable)")
-    ap.add_argument("--memory-model", help="NAME=PATH of the model for the one-hour file (default: the last --model)")
+    ap.add_argument("--memory-model", action="append",
+                    help="NAME=PATH of a model for the peak-memory runs (repeatable; default: the last --model)")
     ap.add_argument("--workdir", default=os.path.expanduser("~/.cache/ced-bench/audio"))
     ap.add_argument("--clips", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=2, help="runs per throughput figure (best is kept)")
     ap.add_argument("--hours", type=float, default=1.0, help="length of the long file")
     ap.add_argument("--precision", default="fp32", help="comma-separated precisions for the throughput runs")
-    ap.add_argument("--memory-precision", default="fp32")
+    ap.add_argument("--memory-precision", default="fp32", help="comma-separated precisions for the peak-memory runs")
     ap.add_argument("--out")
     args = ap.parse_args()
 
@@ -101,7 +102,8 @@ def main():
                 print(f"  {name:5} {precision} --jobs {jobs}: {fig['files_per_s']:7.2f} files/s ({best:.2f} s, "
                       f"max RSS {fig['max_rss_mb']} MB)", flush=True)
 
-    name, path = (args.memory_model.split("=", 1) if args.memory_model else models[-1])
+    # Peak memory per model and precision: one 10 s clip, then one long file.
+    mem_models = [m.split("=", 1) for m in args.memory_model] if args.memory_model else [models[-1]]
     long_path = os.path.join(args.workdir, "long.wav")
     seconds = int(args.hours * 3600)
     block = synth(60, seed=12345)
@@ -112,16 +114,27 @@ def main():
         for _ in range(seconds // 60):
             w.writeframes(block.tobytes())
         w.writeframes(block[: (seconds % 60) * RATE].tobytes())
+    one = os.path.join(clip_dir, "clip0000.wav")
+    result["memory"] = {"audio_seconds": seconds, "file_mb": round((seconds * RATE * 2 + 44) / 2 ** 20, 1), "runs": {}}
     try:
-        cmd = [args.ced, "tag", "--model", path, "--precision", args.memory_precision, "--jobs", "1", "--quiet",
-               "--format", "json", long_path]
-        elapsed, rss, _ = run(cmd)
+        for name, path in mem_models:
+            for precision in args.memory_precision.split(","):
+                base = [args.ced, "tag", "--model", path, "--precision", precision, "--jobs", "1", "--quiet", "--format", "json"]
+                _, clip_rss, _ = run(base + [one])
+                elapsed, rss, _ = run(base + [long_path])
+                fig = {"clip_max_rss_mb": round(clip_rss / 2 ** 20, 1), "long_max_rss_mb": round(rss / 2 ** 20, 1),
+                       "long_seconds": round(elapsed, 2)}
+                result["memory"]["runs"][f"{name}/{precision}"] = fig
+                print(f"  peak memory, {name} {precision}: one 10 s clip {fig['clip_max_rss_mb']:.0f} MB, "
+                      f"a {seconds / 3600:g} h file {fig['long_max_rss_mb']:.0f} MB ({elapsed:.1f} s, "
+                      f"{seconds / elapsed:.0f}× real time)", flush=True)
     finally:
         os.remove(long_path)
-    result["memory"] = {"model": name, "audio_seconds": seconds, "file_mb": round((seconds * RATE * 2 + 44) / 2 ** 20, 1),
-                        "max_rss_mb": round(rss / 2 ** 20, 1), "seconds": round(elapsed, 2)}
-    print(f"  peak memory tagging a {seconds / 3600:g} h file with {name}: {rss / 2 ** 20:.0f} MB max RSS "
-          f"({elapsed:.1f} s, {seconds / elapsed:.0f}× real time)", flush=True)
+    version = subprocess.run(["/usr/bin/time", "-f", "%M", args.ced, "--version"], capture_output=True, text=True)
+    try:
+        result["memory"]["ced_version_max_rss_mb"] = round(int(version.stderr.strip().splitlines()[-1]) / 1024, 1)
+    except (ValueError, IndexError):
+        pass
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -156,6 +157,25 @@ def session(path, threads):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
+def peak_rss_mb(path, threads, export):
+    """Peak RSS of a fresh Python process that loads `path` into an ORT session and runs it
+    once on the export's mel: ONNX Runtime's side of `ced tag`'s peak memory."""
+    code = (
+        "import os, sys; sys.path.insert(0, %r)\n"
+        "import numpy as np, onnxruntime as ort\n"
+        "from safetensors_np import read_safetensors\n"
+        "o = ort.SessionOptions(); o.intra_op_num_threads = %d; o.inter_op_num_threads = 1\n"
+        "s = ort.InferenceSession(%r, o, providers=['CPUExecutionProvider'])\n"
+        "mel = read_safetensors(os.path.join(%r, 'mel.safetensors'))['mel'][None].astype(np.float32)\n"
+        "s.run(['prob'], {'feats': mel})\n"
+    ) % (os.path.dirname(os.path.abspath(__file__)), threads, path, export)
+    child = subprocess.Popen([sys.executable, "-c", code])
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        return None
+    return round(usage.ru_maxrss / 1024, 1)
+
+
 def time_session(sess, feats, warmup, runs):
     feed = {"feats": feats}
     for _ in range(warmup):
@@ -244,13 +264,15 @@ def main():
                 fig["max_abs_prob_error_vs_ort_fp32"] = float(np.abs(out.astype(np.float64) - fp32_out).max())
                 fig["top5_same_as_fp32"] = bool((np.argsort(-out)[:5] == np.argsort(-fp32_out)[:5]).all())
             fig.update(time_session(sess, feats, args.warmup, args.runs))
+            fig["peak_rss_mb"] = peak_rss_mb(path, args.threads, args.export)
             entry[key] = fig
             note = ""
             if "max_abs_diff_vs_swift_fp32" in fig:
                 note += f"  |Δp| vs Swift fp32 {fig['max_abs_diff_vs_swift_fp32']:.2g}"
                 if "verified" in fig:
                     note += " (ok)" if fig["verified"] else f" (EXCEEDS {TOLERANCE:g}: not the same computation)"
-            log(f"  {size:5} ORT {key:15} best {fig['best_ms']:8.2f} ms  median {fig['median_ms']:8.2f} ms{note}")
+            log(f"  {size:5} ORT {key:15} best {fig['best_ms']:8.2f} ms  median {fig['median_ms']:8.2f} ms  "
+                f"peak RSS {fig['peak_rss_mb']} MB{note}")
         if swift:
             for p in ("fp32", "bf16"):
                 r = swift.get((size, p))
