@@ -58,9 +58,9 @@ public enum CedPrecision: String, Sendable, CaseIterable, Codable {
     public var kernelPath: String {
         switch self {
         case .fp32:
-            return "fp32 \(GEMMKernel.best)"
+            return "fp32 \(GEMMKernel.best.pathName)"
         case .bf16:
-            guard let kernel = BF16Kernel.best else { return "fp32 \(GEMMKernel.best) (no bf16 kernel)" }
+            guard let kernel = BF16Kernel.best else { return "fp32 \(GEMMKernel.best.pathName) (no bf16 kernel)" }
             return "bf16 \(kernel)"
         case .int8:
             return "int8 \(Int8Kernel.best) (fc1) + \(CedPrecision.bf16.kernelPath)"
