@@ -124,7 +124,7 @@ full() {
     if [ -z "$dep" ]; then (cd "$ROOT_DIR" && swift package resolve >/dev/null); dep=$(ls -d "$HOME"/.cache/org.swift.swiftpm/repositories/swift-argument-parser-* | head -1); fi
     mkdir -p "$R/root/deps" && git clone -q "$dep" "$R/root/deps/swift-argument-parser"
     "${CH[@]}" bash -c 'cd /root/ced && swift package config set-mirror --original https://github.com/apple/swift-argument-parser --mirror /root/deps/swift-argument-parser && swift package resolve' >/dev/null
-    local filter=${CED_ARM64_FILTER:-'ModelGoldenTests|IndependentCaseTests|CheckpointEquivalenceTests|BF16Tests|Int8Tests|GEMMTests|RowKernelTests|FusedAttentionTests|CLITests'}
+    local filter=${CED_ARM64_FILTER:-'ModelGoldenTests|IndependentCaseTests|CheckpointEquivalenceTests|BF16Tests|Int8Tests|GEMMTests|RowKernelTests|FusedAttentionTests|TrainingKernelTests|PlatformTests|CLITests'}
     echo "== swift test -c release --filter '$filter' in the root (builds everything: 30+ minutes)"
     local start=$SECONDS status=0
     "${CH[@]}" CED_SHARED_DIR=/root/shared CI=1 bash -c "cd /root/ced && swift test -c release --filter '$filter' 2>&1" \
