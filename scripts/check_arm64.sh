@@ -116,8 +116,15 @@ full() {
     "${CH[@]}" swift --version 2>&1 | head -1
     # The package (HEAD), the fixtures, and its one dependency from the host's SwiftPM cache
     # (a mirror set in the copy; Package.swift untouched).
-    rm -rf "$R/root/ced" "$R/root/deps"
-    git clone -q "$ROOT_DIR" "$R/root/ced"
+    # A clone of HEAD; a clone left by an earlier run is moved to HEAD and keeps its .build,
+    # so that a second run rebuilds only what changed.
+    if [ -d "$R/root/ced/.git" ]; then
+        git -C "$R/root/ced" fetch -q "$ROOT_DIR" HEAD && git -C "$R/root/ced" reset -q --hard FETCH_HEAD
+        git -C "$R/root/ced" clean -q -fdx -e .build -e Package.resolved
+    else
+        git clone -q "$ROOT_DIR" "$R/root/ced"
+    fi
+    rm -rf "$R/root/deps"
     rm -rf "$R/root/shared" && cp -a "$shared" "$R/root/shared" && chmod -R u+w "$R/root/shared"
     local dep
     dep=$(ls -d "$HOME"/.cache/org.swift.swiftpm/repositories/swift-argument-parser-* 2>/dev/null | head -1 || true)
