@@ -91,28 +91,28 @@ void ced_tile_q8_i8mm(const ced_q8_tile *q) {
     const uint8_t *a = (const uint8_t *)t->a;
     const int64_t lda = t->lda, ldb = t->ldb, k = t->k;
     const int8_t *b = (const int8_t *)t->b;
-    // c[rp][cp]: rows 2rp, 2rp+1 × columns 2cp, 2cp+1.
-    int32x4_t c[2][8];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 8; j++) c[i][j] = vdupq_n_s32(0);
+    // cRC: rows 2R, 2R+1 × columns 2C, 2C+1 (named, so that every compiler keeps them in registers).
+    int32x4_t c00 = vdupq_n_s32(0), c01 = c00, c02 = c00, c03 = c00, c04 = c00, c05 = c00, c06 = c00, c07 = c00;
+    int32x4_t c10 = c00, c11 = c00, c12 = c00, c13 = c00, c14 = c00, c15 = c00, c16 = c00, c17 = c00;
+#define I8MM_COLS(h, C0, C1) { \
+        const int32x4_t lo = vreinterpretq_s32_s8(vld1q_s8(b + 16 * h)), hi = vreinterpretq_s32_s8(vld1q_s8(b + ldb + 16 * h)); \
+        const int8x16_t m0 = vreinterpretq_s8_s32(vzip1q_s32(lo, hi)), m1 = vreinterpretq_s8_s32(vzip2q_s32(lo, hi)); \
+        USMMLA(c0##C0, a01, m0); USMMLA(c0##C1, a01, m1); USMMLA(c1##C0, a23, m0); USMMLA(c1##C1, a23, m1); }
     for (int64_t p = 0; p + 8 <= k; p += 8) {
         ORDER();
         const uint8x16_t a01 = vcombine_u8(vld1_u8(a + p), vld1_u8(a + lda + p));
         const uint8x16_t a23 = vcombine_u8(vld1_u8(a + 2 * lda + p), vld1_u8(a + 3 * lda + p));
-        for (int h = 0; h < 4; h++) {   // columns 4h … 4h+3
-            const int32x4_t lo = vreinterpretq_s32_s8(vld1q_s8(b + 16 * h));
-            const int32x4_t hi = vreinterpretq_s32_s8(vld1q_s8(b + ldb + 16 * h));
-            const int8x16_t m0 = vreinterpretq_s8_s32(vzip1q_s32(lo, hi)), m1 = vreinterpretq_s8_s32(vzip2q_s32(lo, hi));
-            USMMLA(c[0][2 * h], a01, m0);
-            USMMLA(c[0][2 * h + 1], a01, m1);
-            USMMLA(c[1][2 * h], a23, m0);
-            USMMLA(c[1][2 * h + 1], a23, m1);
-        }
+        I8MM_COLS(0, 0, 1) I8MM_COLS(1, 2, 3) I8MM_COLS(2, 4, 5) I8MM_COLS(3, 6, 7)
         b += 2 * ldb;
     }
-    for (int rp = 0; rp < 2; rp++)
-        for (int h = 0; h < 4; h++)
-            mmla_rows_i32(c[rp][2 * h], c[rp][2 * h + 1], iacc + 16 * (2 * rp) + 4 * h, iacc + 16 * (2 * rp + 1) + 4 * h);
+    mmla_rows_i32(c00, c01, iacc + 0, iacc + 16);
+    mmla_rows_i32(c02, c03, iacc + 4, iacc + 20);
+    mmla_rows_i32(c04, c05, iacc + 8, iacc + 24);
+    mmla_rows_i32(c06, c07, iacc + 12, iacc + 28);
+    mmla_rows_i32(c10, c11, iacc + 32, iacc + 48);
+    mmla_rows_i32(c12, c13, iacc + 36, iacc + 52);
+    mmla_rows_i32(c14, c15, iacc + 40, iacc + 56);
+    mmla_rows_i32(c16, c17, iacc + 44, iacc + 60);
     // Unsigned A: subtract 128·Σq_b per column, as the x86 kernels do.
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 16; j += 4) {
@@ -167,35 +167,38 @@ void ced_tile_bf16_bfdot(const ced_tile *t) {
 
 // MARK: bf16, bfmmla, 4 × 16
 
+static inline void mmla_rows_f32(float32x4_t lo, float32x4_t hi, float *row0, float *row1) {
+    const float64x2_t l = vreinterpretq_f64_f32(lo), h = vreinterpretq_f64_f32(hi);
+    vst1q_f32(row0, vreinterpretq_f32_f64(vzip1q_f64(l, h)));
+    vst1q_f32(row1, vreinterpretq_f32_f64(vzip2q_f64(l, h)));
+}
+
 void ced_tile_bf16_bfmmla(const ced_tile *t) {
     float acc[4 * 16] __attribute__((aligned(16)));
     const uint16_t *a = (const uint16_t *)t->a;
     const int64_t lda = t->lda, ldb = t->ldb, k = t->k;
     const uint16_t *b = (const uint16_t *)t->b;
-    float32x4_t c[2][8];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 8; j++) c[i][j] = vdupq_n_f32(0);
+    float32x4_t c00 = vdupq_n_f32(0), c01 = c00, c02 = c00, c03 = c00, c04 = c00, c05 = c00, c06 = c00, c07 = c00;
+    float32x4_t c10 = c00, c11 = c00, c12 = c00, c13 = c00, c14 = c00, c15 = c00, c16 = c00, c17 = c00;
+#define BFMMLA_COLS(h, C0, C1) { \
+        const uint32x4_t lo = vreinterpretq_u32_u16(vld1q_u16(b + 8 * h)), hi = vreinterpretq_u32_u16(vld1q_u16(b + ldb + 8 * h)); \
+        const uint16x8_t m0 = vreinterpretq_u16_u32(vzip1q_u32(lo, hi)), m1 = vreinterpretq_u16_u32(vzip2q_u32(lo, hi)); \
+        BFMMLA(c0##C0, a01, m0); BFMMLA(c0##C1, a01, m1); BFMMLA(c1##C0, a23, m0); BFMMLA(c1##C1, a23, m1); }
     for (int64_t p = 0; p + 4 <= k; p += 4) {   // two k pairs
         ORDER();
         const uint16x8_t a01 = vcombine_u16(vld1_u16(a + p), vld1_u16(a + lda + p));
         const uint16x8_t a23 = vcombine_u16(vld1_u16(a + 2 * lda + p), vld1_u16(a + 3 * lda + p));
-        for (int h = 0; h < 4; h++) {   // columns 4h … 4h+3
-            const uint32x4_t lo = vreinterpretq_u32_u16(vld1q_u16(b + 8 * h));
-            const uint32x4_t hi = vreinterpretq_u32_u16(vld1q_u16(b + ldb + 8 * h));
-            const uint16x8_t m0 = vreinterpretq_u16_u32(vzip1q_u32(lo, hi)), m1 = vreinterpretq_u16_u32(vzip2q_u32(lo, hi));
-            BFMMLA(c[0][2 * h], a01, m0);
-            BFMMLA(c[0][2 * h + 1], a01, m1);
-            BFMMLA(c[1][2 * h], a23, m0);
-            BFMMLA(c[1][2 * h + 1], a23, m1);
-        }
+        BFMMLA_COLS(0, 0, 1) BFMMLA_COLS(1, 2, 3) BFMMLA_COLS(2, 4, 5) BFMMLA_COLS(3, 6, 7)
         b += 2 * ldb;
     }
-    for (int rp = 0; rp < 2; rp++)
-        for (int h = 0; h < 4; h++) {
-            const float64x2_t lo = vreinterpretq_f64_f32(c[rp][2 * h]), hi = vreinterpretq_f64_f32(c[rp][2 * h + 1]);
-            vst1q_f32(acc + 16 * (2 * rp) + 4 * h, vreinterpretq_f32_f64(vzip1q_f64(lo, hi)));
-            vst1q_f32(acc + 16 * (2 * rp + 1) + 4 * h, vreinterpretq_f32_f64(vzip2q_f64(lo, hi)));
-        }
+    mmla_rows_f32(c00, c01, acc + 0, acc + 16);
+    mmla_rows_f32(c02, c03, acc + 4, acc + 20);
+    mmla_rows_f32(c04, c05, acc + 8, acc + 24);
+    mmla_rows_f32(c06, c07, acc + 12, acc + 28);
+    mmla_rows_f32(c10, c11, acc + 32, acc + 48);
+    mmla_rows_f32(c12, c13, acc + 36, acc + 52);
+    mmla_rows_f32(c14, c15, acc + 40, acc + 56);
+    mmla_rows_f32(c16, c17, acc + 44, acc + 60);
     ced_epilogue_neon(acc, t);
 }
 

@@ -3,8 +3,9 @@
 
 Usage: inner_loop_mix.py OBJDUMP_TEXT FUNCTION [MNEMONIC_PREFIX...]
 
-The inner loop is the backward branch inside FUNCTION whose body holds the most
-instructions that start with one of the prefixes (default: fmla). Prints the loop's size,
+The inner loop is the innermost loop (a backward branch with no other backward branch
+inside) of FUNCTION whose body holds the most instructions that start with one of the
+prefixes (default: fmla). Prints the loop's size,
 how many of its instructions are the FMA-class ones, the loads, the stack spills, and the
 vector registers it uses."""
 import re
@@ -22,9 +23,21 @@ for line in body.group(1).splitlines():
     if m:
         insns.append((int(m.group(1), 16), m.group(2), m.group(3)))
 addr_index = {a: i for i, (a, _, _) in enumerate(insns)}
+
+
+def is_branch(op):
+    return (op.startswith("b") and not op.startswith(("bl", "bfdot", "bfmmla", "bsl", "bic", "bif", "bit", "bfcvt"))) or op in (
+        "cbnz", "cbz", "tbnz", "tbz")
+
+
+def is_back_branch(a, op, args):
+    if not is_branch(op):
+        return False
+    m = re.search(r"\b([0-9a-f]+) <", args)
+    return bool(m) and int(m.group(1), 16) <= a
 best = None
 for i, (a, op, args) in enumerate(insns):
-    if op.startswith("b") and not op.startswith(("bl", "bfdot", "bfmmla", "bsl", "bic", "bif", "bit", "bfcvt")) or op in ("cbnz", "cbz", "tbnz", "tbz"):
+    if is_branch(op):
         m = re.search(r"\b([0-9a-f]+) <", args)
         if not m:
             continue
@@ -32,6 +45,9 @@ for i, (a, op, args) in enumerate(insns):
         if target > a or target not in addr_index:
             continue
         loop = insns[addr_index[target]: i + 1]
+        # Innermost loops only: no other backward branch inside.
+        if any(is_back_branch(a2, o2, args2) for a2, o2, args2 in loop[:-1]):
+            continue
         n_fma = sum(1 for _, o, _ in loop if o.startswith(prefixes))
         if best is None or n_fma > best[0]:
             best = (n_fma, loop)
