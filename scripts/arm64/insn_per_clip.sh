@@ -4,6 +4,9 @@
 # count for 1) / 2, so start-up and model loading cancel out; decode, resampling, mel and
 # the model are in. Needs the arm64 build of scripts/check_arm64.sh --full.
 #
+# The kernel part alone, without the Swift build: scripts/arm64/tiny_clip_kernels.c (see the
+# README's Platforms section for how it is built and run).
+#
 # Usage: scripts/arm64/insn_per_clip.sh [ROOT] [CLIP]   (ROOT: the arm64 root, default
 # $CED_ARM64_ROOT or ~/.cache/ced-arm64/root; CLIP: a 10 s clip, default the reference's
 # ukulele_speech_32k_mono_s16.wav)
