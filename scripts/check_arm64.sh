@@ -108,10 +108,12 @@ full() {
     mountpoint -q "$R/sys" || { mount --rbind /sys "$R/sys" && mount --make-rslave "$R/sys"; }
     mountpoint -q "$R/dev" || { mount --rbind /dev "$R/dev" && mount --make-rslave "$R/dev"; }
     local CH=(chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive)
-    if ! "${CH[@]}" sh -c 'command -v swift' >/dev/null; then
+    # swiftlang, and OpenBLAS so that the tests (CI=1) check the blas path on arm64 too.
+    if ! "${CH[@]}" sh -c 'command -v swift && dpkg -s libopenblas0' >/dev/null 2>&1; then
         echo "== swiftlang into the root: about 8 minutes"
         "${CH[@]}" apt-get update -qq
-        "${CH[@]}" apt-get install -y -qq --no-install-recommends swiftlang git ca-certificates libc6-dev libstdc++-14-dev >/dev/null
+        "${CH[@]}" apt-get install -y -qq --no-install-recommends swiftlang git ca-certificates libc6-dev libstdc++-14-dev \
+            libopenblas0 >/dev/null
     fi
     "${CH[@]}" swift --version 2>&1 | head -1
     # The package (HEAD), the fixtures, and its one dependency from the host's SwiftPM cache
