@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "ced-swift",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v13), .iOS(.v16)],
     products: [
         .library(name: "CED", targets: ["CED"]),
         .executable(name: "ced", targets: ["ced"]),

@@ -7,6 +7,7 @@
 #include "CEDKernels.h"
 #include "internal.h"
 #include <string.h>
+#include "neon.h"   // the NEON variants (AArch64)
 
 /// fp32 → bf16, round to nearest even; NaN stays a (quiet) NaN; subnormal inputs become a
 /// signed zero, as `vcvtne2ps2bf16` does (and AMX reads bf16 subnormals as zero anyway).
@@ -324,6 +325,9 @@ CED_BF16 void ced_gemm_bf16_amx(const ced_amx_gemm *g) {
 #else
 void ced_bf16_pack_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
                         uint16_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, int32_t variant) {
+#if defined(__aarch64__)
+    if (variant) { ced_bf16_pack_rows_neon(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad); return; }
+#endif
     (void)variant;
     pack_rows_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad);
 }

@@ -78,6 +78,7 @@ int ced_cpu_features(void) {
     }
     return f;
 }
-#else
+#elif !defined(__aarch64__)
 int ced_cpu_features(void) { return 0; }
 #endif
+// AArch64: neon_cpu.c.

@@ -11,6 +11,7 @@
 #include "internal.h"
 #include <math.h>
 #include <string.h>
+#include "neon.h"   // the NEON variants (AArch64)
 
 static inline int32_t q8_round(float x) {
     // Round half to even (as cvtps2dq under the default MXCSR), then clamp.
@@ -421,6 +422,9 @@ CED_Q8_256 void ced_tile_q8_avxvnni(const ced_q8_tile *q) {
 void ced_q8_quantize_rows(const float *x, int64_t ldx, int64_t rows, int64_t cols,
                           uint8_t *y, int64_t ldy, int64_t rows_pad, int64_t cols_pad, float *scales, int32_t zero,
                           int32_t variant) {
+#if defined(__aarch64__)
+    if (variant && zero == 128) { ced_q8_quantize_rows_neon(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales); return; }
+#endif
     (void)variant;
     if (zero != 128) quantize_rows_affine_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales, zero);
     else quantize_rows_portable(x, ldx, rows, cols, y, ldy, rows_pad, cols_pad, scales);

@@ -5,6 +5,7 @@
 #include "CEDKernels.h"
 #include <math.h>
 #include <string.h>
+#include "neon.h"   // the NEON variants (AArch64)
 
 // exp(x) for the softmax, x <= 0: x = n·ln2 + r with |r| <= ln2/2, exp(r) by the Cephes
 // degree-6 polynomial, times 2^n. Below -87.3 the result would be subnormal and is 0: it
@@ -292,6 +293,9 @@ void ced_softmax_rows(float *p, int64_t rows, int64_t cols, int32_t variant) {
     if (variant == 2) { softmax_avx512(p, rows, cols); return; }
     if (variant == 1) { softmax_avx2(p, rows, cols); return; }
 #endif
+#if defined(__aarch64__)
+    if (variant == CED_VARIANT_NEON) { ced_softmax_rows_neon(p, rows, cols); return; }
+#endif
     softmax_portable(p, rows, cols);
 }
 
@@ -300,6 +304,8 @@ void ced_softmax_rows_bf16(const float *s, int64_t rows, int64_t cols, int64_t l
 #if defined(__x86_64__)
     softmax_bf16_avx512(s, rows, cols, lds, p, ldp, rows_pad, cols_pad, inv_sum);
     __asm__ volatile("vzeroupper" ::: "memory");
+#elif defined(__aarch64__)
+    ced_softmax_rows_bf16_neon(s, rows, cols, lds, p, ldp, rows_pad, cols_pad, inv_sum);
 #else
     (void)s; (void)rows; (void)cols; (void)lds; (void)p; (void)ldp; (void)rows_pad; (void)cols_pad; (void)inv_sum;
     __builtin_trap();
@@ -314,6 +320,9 @@ void ced_scale_rows(float *c, int64_t ldc, int64_t rows, int64_t cols, const flo
         return;
     }
 #endif
+#if defined(__aarch64__)
+    if (variant == CED_VARIANT_NEON) { ced_scale_rows_neon(c, ldc, rows, cols, scale); return; }
+#endif
     for (int64_t i = 0; i < rows; i++) for (int64_t j = 0; j < cols; j++) c[i * ldc + j] *= scale[i];
 }
 
@@ -322,6 +331,9 @@ void ced_layernorm_rows(const float *x, float *y, int64_t rows, int64_t cols,
 #if defined(__x86_64__)
     if (variant == 2) { layernorm_avx512(x, y, rows, cols, weight, bias, eps); return; }
     if (variant == 1) { layernorm_avx2(x, y, rows, cols, weight, bias, eps); return; }
+#endif
+#if defined(__aarch64__)
+    if (variant == CED_VARIANT_NEON) { ced_layernorm_rows_neon(x, y, rows, cols, weight, bias, eps); return; }
 #endif
     layernorm_portable(x, y, rows, cols, weight, bias, eps);
 }

@@ -3,6 +3,7 @@
 
 #include "CEDKernels.h"
 #include "gelu.h"
+#include "neon.h"   // the NEON variants (AArch64)
 
 void ced_gelu_avx512(const float *in, float *out, int64_t n);
 void ced_gelu_avx2(const float *in, float *out, int64_t n);
@@ -42,6 +43,10 @@ void ced_gelu(const float *in, float *out, int64_t n, int32_t variant) {
         ced_gelu_avx512(in, out, n);
     } else if (variant == 1) {
         ced_gelu_avx2(in, out, n);
+#if defined(__aarch64__)
+    } else if (variant == CED_VARIANT_NEON) {
+        ced_gelu_neon(in, out, n);
+#endif
     } else {
         for (int64_t i = 0; i < n; i++) out[i] = ced_gelu_scalar(in[i]);
     }

@@ -6,6 +6,7 @@
 
 #include "CEDKernels.h"
 #include "gelu.h"
+#include "neon.h"   // the NEON variants (AArch64)
 
 #define CED_INV_SQRT_2PI 0.3989422804014327f
 
@@ -133,6 +134,9 @@ void ced_gelu_and_grad(const float *h, float *y, float *gp, int64_t n, int32_t v
         return;
     }
 #endif
+#if defined(__aarch64__)
+    if (variant == CED_VARIANT_NEON) { ced_gelu_and_grad_neon(h, y, gp, n); return; }
+#endif
     gelu_and_grad_portable(h, y, gp, n);
 }
 
@@ -142,6 +146,9 @@ void ced_gelu_backward(const float *h, const float *dy, float *dx, int64_t n, in
         gelu_backward_avx512(h, dy, dx, n);
         return;
     }
+#endif
+#if defined(__aarch64__)
+    if (variant == CED_VARIANT_NEON) { ced_gelu_backward_neon(h, dy, dx, n); return; }
 #endif
     gelu_backward_portable(h, dy, dx, n);
 }
@@ -207,6 +214,9 @@ void ced_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, fl
         transpose_avx2(src, lds, rows, cols, dst, ldd, add);
         return;
     }
+#endif
+#if defined(__aarch64__)
+    if (variant >= 1) { ced_transpose_neon(src, lds, rows, cols, dst, ldd, add); return; }
 #endif
     transpose_portable(src, lds, rows, cols, dst, ldd, add);
 }

@@ -174,8 +174,10 @@ final class AudioFormatTests: XCTestCase {
         let codes: [UInt8] = (0..<256).map { UInt8($0) }
         var fmt = TestWAV.fmtBody(tag: 7, channels: 1, rate: 16000, bytesPerSample: 1)
         fmt += [0, 0]  // cbSize
-        let bytes = Array("RIFF".utf8) + [0, 0, 0, 0] + Array("WAVE".utf8)
-            + TestWAV.chunk("fmt ", fmt) + TestWAV.chunk("fact", [0, 1, 0, 0]) + TestWAV.chunk("data", codes)
+        // Typed pieces: Swift 6.0's type checker gives up on this as one expression.
+        let head: [UInt8] = Array("RIFF".utf8) + [0, 0, 0, 0] + Array("WAVE".utf8)
+        let chunks: [UInt8] = TestWAV.chunk("fmt ", fmt) + TestWAV.chunk("fact", [0, 1, 0, 0]) + TestWAV.chunk("data", codes)
+        let bytes: [UInt8] = head + chunks
         let url = dir.appendingPathComponent("ulaw.wav")
         try TestWAV.write(bytes, to: url)
         let r = try AudioFileReader(path: url.path)

@@ -294,16 +294,18 @@ final class GEMMTests: XCTestCase {
                         threads: threads, kernel: kernel)
                 }
                 for h in 0..<heads {
-                    let qh = (0..<tokens * d).map { qkv[($0 / d) * 3 * channels + h * d + $0 % d] }
-                    let kh = (0..<tokens * d).map { qkv[($0 / d) * 3 * channels + channels + h * d + $0 % d] }
-                    let vh = (0..<tokens * d).map { qkv[($0 / d) * 3 * channels + 2 * channels + h * d + $0 % d] }
+                    // Typed closures: Swift 6.0's type checker gives up on the untyped ones.
+                    func column(_ offset: Int) -> [Float] {
+                        (0..<tokens * d).map { (i: Int) -> Float in qkv[(i / d) * 3 * channels + offset + h * d + i % d] }
+                    }
+                    let qh = column(0), kh = column(channels), vh = column(2 * channels)
                     let s = Self.reference(transA: false, transB: true, m: tokens, n: tokens, k: d, alpha: 0.125,
                                            a: qh, lda: d, b: kh, ldb: d, beta: 0, c: [], ldc: 0, bias: nil, gelu: false)
                     let got = Array(scores[h * tokens * tokens ..< (h + 1) * tokens * tokens])
                     assertClose(got, s.value, scale: s.scale, k: d, "scores \(kernel) head \(h) threads \(threads)")
                     let o = Self.reference(transA: false, transB: false, m: tokens, n: d, k: tokens, alpha: 1,
                                            a: got, lda: tokens, b: vh, ldb: d, beta: 0, c: [], ldc: 0, bias: nil, gelu: false)
-                    let gotOut = (0..<tokens * d).map { out[($0 / d) * channels + h * d + $0 % d] }
+                    let gotOut = (0..<tokens * d).map { (i: Int) -> Float in out[(i / d) * channels + h * d + i % d] }
                     assertClose(gotOut, o.value, scale: o.scale, k: tokens, "attn·V \(kernel) head \(h) threads \(threads)")
                 }
             }

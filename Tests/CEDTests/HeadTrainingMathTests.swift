@@ -31,8 +31,15 @@ final class HeadTrainingMathTests: XCTestCase {
         for (x, y) in zip(inputs, t) {
             let mean = x.reduce(0.0) { $0 + Double($1) } / Double(d)
             let variance = x.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(d)
-            let h = (0..<d).map { (Double(x[$0]) - mean) / (variance + 1e-5).squareRoot() * v[p.norm.weight.at + $0] + v[p.norm.bias.at + $0] }
-            let z = (0..<k).map { c in (0..<d).reduce(v[p.linear.bias!.at + c]) { $0 + v[p.linear.weight.at + c * d + $1] * h[$1] } }
+            // Typed closures: Swift 6.0's type checker gives up on the untyped ones.
+            let std: Double = (variance + 1e-5).squareRoot()
+            let h: [Double] = (0..<d).map { (i: Int) -> Double in
+                let normed: Double = (Double(x[i]) - mean) / std
+                return normed * v[p.norm.weight.at + i] + v[p.norm.bias.at + i]
+            }
+            let z: [Double] = (0..<k).map { (c: Int) -> Double in
+                (0..<d).reduce(v[p.linear.bias!.at + c]) { (s: Double, i: Int) -> Double in s + v[p.linear.weight.at + c * d + i] * h[i] }
+            }
             if loss == .bceWithLogits {
                 for c in 0..<k {
                     let s = 1 / (1 + exp(-z[c]))

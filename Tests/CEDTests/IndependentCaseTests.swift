@@ -82,12 +82,15 @@ final class IndependentCaseTests: XCTestCase {
         var rng = LCG(x: seed)
         let noise = rng.uniformDoubles(n)
         let dur = max(Double(n) / 16000, 1e-9)
-        return (0..<n).map { i in
-            let t = Double(i) / 16000
-            let chirp = 0.4 * sin(2 * Double.pi * (200 * t + (3000 - 200) / (2 * dur) * t * t))
+        // Typed, short expressions: Swift 6.0's type checker gives up on the long ones.
+        return (0..<n).map { (i: Int) -> Float in
+            let t: Double = Double(i) / 16000
+            let phase: Double = 200 * t + (3000 - 200) / (2 * dur) * t * t
+            let chirp: Double = 0.4 * sin(2 * Double.pi * phase)
             let gate: Double = (floor(t * 8).truncatingRemainder(dividingBy: 2) == 0) ? 1 : 0
-            let tone = 0.3 * gate * sin(2 * Double.pi * 1000 * t)
-            return Float(chirp + tone + 0.05 * (noise[i] * 2 - 1))
+            let tone: Double = 0.3 * gate * sin(2 * Double.pi * 1000 * t)
+            let hiss: Double = 0.05 * (noise[i] * 2 - 1)
+            return Float(chirp + tone + hiss)
         }
     }
 

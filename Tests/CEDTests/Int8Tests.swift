@@ -67,6 +67,7 @@ final class Int8Tests: XCTestCase {
         x[4 * ldx + 3] = 100; x[4 * ldx + 4] = -100; x[4 * ldx + 5] = 50   // ties: ±127 and 63.5 → 64
         var variants: [Int32] = [0]
         if GEMMKernel.available.contains(.avx512) && Int8Kernel.available.contains(.avx512vnni) { variants.append(1) }
+        if GEMMKernel.available.contains(.neon) { variants.append(1) }   // the NEON quantizer (AArch64)
         for (zero, variant) in [128, 16].flatMap({ z in variants.map { (z, $0) } }) {
             var y = [UInt8](repeating: 0xAB, count: rowsPad * ldy)
             var scales = [Float](repeating: -1, count: rowsPad)

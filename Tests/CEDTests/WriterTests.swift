@@ -25,11 +25,15 @@ final class WriterTests: XCTestCase {
 
     func testWAVReadsBackAndMatchesTheTestWriter() throws {
         var rng = TrainingRandom(seed: 3)
-        let x = (0..<4000).map { _ in Float(rng.nextGaussian() * 0.4) } + [1, -1, 2, -2, 0.5 / 32768, -0.5 / 32768]
+        let edges: [Float] = [1, -1, 2, -2, 0.5 / 32768, -0.5 / 32768]
+        let x: [Float] = (0..<4000).map { _ in Float(rng.nextGaussian() * 0.4) } + edges
         let data = WAVWriter.data(x, sampleRate: 22050)
         XCTAssertEqual(data, EventRecording.wav(x, sampleRate: 22050))
-        XCTAssertEqual(Array(data.prefix(44)), Array("RIFF".utf8) + [0x70, 0x1F, 0, 0] + Array("WAVEfmt ".utf8) + [16, 0, 0, 0, 1, 0, 1, 0]
-                       + [0x22, 0x56, 0, 0, 0x44, 0xAC, 0, 0, 2, 0, 16, 0] + Array("data".utf8) + [0x4C, 0x1F, 0, 0])  // 4006 samples
+        // Typed pieces: Swift 6.0's type checker gives up on the header as one expression.
+        let riff: [UInt8] = Array("RIFF".utf8) + [0x70, 0x1F, 0, 0]
+        let fmt: [UInt8] = Array("WAVEfmt ".utf8) + [16, 0, 0, 0, 1, 0, 1, 0] + [0x22, 0x56, 0, 0, 0x44, 0xAC, 0, 0, 2, 0, 16, 0]
+        let dataChunk: [UInt8] = Array("data".utf8) + [0x4C, 0x1F, 0, 0]   // 4006 samples
+        XCTAssertEqual(Array(data.prefix(44)), riff + fmt + dataChunk)
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("ced-wav-\(UUID().uuidString).wav")
         defer { try? FileManager.default.removeItem(at: url) }
         try WAVWriter.write(x, sampleRate: 22050, to: url)

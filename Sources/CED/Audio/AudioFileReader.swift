@@ -140,7 +140,7 @@ public final class AudioFileReader {
                 h = try WAVParser.parse(pipe, magic: m)
             } catch {
                 // Usually ffmpeg failed at once; its own message is the useful one.
-                try? decode.stdout.fileHandleForReading.close()
+                decode.process.closeStdout()
                 let (status, messages) = decode.wait()
                 let detail = messages.isEmpty ? "\(error)" : messages
                 throw AudioError(file: path, kind: .ffmpegFailed,
@@ -192,7 +192,7 @@ public final class AudioFileReader {
                 throw AudioError(file: name, kind: .unsupported, reason: "\(c.description) cannot be streamed; send PCM or IEEE float WAV")
             } catch {
                 guard let decode else { throw error }
-                try? decode.stdout.fileHandleForReading.close()
+                decode.process.closeStdout()
                 let (status, messages) = decode.wait()
                 let detail = messages.isEmpty ? "\(error)" : messages
                 throw AudioError(file: name, kind: .ffmpegFailed, reason: "ffmpeg failed (exit status \(status)): \(detail)")

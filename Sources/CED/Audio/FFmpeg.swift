@@ -65,13 +65,13 @@ enum FFmpeg {
     /// 32-bit float samples at the stream's own rate and channel count (no resampling or
     /// mixing in ffmpeg: those happen here, exactly as the reference does them).
     final class Decode {
-        let process: Process
-        let stdout: Pipe
+        let process: Subprocess
         let stderrURL: URL
         let stderrHandle: FileHandle
         let file: String
         let executable: String
         private var ended = false
+        private var status: Int32 = 0
 
         convenience init(executable: String, file: String) throws {
             let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
@@ -84,11 +84,12 @@ enum FFmpeg {
         init(executable: String, name file: String, input: [String], output: [String]) throws {
             self.executable = executable
             self.file = file
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["-nostdin", "-hide_banner", "-loglevel", "error"] + input + output
+            let arguments = ["-nostdin", "-hide_banner", "-loglevel", "error"] + input + output
                 + ["-c:a", "pcm_f32le", "-f", "wav", "-"]
-            stdout = Pipe()
+            guard CedPlatform.hasSubprocesses else {
+                throw AudioError(file: file, kind: .ffmpegNotFound,
+                                 reason: "decoding this needs ffmpeg, and this platform cannot run other programs; read WAV or raw PCM, or decode with AVAudioFile and pass the samples")
+            }
             // stderr goes to a file so a chatty ffmpeg can never block on a full pipe.
             stderrURL = FileManager.default.temporaryDirectory
                 .appendingPathComponent("ced-ffmpeg-\(UUID().uuidString).log")
@@ -98,26 +99,21 @@ enum FFmpeg {
                                  reason: "cannot create a temporary file for ffmpeg's messages in \(stderrURL.deletingLastPathComponent().path)")
             }
             stderrHandle = h
-            process.standardOutput = stdout
-            process.standardError = h
-            process.standardInput = FileHandle.nullDevice
             do {
-                try process.run()
+                process = try Subprocess(executable: executable, arguments: arguments, pipeStdout: true, stderr: h)
             } catch {
                 try? h.close()
                 try? FileManager.default.removeItem(at: stderrURL)
                 throw AudioError(file: file, kind: .ffmpegFailed, reason: "cannot start \(executable): \(error)")
             }
-            // Our copy of the write end must go, or the read end never sees end of file.
-            try? stdout.fileHandleForWriting.close()
         }
 
-        var readDescriptor: Int32 { stdout.fileHandleForReading.fileDescriptor }
+        var readDescriptor: Int32 { process.stdoutDescriptor }
 
         /// Waits for ffmpeg; returns its exit status and the last lines it printed.
         func wait() -> (status: Int32, messages: String) {
             if !ended {
-                process.waitUntilExit()
+                status = process.wait()
                 ended = true
             }
             try? stderrHandle.close()
@@ -128,14 +124,14 @@ enum FFmpeg {
                 text = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             }
             try? FileManager.default.removeItem(at: stderrURL)
-            return (process.terminationStatus, text)
+            return (status, text)
         }
 
         /// Stops ffmpeg early (the consumer gave up) and cleans up.
         func cancel() {
             guard !ended else { return }
             if process.isRunning { process.terminate() }
-            try? stdout.fileHandleForReading.close()
+            process.closeStdout()
             _ = wait()
         }
     }

@@ -89,14 +89,17 @@ public enum CedMachine {
         for line in cpuinfo.split(separator: "\n") where line.hasPrefix("model name") {
             if let colon = line.firstIndex(of: ":") { return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
         }
-        return "unknown"
+        return CedPlatform.cpuName(cpuinfo: cpuinfo) ?? "unknown"
     }
 
     /// The vector extensions that matter for the kernels, as /proc/cpuinfo names them.
     public static var vectorFlags: String {
-        guard let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return "" }
+        // x86 "flags"; AArch64 Linux "Features" (asimd = NEON, asimddp = DotProd).
+        guard let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") || $0.hasPrefix("Features") })
+        else { return "" }
         let flags = Set(line.split(separator: " ").map(String.init))
-        return ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8"]
+        return ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8",
+                "asimd", "asimddp", "i8mm", "bf16", "sve"]
             .filter(flags.contains).joined(separator: " ")
     }
 
@@ -125,11 +128,7 @@ public enum CedMachine {
     public static func peakRSSMegabytes() -> Double {
         var usage = rusage()
         getrusage(rusageSelf, &usage)
-        #if os(Linux)
-        return Double(usage.ru_maxrss) / 1024
-        #else
-        return Double(usage.ru_maxrss) / (1024 * 1024)
-        #endif
+        return Double(usage.ru_maxrss) * CedPlatform.maxRSSUnit / (1024 * 1024)
     }
 
     #if os(Linux)

@@ -211,6 +211,11 @@ public enum GEMM {
             return
         }
         let kernel = kernel ?? .best
+        if kernel == .blas {
+            BLASDriver.linear(m: m, a: a, lda: lda, weight: weight, bias: bias, c: c, ldc: ldc,
+                              gelu: activation == .gelu, accumulate: accumulate, threads: threads)
+            return
+        }
         var problem = GEMMDriver.Problem(
             m: m, n: n, k: k, a: a, lda: lda, aRows: m,
             panels: UnsafePointer(weight.panels!), panelStride: k * packedPanelWidth,
@@ -266,6 +271,13 @@ public enum GEMM {
                      "sgemm: lda=\(lda), ldb=\(ldb), ldc=\(ldc) too small for m=\(m), n=\(n), k=\(k)")
         if m == 0 || n == 0 || batchCount == 0 { return }
         let kernel = kernel ?? .best
+        if kernel == .blas {
+            BLASDriver.stridedBatched(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                                      a: a, lda: lda, strideA: strideA, b: b, ldb: ldb, strideB: strideB,
+                                      beta: beta, c: c, ldc: ldc, strideC: strideC, batchCount: batchCount,
+                                      threads: threads)
+            return
+        }
         let maxThreads = GEMMDriver.threadCount(threads, flops: 2 * m * n * k * batchCount)
         let kc = GEMMDriver.blockK(k)
         let mr = kernel.mr
@@ -644,8 +656,9 @@ enum BF16Driver {
             g.gelu = gelu ? 2 : 0
             g.add_c = accumulate ? 1 : 0
             ced_gemm_bf16_amx(&g)
-        case .avx512:
-            let mr = kernel.mr, nr = Int(CED_BF16_AVX512_NR)
+        case .avx512, .bfmmla, .bfdot:
+            let mr = kernel.mr, nr = kernel.nr
+            let function = kernel.tileFunction
             var tile = ced_tile()
             tile.lda = Int64(kp)
             tile.ldb = Int64(2 * w)
@@ -667,12 +680,12 @@ enum BF16Driver {
                 tile.a = (aRaw + origin * kp * 2).assumingMemoryBound(to: Float.self)
                 var j = cols.lowerBound
                 while j < cols.upperBound {
-                    tile.b = (bRaw + (j / w) * kp * w * 2).assumingMemoryBound(to: Float.self)
+                    tile.b = (bRaw + (j / w) * kp * w * 2 + (j % w) * 4).assumingMemoryBound(to: Float.self)
                     tile.c = c + origin * ldc + j
                     tile.bias = bias.map { $0 + j }
                     tile.col_begin = 0
                     tile.col_end = Int32(min(nr, cols.upperBound - j))
-                    ced_tile_bf16_avx512(&tile)
+                    function(&tile)
                     j += nr
                 }
                 i = origin + rowEnd
@@ -712,7 +725,7 @@ enum Int8Driver {
             var maxThreads = GEMMDriver.threadCount(threads, flops: flops)
             if threads == nil && flops < parallelFlops(kernel) { maxThreads = 1 }
             let task = Chunks(a: UnsafePointer(qa), aScales: UnsafePointer(scales), rowsPad: rowsPad, kp: kp,
-                              panels: panels, bScales: UnsafePointer(weight.int8Scales!), bComp: UnsafePointer(weight.int8Comp!),
+                              panels: panels, bScales: UnsafePointer(weight.int8Scales!), bComp: UnsafePointer(weight.int8Comp!), aZero: weight.inputZeroPoint,
                               bias: bias, c: c, ldc: ldc, gelu: gelu, accumulate: accumulate, kernel: kernel,
                               split: GEMMDriver.Split(m: m, n: n, k: k, mr: kernel.mr, threads: maxThreads,
                                                       packedBBytes: weight.panelCount * kp * packedPanelWidth,
@@ -734,6 +747,7 @@ enum Int8Driver {
         let panels: UnsafePointer<Int8>
         let bScales: UnsafePointer<Float>
         let bComp: UnsafePointer<Int32>
+        let aZero: Int32
         let bias: UnsafePointer<Float>?
         let c: UnsafeMutablePointer<Float>
         let ldc: Int
@@ -775,6 +789,7 @@ enum Int8Driver {
                     q.tile.b = UnsafeRawPointer(panels + (j / w) * kp * w + 4 * (j % w)).assumingMemoryBound(to: Float.self)
                     q.b_scale = bScales + j
                     q.b_comp = bComp + j
+                    q.a_zero = aZero
                     q.tile.c = c + origin * ldc + j
                     q.tile.bias = bias.map { $0 + j }
                     q.tile.col_begin = 0

@@ -9,13 +9,21 @@ public enum GEMMKernel: String, Sendable, CaseIterable, CustomStringConvertible 
     case avx512
     /// AVX2 + FMA, 6×16 register tile.
     case avx2
+    /// NEON (AArch64), 5×16 register tile, `fmla` by element (see PlatformKernels.swift).
+    case neon
+    /// `cblas_sgemm` (Accelerate on Apple platforms, OpenBLAS loaded at run time elsewhere)
+    /// for the Linear and batched products; attention and training use the best tile kernel
+    /// (`tileKernel`). See PlatformKernels.swift.
+    case blas
     /// Plain C, 4×16 tile; runs anywhere.
     case portable
 
-    /// The kernel `GEMM` uses: the fastest this CPU supports, or the one the environment
-    /// variable `CED_GEMM_KERNEL` (`avx512`, `avx2`, `portable`) forces. It also picks the
-    /// variant of the row kernels (LayerNorm, softmax, GELU).
-    public static let best: GEMMKernel = KernelOverride.choose("CED_GEMM_KERNEL", available: available)
+    /// The kernel `GEMM` uses: the fastest this CPU supports (`defaultKernel`), or the one
+    /// the environment variable `CED_GEMM_KERNEL` (`avx512`, `avx2`, `neon`, `blas`,
+    /// `portable`) forces. It also picks the variant of the row kernels (LayerNorm, softmax,
+    /// GELU).
+    public static let best: GEMMKernel = KernelOverride.requested("CED_GEMM_KERNEL") == nil
+        ? defaultKernel : KernelOverride.choose("CED_GEMM_KERNEL", available: available)
 
     /// Kernels this CPU can run, fastest first.
     public static let available: [GEMMKernel] = {
@@ -23,8 +31,7 @@ public enum GEMMKernel: String, Sendable, CaseIterable, CustomStringConvertible 
         var list: [GEMMKernel] = []
         if features & Int(CED_CPU_AVX512F) != 0 { list.append(.avx512) }
         if features & Int(CED_CPU_AVX2_FMA) != 0 { list.append(.avx2) }
-        list.append(.portable)
-        return list
+        return platformAvailable(x86: list, features: features)
     }()
 
     public var description: String { rawValue }
@@ -34,6 +41,8 @@ public enum GEMMKernel: String, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .avx512: return Int(CED_AVX512_MR)
         case .avx2: return Int(CED_AVX2_MR)
+        case .neon: return Int(CED_NEON_MR)
+        case .blas: return GEMMKernel.tileKernel.mr
         case .portable: return Int(CED_PORTABLE_MR)
         }
     }
@@ -43,6 +52,8 @@ public enum GEMMKernel: String, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .avx512: return Int(CED_AVX512_NR)
         case .avx2: return Int(CED_AVX2_NR)
+        case .neon: return Int(CED_NEON_NR)
+        case .blas: return GEMMKernel.tileKernel.nr
         case .portable: return Int(CED_PORTABLE_NR)
         }
     }
@@ -54,6 +65,8 @@ public enum GEMMKernel: String, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .avx512: return ced_tile_avx512
         case .avx2: return ced_tile_avx2
+        case .neon: return ced_tile_neon
+        case .blas: return GEMMKernel.tileKernel.tileFunction
         case .portable: return ced_tile_portable
         }
     }
@@ -63,6 +76,8 @@ public enum GEMMKernel: String, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .avx512: return 2
         case .avx2: return 1
+        case .neon: return Int32(CED_VARIANT_NEON)
+        case .blas: return GEMMKernel.tileKernel.geluVariant
         case .portable: return 0
         }
     }
@@ -80,6 +95,11 @@ public enum BF16Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
     /// AVX-512 BF16 (`vdpbf16ps`), 14×32 register tiles: e.g. Cooper Lake, AMD Zen 4.
     /// (On CPUs that also have AMX it runs at half the fp32 FMA rate, so AMX is preferred.)
     case avx512
+    /// AArch64 FEAT_BF16 `bfmmla` (2×4 by 4×2 blocks, 16 multiply-adds an instruction), 4×16
+    /// tiles: Graviton 3/4, Apple M2 and later, Ampere One.
+    case bfmmla
+    /// AArch64 FEAT_BF16 `bfdot` by element, 5×16 tiles (the same CPUs; forcible to compare).
+    case bfdot
 
     /// Kernels this CPU (and operating system) can run, fastest first; empty when the CPU
     /// has no AVX-512 BF16, in which case `.bf16` weights fall back to float32.
@@ -88,11 +108,12 @@ public enum BF16Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
         var list: [BF16Kernel] = []
         if features & Int(CED_CPU_AMX_BF16) != 0 { list.append(.amx) }
         if features & Int(CED_CPU_AVX512_BF16) != 0 { list.append(.avx512) }
+        if features & Int(CED_CPU_BF16) != 0 { list += [.bfmmla, .bfdot] }
         return list
     }()
 
     /// The bf16 kernel products use: the fastest here (nil when there is none), or the one
-    /// the environment variable `CED_BF16_KERNEL` forces: `amx`, `avx512`, or `none` (bf16
+    /// the environment variable `CED_BF16_KERNEL` forces: `amx`, `avx512`, `bfmmla`, `bfdot`, or `none` (bf16
     /// then computes in float32, as on a CPU without bf16 support). `CED_BF16_KERNEL=avx512`
     /// on an AMX machine times the path of AVX-512 BF16 CPUs without AMX (e.g. AMD Zen 4/5).
     public static let best: BF16Kernel? = KernelOverride.chooseOptional("CED_BF16_KERNEL", available: available)
@@ -104,6 +125,8 @@ public enum BF16Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .amx: return Int(CED_AMX_MR)
         case .avx512: return Int(CED_BF16_AVX512_MR)
+        case .bfmmla: return Int(CED_BF16_BFMMLA_MR)
+        case .bfdot: return Int(CED_BF16_BFDOT_MR)
         }
     }
 }
@@ -122,6 +145,10 @@ public enum Int8Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
     /// AVX-VNNI (VEX `vpdpbusd` on ymm), 6×16 tiles: Intel Alder Lake and later, AMD Zen 5
     /// client CPUs, without AVX-512.
     case avxvnni
+    /// AArch64 FEAT_I8MM `usmmla` (2×8 by 8×2 blocks), 4×16 tiles: Graviton 3/4, Apple M2+.
+    case i8mm
+    /// AArch64 FEAT_DotProd `sdot` by element, 5×16 tiles: Apple M1+, Graviton 2+, Cortex-A76+.
+    case dotprod
     /// Plain C, 4×32 tiles; runs anywhere (slow: a fallback and a cross-check).
     case portable
 
@@ -131,12 +158,14 @@ public enum Int8Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
         var list: [Int8Kernel] = []
         if features & Int(CED_CPU_AVX512_VNNI) != 0 { list.append(.avx512vnni) }
         if features & Int(CED_CPU_AVX_VNNI) != 0 { list.append(.avxvnni) }
+        if features & Int(CED_CPU_I8MM) != 0 { list.append(.i8mm) }
+        if features & Int(CED_CPU_DOTPROD) != 0 { list.append(.dotprod) }
         list.append(.portable)
         return list
     }()
 
     /// The int8 kernel products use: the fastest here, or the one the environment variable
-    /// `CED_INT8_KERNEL` (`avx512vnni`, `avxvnni`, `portable`) forces.
+    /// `CED_INT8_KERNEL` (`avx512vnni`, `avxvnni`, `i8mm`, `dotprod`, `portable`) forces.
     public static let best: Int8Kernel = KernelOverride.choose("CED_INT8_KERNEL", available: available)
 
     public var description: String { rawValue }
@@ -146,6 +175,8 @@ public enum Int8Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .avx512vnni: return Int(CED_Q8_AVX512_MR)
         case .avxvnni: return Int(CED_Q8_AVXVNNI_MR)
+        case .i8mm: return Int(CED_Q8_I8MM_MR)
+        case .dotprod: return Int(CED_Q8_DOTPROD_MR)
         case .portable: return Int(CED_Q8_PORTABLE_MR)
         }
     }
@@ -155,6 +186,8 @@ public enum Int8Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .avx512vnni: return Int(CED_Q8_AVX512_NR)
         case .avxvnni: return Int(CED_Q8_AVXVNNI_NR)
+        case .i8mm: return Int(CED_Q8_I8MM_NR)
+        case .dotprod: return Int(CED_Q8_DOTPROD_NR)
         case .portable: return Int(CED_Q8_PORTABLE_NR)
         }
     }
@@ -166,13 +199,15 @@ public enum Int8Kernel: String, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .avx512vnni: return ced_tile_q8_avx512
         case .avxvnni: return ced_tile_q8_avxvnni
+        case .i8mm: return ced_tile_q8_i8mm
+        case .dotprod: return ced_tile_q8_dotprod
         case .portable: return ced_tile_q8_portable
         }
     }
 
     /// `variant` argument of `ced_q8_quantize_rows` (the AVX-512 one needs AVX-512F/BW,
-    /// which every AVX-512 VNNI CPU has).
-    var quantizeVariant: Int32 { self == .avx512vnni ? 1 : 0 }
+    /// which every AVX-512 VNNI CPU has; on AArch64 1 selects the NEON one).
+    var quantizeVariant: Int32 { self == .avx512vnni || self == .i8mm || self == .dotprod ? 1 : 0 }
 }
 
 /// Kernel choice forced through the environment (`CED_GEMM_KERNEL`, `CED_BF16_KERNEL`,

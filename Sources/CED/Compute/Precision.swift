@@ -62,7 +62,7 @@ public enum CedPrecision: String, Sendable, CaseIterable, Codable {
     public var kernelPath: String {
         switch self {
         case .fp32: return CedPrecisionPlan.fp32.kernelPath
-        case .bf16: return BF16Kernel.best == nil ? "fp32 \(GEMMKernel.best) (no bf16 kernel)" : CedPrecisionPlan.bf16.kernelPath
+        case .bf16: return BF16Kernel.best == nil ? "fp32 \(GEMMKernel.best.pathName) (no bf16 kernel)" : CedPrecisionPlan.bf16.kernelPath
         case .int8: return CedPrecisionPlan.int8.kernelPath
         case .auto: return "auto"
         }
@@ -130,14 +130,14 @@ public struct CedPrecisionPlan: Sendable, Equatable, Hashable, Codable, CustomSt
     public var kernelPath: String {
         func path(_ p: CedPrecision) -> String {
             switch p {
-            case .bf16: return BF16Kernel.best.map { "bf16 \($0)" } ?? "fp32 \(GEMMKernel.best) (no bf16 kernel)"
+            case .bf16: return BF16Kernel.best.map { "bf16 \($0)" } ?? "fp32 \(GEMMKernel.best.pathName) (no bf16 kernel)"
             case .int8: return "int8 \(Int8Kernel.best)"
-            default: return "fp32 \(GEMMKernel.best)"
+            default: return "fp32 \(GEMMKernel.best.pathName)"
             }
         }
         let linear = Set([qkv, proj, fc1, fc2])
         if linear.count == 1, let p = linear.first {
-            let attentionPath = attention == .fp32 && p == .int8 && BF16Kernel.best == nil ? "fp32 \(GEMMKernel.best) (no bf16 kernel)"
+            let attentionPath = attention == .fp32 && p == .int8 && BF16Kernel.best == nil ? "fp32 \(GEMMKernel.best.pathName) (no bf16 kernel)"
                 : path(attention)
             return p == attention ? path(p) : "\(path(p)) + \(attentionPath) (attention)"
         }

@@ -18,22 +18,28 @@ extension CedTableEncoder where Result == CedTagResult {
         if windowed { h += "  " + TextColumns.right("START", 8) + "  " + TextColumns.right("END", 8) }
         header = h + "  " + TextColumns.right("RANK", 4) + "  " + TextColumns.left("LABEL", labelWidth) + "  "
             + TextColumns.right("SCORE", 6) + "\n"
-        rows = { r in
-            let name = TextColumns.shortenFront(r.file, fileWidth)
+        // Explicit types and short expressions: Swift 6.0's type checker gives up on this
+        // closure written as a few long concatenations.
+        rows = { (r: CedTagResult) -> String in
+            let name: String = TextColumns.shortenFront(r.file, fileWidth)
+            func lead(_ rank: Int) -> String { TextColumns.left(rank == 0 ? name : "", fileWidth) }
             func row(_ rank: Int, _ p: CedPrediction) -> String {
-                TextColumns.right(String(rank + 1), 4) + "  " + TextColumns.left(TextColumns.shortenFront(p.label, labelWidth), labelWidth)
-                    + "  " + TextColumns.right(String(format: "%.4f", p.score), 6) + "\n"
+                let label: String = TextColumns.left(TextColumns.shortenFront(p.label, labelWidth), labelWidth)
+                let score: String = TextColumns.right(String(format: "%.4f", p.score), 6)
+                return TextColumns.right(String(rank + 1), 4) + "  " + label + "  " + score + "\n"
             }
             guard let segments = r.segments else {
-                let empty = r.labels.isEmpty ? TextColumns.left(name, fileWidth) + "  (no class above the threshold)\n" : ""
-                return empty + r.labels.enumerated().map { TextColumns.left($0 == 0 ? name : "", fileWidth) + "  " + row($0, $1) }.joined()
+                var out: String = r.labels.isEmpty ? TextColumns.left(name, fileWidth) + "  (no class above the threshold)\n" : ""
+                for (rank, p) in r.labels.enumerated() { out += lead(rank) + "  " + row(rank, p) }
+                return out
             }
-            return segments.map { s in
-                s.labels.enumerated().map { rank, p in
-                    TextColumns.left(rank == 0 ? name : "", fileWidth) + "  " + TextColumns.right(String(format: "%.2f", s.start), 8) + "  "
-                        + TextColumns.right(String(format: "%.2f", s.end), 8) + "  " + row(rank, p)
-                }.joined()
-            }.joined()
+            var out = ""
+            for s in segments {
+                let start: String = TextColumns.right(String(format: "%.2f", s.start), 8)
+                let end: String = TextColumns.right(String(format: "%.2f", s.end), 8)
+                for (rank, p) in s.labels.enumerated() { out += lead(rank) + "  " + start + "  " + end + "  " + row(rank, p) }
+            }
+            return out
         }
     }
 }

@@ -83,18 +83,7 @@ public struct CaptureDevice: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The platform's usual capture backend.
-    public static var defaultBackend: String {
-        #if os(macOS)
-        return "avfoundation"
-        #else
-        let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"] ?? "/run/user/\(getuid())"
-        if ProcessInfo.processInfo.environment["PULSE_SERVER"] != nil
-            || FileManager.default.fileExists(atPath: runtime + "/pulse/native") {
-            return "pulse"
-        }
-        return "alsa"
-        #endif
-    }
+    public static var defaultBackend: String { CedPlatform.defaultCaptureBackend }
 
     public var description: String { "\(backend):\(device)" }
 
@@ -105,18 +94,8 @@ public struct CaptureDevice: Sendable, Equatable, CustomStringConvertible {
         guard let ffmpeg = FFmpeg.findOnPath() else {
             throw AudioError(file: "capture devices", kind: .ffmpegNotFound, reason: "listing devices needs ffmpeg on PATH")
         }
-        #if os(macOS)
-        let runs = [["-hide_banner", "-f", "avfoundation", "-list_devices", "true", "-i", ""]]
-        #else
-        let runs = [["-hide_banner", "-sources", "pulse"], ["-hide_banner", "-sources", "alsa"]]
-        #endif
-        for args in runs {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: ffmpeg)
-            p.arguments = args
-            p.standardInput = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
+        for args in CedPlatform.captureDeviceListings {
+            _ = try Subprocess(executable: ffmpeg, arguments: args, pipeStdout: false, stderr: nil).wait()
         }
     }
 

@@ -24,7 +24,7 @@ public struct EmbeddingCache: Sendable {
     }
 
     /// The default root: `$CED_CACHE_DIR/embeddings` when set, else
-    /// `$XDG_CACHE_HOME/ced/embeddings`, else `~/Library/Caches/ced/embeddings` on macOS and
+    /// `$XDG_CACHE_HOME/ced/embeddings`, else `~/Library/Caches/ced/embeddings` on Apple platforms and
     /// `~/.cache/ced/embeddings` elsewhere.
     public static func defaultDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
         func value(_ k: String) -> String? {
@@ -33,12 +33,8 @@ public struct EmbeddingCache: Sendable {
         }
         if let dir = value("CED_CACHE_DIR") { return URL(fileURLWithPath: dir).appendingPathComponent("embeddings") }
         if let xdg = value("XDG_CACHE_HOME") { return URL(fileURLWithPath: xdg).appendingPathComponent("ced/embeddings") }
-        let home = value("HOME").map { URL(fileURLWithPath: $0) } ?? FileManager.default.homeDirectoryForCurrentUser
-        #if os(macOS)
-        return home.appendingPathComponent("Library/Caches/ced/embeddings")
-        #else
-        return home.appendingPathComponent(".cache/ced/embeddings")
-        #endif
+        let home = value("HOME").map { URL(fileURLWithPath: $0) } ?? CedPlatform.homeDirectory(environment: environment)
+        return home.appendingPathComponent(CedPlatform.cacheSubdirectory + "/ced/embeddings")
     }
 
     static let magic = Array("CEDEMB01".utf8)

@@ -283,7 +283,7 @@ enum TrainingKernels {
     }
 
     /// The transpose kernel variant for this CPU.
-    static var transposeVariant: Int32 { GEMMKernel.best == .portable ? 0 : 1 }
+    static var transposeVariant: Int32 { GEMMKernel.best.tile == .portable ? 0 : 1 }
 
     struct Transpose: ComputeTask {
         let src: UnsafePointer<Float>, rows: Int, cols: Int, lds: Int

@@ -219,6 +219,8 @@ typedef struct ced_q8_tile {
     const float *a_scale;
     const float *b_scale;
     const int32_t *b_comp;
+    /// The zero point the rows of A were quantised with (`comp` = zero·Σq_b).
+    int32_t a_zero;
 } ced_q8_tile;
 
 /// `vpdpbusd` on zmm, MR = 14, NR = 32. Needs CED_CPU_AVX512_VNNI.
@@ -246,6 +248,83 @@ void ced_gelu_and_grad(const float *h, float *y, float *gp, int64_t n, int32_t v
 /// `variant` ≥ 1: AVX2 8×8 register blocks (the caller checks the CPU), 0 portable C.
 void ced_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd, int32_t add,
                    int32_t variant);
+
+// MARK: - arm64 (NEON) and BLAS kernels (issue 20)
+//
+// Everything of the arm64 port and of the BLAS path is declared in this section; the
+// kernels live in neon_*.c and blas.c. On other CPUs the NEON entry points are not called
+// (their CPU bits are never set); if called anyway they fall back to portable C.
+
+/// Bits of `ced_cpu_features()` on AArch64 (the x86 bits are never set there). Advanced
+/// SIMD is part of the AArch64 baseline, so CED_CPU_NEON is always set on it. Detected with
+/// getauxval(AT_HWCAP/AT_HWCAP2) on Linux, sysctlbyname("hw.optional.arm.FEAT_…") on Apple.
+enum {
+    CED_CPU_NEON = 1 << 16,
+    /// FEAT_DotProd: `sdot`/`udot` (Armv8.2, mandatory from 8.4; Apple M1+, Graviton 2+).
+    CED_CPU_DOTPROD = 1 << 17,
+    /// FEAT_I8MM: `smmla`, `usmmla`, `usdot` (Graviton 3+, Apple M2+, Ampere One).
+    CED_CPU_I8MM = 1 << 18,
+    /// FEAT_BF16: `bfdot`, `bfmmla`, `bfcvt` (Graviton 3+, Apple M2+, Ampere One).
+    CED_CPU_BF16 = 1 << 19,
+};
+
+/// `variant` argument of the row and elementwise kernels (ced_gelu, ced_softmax_rows,
+/// ced_layernorm_rows, ced_scale_rows, ced_gelu_backward, ced_gelu_and_grad, ced_transpose)
+/// that selects their NEON versions (AArch64 only; elsewhere it means portable C).
+enum { CED_VARIANT_NEON = 8 };
+
+/// Overrides what `ced_cpu_features()` reports for the optional AArch64 extensions (tests:
+/// run every path of one machine with extensions "absent"). `mask` bits that are set are
+/// cleared from the detected features; 0 restores detection.
+void ced_cpu_mask_features(int mask);
+
+/// NEON fp32 tile (Armv8.0-A, `fmla` by element), MR = 5, NR = 16: the `ced_tile` contract
+/// (every epilogue: alpha, beta, bias, exact GELU for `gelu` 1 and 2, add_c, partial tiles).
+/// 20 accumulators + 5 A registers (four k values of each row) + 4 B registers = 29 of
+/// the 32 vector registers.
+void ced_tile_neon(const ced_tile *tile);
+enum { CED_NEON_MR = 5, CED_NEON_NR = 16 };
+
+/// bf16 tile with `bfdot` by element (FEAT_BF16), MR = 5, NR = 16: the contract of
+/// ced_tile_bf16_avx512 (bf16 A rows, a bf16 k-pair panel with `ldb` 64, `k` even).
+void ced_tile_bf16_bfdot(const ced_tile *tile);
+enum { CED_BF16_BFDOT_MR = 5, CED_BF16_BFDOT_NR = 16 };
+/// bf16 tile with `bfmmla` (FEAT_BF16, 2×4 by 4×2 blocks), MR = 4, NR = 16; same contract,
+/// `k` a multiple of 4.
+void ced_tile_bf16_bfmmla(const ced_tile *tile);
+enum { CED_BF16_BFMMLA_MR = 4, CED_BF16_BFMMLA_NR = 16 };
+
+/// int8 tile with `sdot` by element (FEAT_DotProd), MR = 5, NR = 16: the ced_q8_tile
+/// contract (unsigned +128 A bytes are turned into signed ones in registers, so no `comp`).
+void ced_tile_q8_dotprod(const ced_q8_tile *tile);
+enum { CED_Q8_DOTPROD_MR = 5, CED_Q8_DOTPROD_NR = 16 };
+/// int8 tile with `usmmla` (FEAT_I8MM, 2×8 by 8×2 blocks, unsigned A, signed B), MR = 4,
+/// NR = 16; `k` a multiple of 8 (k_pad is a multiple of 32).
+void ced_tile_q8_i8mm(const ced_q8_tile *tile);
+enum { CED_Q8_I8MM_MR = 4, CED_Q8_I8MM_NR = 16 };
+
+// MARK: BLAS (cblas_sgemm: Accelerate on Apple platforms, OpenBLAS loaded at run time elsewhere)
+
+/// Loads the BLAS library once (Apple: Accelerate; elsewhere `libopenblas.so.0`, then
+/// `libopenblas.so`, or the file named by the environment variable CED_BLAS_LIBRARY) with
+/// dlopen, and returns 1 when `cblas_sgemm` was found. No link-time dependency. OpenBLAS is
+/// asked to run single-threaded: the callers split the work across their own threads.
+int ced_blas_available(void);
+/// The library that was loaded ("Accelerate", "libopenblas.so.0", …), or "" when none.
+const char *ced_blas_name(void);
+/// Row-major `C = alpha·op(A)·op(B) + beta·C` through cblas_sgemm (`trans_a`/`trans_b`
+/// nonzero: the stored matrix is read transposed). Call only after ced_blas_available().
+void ced_blas_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/// The `k`×`n` matrix held in 32-column fp32 panels (`ced_pack_panels`' format) as a
+/// row-major matrix with row stride `ldo` (the B operand BLAS reads).
+void ced_unpack_panels(const float *panels, int64_t k, int64_t n, float *out, int64_t ldo);
+/// The epilogue after a BLAS product, for `rows`×`cols` of C (row stride `ldc`):
+/// `C = act(src + bias) [+ C]`, where `src` (row stride `lds`) may equal `c` (then
+/// `add_c` must be 0). `bias` NULL or `cols` floats; `gelu` nonzero: exact GELU
+/// (`variant` as for ced_gelu).
+void ced_bias_act_rows(const float *src, int64_t lds, float *c, int64_t ldc, int64_t rows, int64_t cols,
+                       const float *bias, int32_t gelu, int32_t add_c, int32_t variant);
 
 #ifdef __cplusplus
 }

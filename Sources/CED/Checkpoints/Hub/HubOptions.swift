@@ -45,7 +45,7 @@ public struct HubOptions: Sendable {
         }
         endpoint = (value("HF_ENDPOINT") ?? "https://huggingface.co")
         while endpoint.hasSuffix("/") { endpoint.removeLast() }
-        let home = value("HOME").map { URL(fileURLWithPath: $0) } ?? FileManager.default.homeDirectoryForCurrentUser
+        let home = CedPlatform.homeDirectory(environment: environment)
         func expand(_ p: String) -> URL {
             if p == "~" { return home }
             if p.hasPrefix("~/") { return home.appendingPathComponent(String(p.dropFirst(2))) }
