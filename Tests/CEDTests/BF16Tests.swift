@@ -194,14 +194,14 @@ final class BF16Tests: XCTestCase {
 
     /// The tiny model at `precision` on every tiny golden case and both chunkings: its
     /// probabilities beside the authors' fp32 ones.
-    static func tinyGoldenOutputs(precision: CedPrecision) throws -> [(name: String, got: [Float], want: [Float])] {
+    static func tinyGoldenOutputs(plan: CedPrecisionPlan) throws -> [(name: String, got: [Float], want: [Float])] {
         let golden = try Reference.golden("tiny")
         let cases = try Reference.cases().filter { $0.model == "tiny" }
         XCTAssertFalse(cases.isEmpty)
         let dir = try Reference.model("tiny")
         let config = try CedConfig.load(from: dir.appendingPathComponent("config.json"))
         let weights = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("model.safetensors")).stateDict()
-        let model = try CedForAudioClassification(config: config, weights: weights, precision: precision)
+        let model = try CedForAudioClassification(config: config, weights: weights, plan: plan)
         var outputs: [(name: String, got: [Float], want: [Float])] = []
         for c in cases {
             let mel = try golden.tensor("\(c.audio)/mel")
@@ -216,7 +216,7 @@ final class BF16Tests: XCTestCase {
 
     func testTinyBF16WithinAccuracyBound() throws {
         var worst: Float = 0
-        for (name, got, want) in try Self.tinyGoldenOutputs(precision: .bf16) {
+        for (name, got, want) in try Self.tinyGoldenOutputs(plan: .bf16) {
             let d = maxAbsDiff(got, want)
             worst = max(worst, d)
             if CedPrecision.bf16.isSupported {

@@ -257,30 +257,12 @@ final class Int8Tests: XCTestCase {
         XCTAssertEqual(CedPrecisionPlan.int8FC1(rest: .fp32).description, "fc1 int8, rest fp32")
     }
 
-    static func tinyOutputs(plan: CedPrecisionPlan) throws -> [(name: String, got: [Float], want: [Float])] {
-        let dir = try Reference.model("tiny")
-        let config = try CedConfig.load(from: dir.appendingPathComponent("config.json"))
-        let weights = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("model.safetensors")).stateDict()
-        let model = try CedForAudioClassification(config: config, weights: weights, plan: plan)
-        let golden = try Reference.golden("tiny")
-        var outputs: [(name: String, got: [Float], want: [Float])] = []
-        for c in try Reference.cases().filter({ $0.model == "tiny" }) {
-            let mel = try golden.tensor("\(c.audio)/mel")
-            for chunking in CedChunking.allCases {
-                let key = chunking == .hf ? "output_hf" : "output_original"
-                outputs.append(("\(c.audio) \(key)", try model(mel, chunking: chunking).scalars,
-                                try golden.tensor("\(c.audio)/\(c.variant)/\(key)").scalars))
-            }
-        }
-        return outputs
-    }
-
     /// Every plan `auto` may choose keeps the bound on the tiny goldens: max probability
     /// error ≤ 0.01, the same ordered top 5.
     func testAccuratePlansKeepTheBound() throws {
         for plan in CedPrecisionPlan.accurate where plan.isReduced {
             var worst: Float = 0
-            for (name, got, want) in try Self.tinyOutputs(plan: plan) {
+            for (name, got, want) in try BF16Tests.tinyGoldenOutputs(plan: plan) {
                 let d = maxAbsDiff(got, want)
                 worst = max(worst, d)
                 XCTAssertLessThanOrEqual(d, 0.01, "tiny \(plan) \(name): max probability error")
@@ -296,7 +278,7 @@ final class Int8Tests: XCTestCase {
     /// weights: 0.03) with the same top class.
     func testTinyInt8WithinItsDocumentedBound() throws {
         var worst: Float = 0
-        for (name, got, want) in try BF16Tests.tinyGoldenOutputs(precision: .int8) {
+        for (name, got, want) in try BF16Tests.tinyGoldenOutputs(plan: .int8) {
             let d = maxAbsDiff(got, want)
             worst = max(worst, d)
             XCTAssertLessThanOrEqual(d, 0.03, "tiny int8 \(name): max probability error")
