@@ -63,14 +63,14 @@ enum FFmpeg {
 
     /// A running `ffmpeg` that writes the file's first audio stream to a pipe as a WAV with
     /// 32-bit float samples at the stream's own rate and channel count (no resampling or
-    /// mixing in ffmpeg: those happen here, exactly as the reference does them).
+    /// mixing in ffmpeg: those happen here, exactly as the reference does them). Its messages
+    /// are read from a pipe (the last few kB are kept), so nothing is written to disk.
     final class Decode {
         let process: Process
         let stdout: Pipe
-        let stderrURL: URL
-        let stderrHandle: FileHandle
         let file: String
         let executable: String
+        private let messages: MessageTail
         private var ended = false
 
         convenience init(executable: String, file: String) throws {
@@ -79,37 +79,45 @@ enum FFmpeg {
                           input: ["-i", "file:" + absolute, "-map", "0:a:0", "-vn", "-sn", "-dn"], output: [])
         }
 
+        /// ffmpeg decoding `data` from its standard input (a pipe): fixed arguments, no file.
+        convenience init(executable: String, name: String, data: Data) throws {
+            try self.init(executable: executable, name: name, input: ["-i", "pipe:0", "-map", "0:a:0", "-vn", "-sn", "-dn"],
+                          output: [], standardInput: data)
+        }
+
         /// ffmpeg with these input arguments (and extra output options), writing float32 WAV
-        /// to its stdout. `name` is what messages call the input.
-        init(executable: String, name file: String, input: [String], output: [String]) throws {
+        /// to its stdout, reading `standardInput` (when given) from a pipe. `name` is what
+        /// messages call the input.
+        init(executable: String, name file: String, input: [String], output: [String], standardInput: Data? = nil) throws {
             self.executable = executable
             self.file = file
             process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["-nostdin", "-hide_banner", "-loglevel", "error"] + input + output
-                + ["-c:a", "pcm_f32le", "-f", "wav", "-"]
+            process.arguments = ["-nostdin", "-hide_banner", "-loglevel", "error"].filter { standardInput == nil || $0 != "-nostdin" }
+                + input + output + ["-c:a", "pcm_f32le", "-f", "wav", "-"]
             stdout = Pipe()
-            // stderr goes to a file so a chatty ffmpeg can never block on a full pipe.
-            stderrURL = FileManager.default.temporaryDirectory
-                .appendingPathComponent("ced-ffmpeg-\(UUID().uuidString).log")
-            guard FileManager.default.createFile(atPath: stderrURL.path, contents: nil),
-                  let h = FileHandle(forWritingAtPath: stderrURL.path) else {
-                throw AudioError(file: file, kind: .ffmpegFailed,
-                                 reason: "cannot create a temporary file for ffmpeg's messages in \(stderrURL.deletingLastPathComponent().path)")
-            }
-            stderrHandle = h
+            let stderr = Pipe()
+            let stdin = standardInput.map { _ in Pipe() }
             process.standardOutput = stdout
-            process.standardError = h
-            process.standardInput = FileHandle.nullDevice
+            process.standardError = stderr
+            process.standardInput = stdin ?? FileHandle.nullDevice
             do {
                 try process.run()
             } catch {
-                try? h.close()
-                try? FileManager.default.removeItem(at: stderrURL)
+                for h in [stdout.fileHandleForReading, stdout.fileHandleForWriting, stderr.fileHandleForReading,
+                          stderr.fileHandleForWriting] + (stdin.map { [$0.fileHandleForReading, $0.fileHandleForWriting] } ?? []) {
+                    try? h.close()
+                }
                 throw AudioError(file: file, kind: .ffmpegFailed, reason: "cannot start \(executable): \(error)")
             }
-            // Our copy of the write end must go, or the read end never sees end of file.
+            // Our copies of the child's ends must go, or the read ends never see end of file.
             try? stdout.fileHandleForWriting.close()
+            try? stderr.fileHandleForWriting.close()
+            messages = MessageTail(stderr.fileHandleForReading)
+            if let stdin, let standardInput {
+                try? stdin.fileHandleForReading.close()
+                Self.write(standardInput, to: stdin.fileHandleForWriting)
+            }
         }
 
         var readDescriptor: Int32 { stdout.fileHandleForReading.fileDescriptor }
@@ -120,15 +128,7 @@ enum FFmpeg {
                 process.waitUntilExit()
                 ended = true
             }
-            try? stderrHandle.close()
-            var text = ""
-            if let data = try? Data(contentsOf: stderrURL) {
-                // The tail is what matters; a damaged file can produce thousands of lines.
-                let tail = data.suffix(4000)
-                text = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            try? FileManager.default.removeItem(at: stderrURL)
-            return (process.terminationStatus, text)
+            return (process.terminationStatus, messages.text())
         }
 
         /// Stops ffmpeg early (the consumer gave up) and cleans up.
@@ -138,5 +138,80 @@ enum FFmpeg {
             try? stdout.fileHandleForReading.close()
             _ = wait()
         }
+
+        /// Writes `data` into ffmpeg's standard input on a thread of its own and closes it.
+        /// SIGPIPE is blocked on that thread: if ffmpeg exits before reading everything, the
+        /// write fails with EPIPE instead of killing the process.
+        private static func write(_ data: Data, to handle: FileHandle) {
+            let thread = Thread {
+                var set = sigset_t()
+                sigemptyset(&set)
+                sigaddset(&set, SIGPIPE)
+                pthread_sigmask(SIG_BLOCK, &set, nil)
+                let fd = handle.fileDescriptor
+                var broken = false
+                data.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
+                    var offset = 0
+                    while offset < p.count {
+                        let n = systemWrite(fd, p.baseAddress! + offset, min(p.count - offset, 1 << 16))
+                        if n > 0 { offset += n; continue }
+                        if n < 0 && errno == EINTR { continue }
+                        broken = errno == EPIPE
+                        break
+                    }
+                }
+                if broken {
+                    // Take the pending SIGPIPE meant for this thread before it exits.
+                    var zero = timespec()
+                    _ = sigtimedwait(&set, nil, &zero)
+                }
+                try? handle.close()
+            }
+            thread.name = "ced.ffmpeg.stdin"
+            thread.start()
+        }
+    }
+
+    /// Reads a pipe to its end on a thread of its own, keeping the last 4000 bytes (a damaged
+    /// file can make ffmpeg print thousands of lines).
+    final class MessageTail: @unchecked Sendable {
+        private let lock = NSLock()
+        private let done = DispatchSemaphore(value: 0)
+        private var tail: [UInt8] = []
+        private var finished = false
+
+        init(_ handle: FileHandle) {
+            let thread = Thread { [self] in
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let fd = handle.fileDescriptor
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress!, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    lock.lock()
+                    tail += chunk[0..<n]
+                    if tail.count > 8000 { tail.removeFirst(tail.count - 4000) }
+                    lock.unlock()
+                }
+                try? handle.close()
+                done.signal()
+            }
+            thread.name = "ced.ffmpeg.stderr"
+            thread.start()
+        }
+
+        /// Everything ffmpeg printed (its last 4000 bytes), once it has closed its end.
+        func text() -> String {
+            lock.lock()
+            let wait = !finished
+            finished = true
+            lock.unlock()
+            if wait { done.wait() }
+            lock.lock(); defer { lock.unlock() }
+            return String(decoding: tail.suffix(4000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
     }
 }
+
+@inline(__always) private func systemWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int { write(fd, p, n) }
+@inline(__always) private func systemRead(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) -> Int { read(fd, p, n) }

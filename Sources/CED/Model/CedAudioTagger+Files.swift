@@ -19,14 +19,20 @@ extension CedAudioTagger {
     /// waveform is never held whole (a two-hour recording needs its mel, 0.4× the size of its
     /// 16 kHz waveform, plus a few blocks). The result equals featurising `Waveform(contentsOf:)`.
     public func features(contentsOf url: URL, options: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedAudioFeatures {
-        let stream = try WaveformStream(contentsOf: url, sampleRate: samplingRate, options: options)
+        try features(.file(url), options: options)
+    }
+
+    /// The features of a file or of a file's bytes in memory (see `features(contentsOf:)`).
+    public func features(_ input: AudioInput, options: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedAudioFeatures {
+        let name = input.name
+        let stream = try WaveformStream(input, sampleRate: samplingRate, options: options)
         defer { stream.close() }
         let mel = featureExtractor.makeStream()
         while let block = try stream.next() {
             do {
                 try mel.append(block)
             } catch let e as CedInputError {
-                throw AudioError(file: url.path, kind: .nonFiniteSamples, reason: e.reason)
+                throw AudioError(file: name, kind: .nonFiniteSamples, reason: e.reason)
             }
         }
         let n = mel.sampleCount
@@ -34,7 +40,7 @@ extension CedAudioTagger {
         do {
             features = try mel.finish()
         } catch let e as CedInputError {
-            throw AudioError(file: url.path, kind: .noAudio, reason: e.reason)
+            throw AudioError(file: name, kind: .noAudio, reason: e.reason)
         }
         return CedAudioFeatures(mel: features, sampleCount: n, duration: Double(n) / Double(samplingRate),
                                 info: stream.info, warnings: stream.warnings)
@@ -43,7 +49,7 @@ extension CedAudioTagger {
     /// `[outputdim]` scores of an audio file (streamed; see `features(contentsOf:)`).
     public func scores(contentsOf url: URL, chunking: CedChunking = .hf,
                        options: AudioDecodingOptions = AudioDecodingOptions()) throws -> Tensor {
-        try model(features(contentsOf: url, options: options).mel, chunking: chunking)
+        try scores(mels: [features(contentsOf: url, options: options).mel], chunking: chunking)[0]
     }
 
     /// The best classes of an audio file, highest score first (see `tag(_:topK:threshold:chunking:)`).
