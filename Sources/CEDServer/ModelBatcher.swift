@@ -1,0 +1,180 @@
+import CED
+import Foundation
+
+/// Dynamic batching: the model calls of concurrent requests and streams (a clip, a file's
+/// windows, a stream's windows) wait in one queue; a single worker thread takes everything
+/// waiting (up to `maxBatch` spectrograms) and runs it as one model call, clips side by side
+/// (`CedForAudioClassification.callAsFunction(_:chunking:)`, each result bit-identical to
+/// running it alone). While a call runs, the next batch gathers, so a busy server batches
+/// without waiting; when requests are on their way to the model (decoding) the worker waits
+/// at most `maxWait` for them to join. One model call at a time also keeps concurrent
+/// requests from fighting over the cores.
+final class ModelBatcher: CedModelScheduler, @unchecked Sendable {
+    let maxBatch: Int
+    let maxWait: Double
+    private let cond = NSCondition()
+    private var queue: [Job] = []
+    private var stopped = false
+    /// Requests being processed (decoding, or waiting for the model): while more of them
+    /// are in flight than jobs are queued, some are about to join the next batch.
+    private var inFlight = 0
+    private let observe: @Sendable (_ batchSize: Int, _ queueDepth: Int) -> Void
+
+    private final class Job {
+        let mels: [Tensor]
+        let chunking: CedChunking
+        let model: CedForAudioClassification
+        var result: Result<[Tensor], Error>?
+        init(mels: [Tensor], chunking: CedChunking, model: CedForAudioClassification) {
+            self.mels = mels
+            self.chunking = chunking
+            self.model = model
+        }
+    }
+
+    /// - Parameter observe: called with each batch's size (spectrograms) and the queue left.
+    init(maxBatch: Int, maxWait: Double, observe: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) {
+        self.maxBatch = max(1, maxBatch)
+        self.maxWait = max(0, maxWait)
+        self.observe = observe
+        let thread = Thread { [self] in run() }
+        thread.name = "ced.serve.model"
+        thread.qualityOfService = .userInitiated
+        thread.start()
+    }
+
+    /// Spectrograms waiting for the model.
+    var queueDepth: Int {
+        cond.lock(); defer { cond.unlock() }
+        return queue.reduce(0) { $0 + $1.mels.count }
+    }
+
+    /// A request starts being processed (`end()` once it has its answer).
+    func begin() { cond.lock(); inFlight += 1; cond.unlock() }
+    func end() { cond.lock(); inFlight = max(0, inFlight - 1); cond.broadcast(); cond.unlock() }
+
+    func scores(_ mels: [Tensor], chunking: CedChunking, model: CedForAudioClassification) throws -> [Tensor] {
+        if mels.isEmpty { return [] }
+        let job = Job(mels: mels, chunking: chunking, model: model)
+        cond.lock()
+        if stopped {
+            cond.unlock()
+            return try model(mels, chunking: chunking)
+        }
+        queue.append(job)
+        cond.broadcast()
+        while job.result == nil { cond.wait() }
+        cond.unlock()
+        return try job.result!.get()
+    }
+
+    /// Stops the worker once the queue is empty (later calls run the model directly).
+    func shutdown() {
+        cond.lock()
+        stopped = true
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    private func run() {
+        while true {
+            cond.lock()
+            while queue.isEmpty && !stopped { cond.wait() }
+            if queue.isEmpty && stopped { cond.unlock(); return }
+            // Requests still decoding may join, for at most maxWait.
+            if maxWait > 0 && inFlight > queue.count && count(queue) < maxBatch {
+                let deadline = Date(timeIntervalSinceNow: maxWait)
+                while inFlight > queue.count && count(queue) < maxBatch && !stopped {
+                    if !cond.wait(until: deadline) { break }
+                }
+            }
+            // Everything of the first job's kind, up to maxBatch spectrograms (a job is never split).
+            let first = queue[0]
+            var batch: [Job] = [], taken = 0, rest: [Job] = []
+            for job in queue {
+                if job.model === first.model && job.chunking == first.chunking && (batch.isEmpty || taken + job.mels.count <= maxBatch) {
+                    batch.append(job)
+                    taken += job.mels.count
+                } else {
+                    rest.append(job)
+                }
+            }
+            queue = rest
+            let depth = count(queue)
+            cond.unlock()
+
+            observe(taken, depth)
+            let mels = batch.flatMap(\.mels)
+            let result = Result { try first.model(mels, chunking: first.chunking) }
+            cond.lock()
+            switch result {
+            case .success(let scores):
+                var offset = 0
+                for job in batch {
+                    job.result = .success(Array(scores[offset ..< offset + job.mels.count]))
+                    offset += job.mels.count
+                }
+            case .failure:
+                // One bad spectrogram must not fail the others: run each job alone.
+                cond.unlock()
+                let each = batch.map { job in Result { try job.model(job.mels, chunking: job.chunking) } }
+                cond.lock()
+                for (job, r) in zip(batch, each) { job.result = r }
+            }
+            cond.broadcast()
+            cond.unlock()
+        }
+    }
+
+    private func count(_ jobs: [Job]) -> Int { jobs.reduce(0) { $0 + $1.mels.count } }
+}
+
+/// Threads for blocking work (decoding, ffmpeg, waiting for the model), so that it never
+/// runs on the server's event loops or Swift's cooperative threads.
+final class BlockingPool: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var work: [() -> Void] = []
+    private var head = 0
+    private var stopped = false
+
+    init(threads: Int) {
+        for i in 0..<max(1, threads) {
+            let thread = Thread { [self] in loop() }
+            thread.name = "ced.serve.worker-\(i)"
+            thread.start()
+        }
+    }
+
+    /// Runs `body` on a pool thread.
+    func run<T>(_ body: @escaping () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+            cond.lock()
+            work.append { c.resume(with: Result { try body() }) }
+            cond.signal()
+            cond.unlock()
+        }
+    }
+
+    func shutdown() {
+        cond.lock()
+        stopped = true
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    private func loop() {
+        while true {
+            cond.lock()
+            while head == work.count && !stopped { cond.wait() }
+            if head == work.count { cond.unlock(); return }
+            let item = work[head]
+            head += 1
+            if head > 256 && head * 2 > work.count {
+                work.removeFirst(head)
+                head = 0
+            }
+            cond.unlock()
+            item()
+        }
+    }
+}
