@@ -37,6 +37,7 @@ public enum CedReportPage {
         <head>
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
+        <link rel="icon" href="data:,">
         <title>\(htmlEscaped(title))</title>
         <style>\(style)</style>
         </head>
