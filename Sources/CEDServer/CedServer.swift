@@ -26,8 +26,9 @@ public struct CedServerConfiguration: Sendable {
     /// batch may wait for requests still being decoded.
     public var maxBatch = 8
     public var batchWait: Double = 0.005
-    /// Threads for decoding and waiting on the model.
-    public var workerThreads = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount)
+    /// Threads for decoding and waiting on the model (nil: one per admitted request, so that
+    /// a request never waits for a thread; they mostly wait for the model).
+    public var workerThreads: Int?
     /// Largest WebSocket message (a binary frame of samples, or a text message).
     public var maxMessageBytes = 16 << 20
 
@@ -68,7 +69,7 @@ public final class CedServer: @unchecked Sendable {
         var scheduled = tagger
         scheduled.scheduler = batcher
         self.tagger = scheduled
-        pool = BlockingPool(threads: configuration.workerThreads)
+        pool = BlockingPool(threads: configuration.workerThreads ?? (configuration.maxConcurrency + configuration.maxStreams))
         self.logger = logger ?? Logger(label: "ced.serve") { StreamLogHandler.standardError(label: $0) }
         page = CedReportPage.live(model: modelName)
     }

@@ -63,7 +63,8 @@ extension CedServer {
             upload.parameters = queryParameters.merging(upload.parameters)
             batcher.begin()
             defer { batcher.end() }
-            let (text, type, seconds) = try await pool.run { [self] in try compute(endpoint, upload) }
+            let work = try plan(endpoint, upload)
+            let (text, type, seconds) = try await pool.run(work)
             metrics.audio(route: endpoint.route, seconds: seconds)
             return textResponse(text, type: type)
         }
@@ -93,10 +94,18 @@ extension CedServer {
         }
     }
 
-    /// The work of an audio request: its answer's text and media type, and the seconds of
-    /// audio it processed.
-    func compute(_ endpoint: AudioEndpoint, _ upload: AudioUpload) throws -> (String, String, Double) {
+    /// An audio request's answer: its text and media type, and the seconds of audio processed.
+    typealias Work = () throws -> (String, String, Double)
+
+    /// Checks an audio request's parameters and the look of its audio (cheap: on the request's
+    /// own task, so that a bad request is answered at once even when every worker is busy),
+    /// and returns its work, which decodes and runs the model (on a worker thread).
+    func plan(_ endpoint: AudioEndpoint, _ upload: AudioUpload) throws -> Work {
         let p = upload.parameters
+        guard AudioFiles.format(ofFileStartingWith: upload.data) != nil else {
+            let bytes = upload.data.prefix(8).map { String(format: "%02X", $0) }.joined(separator: " ")
+            throw APIError.unprocessable("the \(upload.name == "-" ? "body" : "file \(upload.name)") is not audio in a format recognised here (it starts with \(bytes)): send WAV, FLAC, MP3, Ogg/Opus, M4A/MP4, WebM/Matroska, AIFF, CAF, AMR, AAC, WMA, …")
+        }
         if let m = p.string("model"), !servesModel(m) {
             throw APIError(status: .notFound, type: "model_not_found", message: "model \(CedJSONText.quoted(m)) is not served here; this server serves \(CedJSONText.quoted(modelName)) (GET /v1/models)")
         }
@@ -124,13 +133,15 @@ extension CedServer {
                 let capped = min(w, tagger.longestWindow)
                 return try tagger.windowing(window: capped, hop: hop ?? capped)
             }
-            let r = try tagger.tagResult(input, file: upload.name, model: modelName, topK: topK, threshold: threshold, chunking: chunking,
-                                         windowing: windowing)
-            guard let format else {
-                let body = try CedJSONText.encode(Classification(model: modelName, detections: r.labels, duration: r.duration, segments: r.segments))
-                return (body + "\n", "application/json", r.duration)
+            return { [self] in
+                let r = try tagger.tagResult(input, file: upload.name, model: modelName, topK: topK, threshold: threshold, chunking: chunking,
+                                             windowing: windowing)
+                guard let format else {
+                    let body = try CedJSONText.encode(Classification(model: modelName, detections: r.labels, duration: r.duration, segments: r.segments))
+                    return (body + "\n", "application/json", r.duration)
+                }
+                return (try format.tagEncoder(files: [upload.name], labels: labels, windowed: windowing != nil)!.document([r]), format.mediaType, r.duration)
             }
-            return (try format.tagEncoder(files: [upload.name], labels: labels, windowed: windowing != nil)!.document([r]), format.mediaType, r.duration)
 
         case .events, .report:
             let window = try p.double("window", positive: true) ?? 2
@@ -139,37 +150,48 @@ extension CedServer {
             let options = try eventOptions(p)
             if endpoint == .report {
                 let curves = try p.int("curves", min: 1, max: 64) ?? 8
-                let report = try tagger.report(input, file: upload.name, model: modelName, topK: topK, chunking: chunking,
-                                               windowing: windowing, events: options, curves: curves)
+                let html: Bool
                 switch p.string("format")?.lowercased() {
-                case nil, "json": return (try CedJSONText.encode(report) + "\n", "application/json", report.duration)
-                case "html": return (try CedReportPage.document([report], title: "CED — \(upload.name)"), "text/html; charset=utf-8", report.duration)
+                case nil, "json": html = false
+                case "html": html = true
                 default: throw APIError.invalidParameter("format", "expected json or html")
+                }
+                return { [self] in
+                    let report = try tagger.report(input, file: upload.name, model: modelName, topK: topK, chunking: chunking,
+                                                   windowing: windowing, events: options, curves: curves)
+                    return html ? (try CedReportPage.document([report], title: "CED — \(upload.name)"), "text/html; charset=utf-8", report.duration)
+                        : (try CedJSONText.encode(report) + "\n", "application/json", report.duration)
                 }
             }
             let withWindows = try p.bool("windows")
+            let format = format ?? .json
+            if withWindows && format != .json && format != .jsonl {
+                throw APIError.invalidParameter("windows", "window scores come with format json or jsonl")
+            }
+            return { [self] in
             var windows: [CedWindowReport] = []
             let d = try tagger.events(input, windowing: windowing, events: options) { w in
                 if withWindows { windows.append(CedWindowReport(w, labels: self.tagger.config.predictions(from: w.scores, topK: topK))) }
             }
             let result = CedEventResult(file: upload.name, model: modelName, detection: d)
-            let format = format ?? .json
             if withWindows {
                 let r = EventsWithWindows(result: result, windows: windows)
                 switch format {
                 case .json: return (try CedJSONEncoder<EventsWithWindows>().document([r]), format.mediaType, d.duration)
-                case .jsonl: return (try CedJSONLinesEncoder<EventsWithWindows>().document([r]), format.mediaType, d.duration)
-                default: throw APIError.invalidParameter("windows", "window scores come with format json or jsonl")
+                default: return (try CedJSONLinesEncoder<EventsWithWindows>().document([r]), format.mediaType, d.duration)
                 }
             }
             let encoder = format.eventEncoder(files: [upload.name], labels: labels, featureExtractor: tagger.featureExtractor)
             return (try encoder.document([result]), format.mediaType, d.duration)
+            }
 
         case .embeddings:
-            let f = try tagger.features(input)
-            let e = try tagger.model.encoder.embedding(f.mel)
-            let body = try CedJSONText.encode(Embedding(model: modelName, file: upload.name, duration: f.duration, shape: e.shape, embedding: e.scalars))
-            return (body + "\n", "application/json", f.duration)
+            return { [self] in
+                let f = try tagger.features(input)
+                let e = try tagger.model.encoder.embedding(f.mel)
+                let body = try CedJSONText.encode(Embedding(model: modelName, file: upload.name, duration: f.duration, shape: e.shape, embedding: e.scalars))
+                return (body + "\n", "application/json", f.duration)
+            }
         }
     }
 

@@ -255,6 +255,8 @@ final class ServerTests: XCTestCase {
                 Self.assertError(try await post("/v1/audio/classification", wav, Data(count: 300_000)), 413, type: "payload_too_large")
                 Self.assertError(try await post("/v1/audio/classification", wav, Data("RIFF\u{4}\0\0\0WAVEfmt ".utf8)), 422, type: "invalid_audio")
                 Self.assertError(try await post("/v1/audio/events", wav, nanWAV), 422, mentions: "NaN")
+                Self.assertError(try await post("/v1/audio/events", wav, Data((0..<3000).map { UInt8(($0 * 7 + 3) % 256) })), 422,
+                                 mentions: "not audio in a format recognised here")
                 Self.assertError(try await post("/v1/audio/embeddings", wav, Data(zeroRate)), 422)
                 Self.assertError(try await post("/v1/audio/classification", wav, Data()), 422, mentions: "empty")
                 Self.assertError(try await post("/v1/audio/classification?top_k=-1", wav, good), 400, type: "invalid_parameter", mentions: "top_k")
@@ -290,7 +292,7 @@ final class ServerTests: XCTestCase {
                 let metrics = Self.text(try await client.execute(uri: "/metrics", method: .get))
                 for line in [#"ced_http_requests_total{route="/v1/audio/classification",status="415"} 2"#,
                              #"ced_http_requests_total{route="/v1/audio/classification",status="503"} 1"#,
-                             #"ced_http_requests_total{route="/v1/audio/events",status="422"} 1"#,
+                             #"ced_http_requests_total{route="/v1/audio/events",status="422"} 2"#,
                              #"ced_http_requests_total{route="other",status="404"} 2"#,
                              "ced_http_request_duration_seconds_bucket", "ced_model_batch_size_bucket", "ced_model_queue_depth",
                              #"ced_audio_processed_seconds_total{route="/v1/audio/classification"} 2"#,

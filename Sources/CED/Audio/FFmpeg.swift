@@ -56,6 +56,11 @@ enum FFmpeg {
         if at(0, "MAC ") { return "Monkey's Audio" }
         if at(0, ".snd") { return "Sun/NeXT AU" }
         if b.count >= 4 && b[0] == 0x30 && b[1] == 0x26 && b[2] == 0xB2 && b[3] == 0x75 { return "ASF/WMA" }
+        if at(0, "FLV") { return "FLV" }
+        if b.count >= 189 && b[0] == 0x47 && b[188] == 0x47 { return "MPEG-TS" }
+        if b.count >= 4 && b[0] == 0 && b[1] == 0 && b[2] == 1 && b[3] == 0xBA { return "MPEG-PS" }
+        if b.count >= 2 && b[0] == 0x0B && b[1] == 0x77 { return "AC-3" }
+        if at(0, "Creative Voice File") { return "VOC" }
         if b.count >= 2 && b[0] == 0xFF && (b[1] & 0xF6) == 0xF0 { return "AAC (ADTS)" }
         if b.count >= 2 && b[0] == 0xFF && (b[1] & 0xE0) == 0xE0 { return "MP3" }
         return nil
