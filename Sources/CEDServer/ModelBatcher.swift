@@ -1,5 +1,8 @@
 import CED
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Dynamic batching: the model calls of concurrent requests and streams (a clip, a file's
 /// windows, a stream's windows) wait in one queue; a single worker thread takes everything
@@ -15,9 +18,11 @@ final class ModelBatcher: CedModelScheduler, @unchecked Sendable {
     private let cond = NSCondition()
     private var queue: [Job] = []
     private var stopped = false
-    /// Requests being processed (decoding, or waiting for the model): while more of them
-    /// are in flight than jobs are queued, some are about to join the next batch.
-    private var inFlight = 0
+    /// Requests decoding their audio, on their way to their first model call: the next
+    /// batch waits (at most `maxWait`) for them.
+    private var decoding = 0
+    /// Marks the thread of a request that has not yet reached the model.
+    private static let approaching = ThreadMarker()
     private let observe: @Sendable (_ batchSize: Int, _ queueDepth: Int) -> Void
 
     private final class Job {
@@ -49,13 +54,27 @@ final class ModelBatcher: CedModelScheduler, @unchecked Sendable {
         return queue.reduce(0) { $0 + $1.mels.count }
     }
 
-    /// A request starts being processed (`end()` once it has its answer).
-    func begin() { cond.lock(); inFlight += 1; cond.unlock() }
-    func end() { cond.lock(); inFlight = max(0, inFlight - 1); cond.broadcast(); cond.unlock() }
+    /// Runs a request's work (on the calling thread): while it decodes, before its first
+    /// model call, the batcher knows it is coming.
+    func request<T>(_ work: () throws -> T) rethrows -> T {
+        cond.lock(); decoding += 1; cond.unlock()
+        Self.approaching.set(true)
+        defer {
+            if Self.approaching.get() { arrived() }
+            Self.approaching.set(false)
+        }
+        return try work()
+    }
+
+    private func arrived() {
+        Self.approaching.set(false)
+        cond.lock(); decoding = max(0, decoding - 1); cond.broadcast(); cond.unlock()
+    }
 
     func scores(_ mels: [Tensor], chunking: CedChunking, model: CedForAudioClassification) throws -> [Tensor] {
         if mels.isEmpty { return [] }
         let job = Job(mels: mels, chunking: chunking, model: model)
+        if Self.approaching.get() { arrived() }
         cond.lock()
         if stopped {
             cond.unlock()
@@ -82,9 +101,9 @@ final class ModelBatcher: CedModelScheduler, @unchecked Sendable {
             while queue.isEmpty && !stopped { cond.wait() }
             if queue.isEmpty && stopped { cond.unlock(); return }
             // Requests still decoding may join, for at most maxWait.
-            if maxWait > 0 && inFlight > queue.count && count(queue) < maxBatch {
+            if maxWait > 0 && decoding > 0 && count(queue) < maxBatch {
                 let deadline = Date(timeIntervalSinceNow: maxWait)
-                while inFlight > queue.count && count(queue) < maxBatch && !stopped {
+                while decoding > 0 && count(queue) < maxBatch && !stopped {
                     if !cond.wait(until: deadline) { break }
                 }
             }
@@ -177,4 +196,12 @@ final class BlockingPool: @unchecked Sendable {
             item()
         }
     }
+}
+
+/// A per-thread flag.
+final class ThreadMarker: @unchecked Sendable {
+    private var key = pthread_key_t()
+    init() { pthread_key_create(&key, nil) }
+    func get() -> Bool { pthread_getspecific(key) != nil }
+    func set(_ on: Bool) { pthread_setspecific(key, on ? UnsafeRawPointer(bitPattern: 1) : nil) }
 }

@@ -61,10 +61,8 @@ extension CedServer {
             }
             var upload = try Self.upload(body, kind: kind)
             upload.parameters = queryParameters.merging(upload.parameters)
-            batcher.begin()
-            defer { batcher.end() }
             let work = try plan(endpoint, upload)
-            let (text, type, seconds) = try await pool.run(work)
+            let (text, type, seconds) = try await pool.run { [batcher] in try batcher.request(work) }
             metrics.audio(route: endpoint.route, seconds: seconds)
             return textResponse(text, type: type)
         }

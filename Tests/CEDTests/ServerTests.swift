@@ -485,10 +485,8 @@ final class ServerTests: XCTestCase {
         let expected = try mels.map { try tagger.model($0) }
         final class Results: @unchecked Sendable { var values = [Tensor?](repeating: nil, count: 12) }
         let results = Results()
-        for _ in 0..<12 { batcher.begin() }
         DispatchQueue.concurrentPerform(iterations: 12) { i in
-            results.values[i] = try? batcher.scores([mels[i]], chunking: .hf, model: tagger.model)[0]
-            batcher.end()
+            results.values[i] = batcher.request { try? batcher.scores([mels[i]], chunking: .hf, model: tagger.model)[0] }
         }
         for i in 0..<12 { XCTAssertEqual(results.values[i]?.scalars, expected[i].scalars, "clip \(i)") }
         XCTAssertEqual(sizes.values.reduce(0, +), 12)
