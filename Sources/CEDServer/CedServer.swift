@@ -105,8 +105,11 @@ public final class CedServer: @unchecked Sendable {
     /// flight (streams flush their events and end) and returns.
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = application(onListening: onListening)
+        // Services shut down in reverse order: the streams first (their last events flushed,
+        // then `done`), then the HTTP server (stops accepting, finishes the requests in flight).
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup),
+                       .init(service: StreamDrainer(server: self))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         startDraining()
@@ -130,6 +133,31 @@ public final class CedServer: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         admitted -= 1
         metrics.inFlight.set(Double(admitted))
+    }
+
+    private var sessions: [ObjectIdentifier: StreamSession] = [:]
+
+    func register(_ session: StreamSession) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        sessions[ObjectIdentifier(session)] = session
+        return draining
+    }
+
+    func unregister(_ session: StreamSession) {
+        lock.lock(); defer { lock.unlock() }
+        sessions[ObjectIdentifier(session)] = nil
+    }
+
+    /// Ends every open stream (flushing its events) and waits for them, at most `timeout`.
+    func drainStreams() async {
+        let open: [StreamSession] = { lock.lock(); defer { lock.unlock() }; draining = true; return Array(sessions.values) }()
+        for s in open { s.shutdown() }
+        let deadline = Date(timeIntervalSinceNow: configuration.timeout)
+        while Date() < deadline {
+            let left: Int = { lock.lock(); defer { lock.unlock() }; return sessions.count }()
+            if left == 0 { return }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
     }
 
     func openStream() -> Bool {
@@ -184,6 +212,16 @@ public final class CedServer: @unchecked Sendable {
                 }
             }
         }
+    }
+}
+
+/// On graceful shutdown, before the HTTP server: ends the open streams so that they flush
+/// their events and say `done` (the WebSocket layer would otherwise close them at once).
+struct StreamDrainer: Service {
+    let server: CedServer
+    func run() async throws {
+        try? await gracefulShutdown()
+        await server.drainStreams()
     }
 }
 

@@ -46,11 +46,9 @@ extension CedServer {
             }
             defer { closeStream() }
             let session = StreamSession(server: self, outbound: outbound)
-            try await withGracefulShutdownHandler {
-                try await session.run(inbound.messages(maxSize: configuration.maxMessageBytes))
-            } onGracefulShutdown: {
-                session.shutdown()
-            }
+            if register(session) { session.shutdown() }
+            defer { unregister(session) }
+            try await session.run(inbound.messages(maxSize: configuration.maxMessageBytes))
         }
     }
 }
@@ -68,6 +66,7 @@ final class StreamSession: @unchecked Sendable {
     private let lock = NSLock()
     private var stream: CedStreamingTagger?
     private var shuttingDown = false
+    private var cancelled = false
     /// Bytes of a sample split between two binary frames.
     private var carry: [UInt8] = []
 
@@ -126,7 +125,8 @@ final class StreamSession: @unchecked Sendable {
         }
         if attach(stream) { stream.finish() }
 
-        // Results go out as they come, while input is read.
+        // Results go out as they come, while input is read. The sender ends the stream's
+        // answer: the last events and `done` (and, when the server shuts down, the close).
         let sender = Task { try await send(stream, detector: detector, start: start) }
         var failure: APIError?
         var stopped = false
@@ -155,24 +155,26 @@ final class StreamSession: @unchecked Sendable {
         } catch {
             failure = APIError.from(error)
         }
-        if let failure {
-            stream.cancel()
+        if failure != nil || (!stopped && !isShuttingDown) {
+            // An error, or the client went away without "stop": nothing more is sent.
+            cancel(stream)
             _ = try? await sender.value
-            return try await fail(failure)
-        }
-        if !stopped && !isShuttingDown {
-            // The client went away without "stop": nothing to flush to.
-            stream.cancel()
-            _ = try? await sender.value
+            if let failure { try await fail(failure) }
             return
         }
         stream.finish()
         do {
-            let summary = try await sender.value
-            try await outbound.write(.text(summary))
+            try await sender.value
         } catch {
-            return try await fail(APIError.from(error))
+            try await fail(APIError.from(error))
         }
+    }
+
+    private var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelled }
+
+    private func cancel(_ s: CedStreamingTagger) {
+        lock.lock(); cancelled = true; lock.unlock()
+        s.cancel()
     }
 
     private var isShuttingDown: Bool { lock.lock(); defer { lock.unlock() }; return shuttingDown }
@@ -184,8 +186,9 @@ final class StreamSession: @unchecked Sendable {
         return shuttingDown
     }
 
-    /// Sends window and event messages until the stream ends; returns the `done` message.
-    private func send(_ stream: CedStreamingTagger, detector: CedEventDetector, start: StreamStart) async throws -> String {
+    /// Sends window and event messages until the stream ends, then (unless it was cancelled)
+    /// the last events and `done`; closes the connection when the server is shutting down.
+    private func send(_ stream: CedStreamingTagger, detector: CedEventDetector, start: StreamStart) async throws {
         let config = server.tagger.config
         var windows = 0
         while let r = try await stream.nextResult() {
@@ -196,12 +199,14 @@ final class StreamSession: @unchecked Sendable {
             }
             for e in try detector.process(r) { try await outbound.write(.text(try Self.event(e))) }
         }
-        for e in detector.finish() { try await outbound.write(.text(try Self.event(e))) }
         let stats = stream.statistics
         server.metrics.streamWindows.increment(by: Int64(stats.windowsScored))
         server.metrics.droppedWindows.increment(by: Int64(stats.droppedWindows))
         server.metrics.audio(route: "/v1/audio/stream", seconds: stats.secondsReceived)
-        return #"{"type": "done", "audio_s": \#(CedJSONText.number(stats.secondsReceived)), "windows": \#(stats.windowsScored), "dropped_windows": \#(stats.droppedWindows)}"#
+        if isCancelled { return }
+        for e in detector.finish() { try await outbound.write(.text(try Self.event(e))) }
+        try await outbound.write(.text(#"{"type": "done", "audio_s": \#(CedJSONText.number(stats.secondsReceived)), "windows": \#(stats.windowsScored), "dropped_windows": \#(stats.droppedWindows)}"#))
+        if isShuttingDown { try? await outbound.close(.normalClosure, reason: "the server is shutting down") }
     }
 
     /// An event as `ced tag --events --format json` writes it, with its id and `ongoing`.

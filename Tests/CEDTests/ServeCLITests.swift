@@ -1,5 +1,8 @@
 import CED
 import Foundation
+import HummingbirdWSClient
+import Logging
+import NIOCore
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -177,6 +180,37 @@ final class ServeCLITests: XCTestCase {
         XCTAssertEqual(server.process.terminationReason, .exit)
         XCTAssertEqual(server.process.terminationStatus, 0, server.stderr)
         XCTAssertThrowsError(try Self.http(port, "GET", "/healthz", timeout: 2))
+    }
+
+    func testSIGTERMEndsOpenStreamsWithTheirEvents() throws {
+        let teacher = try Reference.require().appendingPathComponent("distill/teacher-synth4").path
+        let server = try Server(["--model", teacher, "--quiet"])
+        defer { server.stop() }
+        let samples = try ServerTests.recording(gap: 1.0, clips: 3)
+        let pcm = samples.flatMap { v in withUnsafeBytes(of: Int16(max(-32768, min(32767, (v * 32767).rounded()))).littleEndian, Array.init) }
+        final class Seen: @unchecked Sendable { var messages: [String] = [] }
+        let seen = Seen()
+        let pid = server.process.processIdentifier
+        let port = server.port
+        let close = try ServerTests.blocking {
+            try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/v1/audio/stream", logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }) { inbound, outbound, _ in
+                try await outbound.write(.text(#"{"type": "start", "sample_rate": 16000, "format": "s16le", "threshold": 0.7, "windows": false}"#))
+                for i in stride(from: 0, to: pcm.count, by: 8000) {
+                    try await outbound.write(.binary(ByteBuffer(bytes: pcm[i ..< min(pcm.count, i + 8000)])))
+                }
+                // No stop: the server is told to shut down while the stream is open.
+                try await Task.sleep(nanoseconds: 500_000_000)
+                kill(pid, SIGTERM)
+                for try await m in inbound.messages(maxSize: 1 << 20) {
+                    if case .text(let t) = m { seen.messages.append(t) }
+                }
+            }
+        }
+        XCTAssertEqual(close?.closeCode, .normalClosure)
+        XCTAssertTrue(seen.messages.last?.contains(#""type": "done""#) == true, "\(seen.messages)")
+        XCTAssertGreaterThanOrEqual(seen.messages.filter { $0.contains(#""type": "event""#) }.count, 2, "\(seen.messages)")
+        server.process.waitUntilExit()
+        XCTAssertEqual(server.process.terminationStatus, 0, server.stderr)
     }
 
     func testServeUsageErrors() throws {

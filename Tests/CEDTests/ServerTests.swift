@@ -59,29 +59,7 @@ final class ServerTests: XCTestCase {
     }
 
     /// Runs the built `ced` in `cwd`.
-    func ced(_ args: [String], cwd: URL) throws -> CLITests.Run {
-        let p = Process()
-        p.executableURL = CLITests.executable
-        p.arguments = args
-        p.currentDirectoryURL = cwd
-        var env = ProcessInfo.processInfo.environment
-        env["HF_HUB_OFFLINE"] = "1"
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        return CLITests.Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: errBox.data, as: UTF8.self))
-    }
+    func ced(_ args: [String], cwd: URL) throws -> CLITests.Run { try EventCLITests.Runner(cwd: cwd).ced(args) }
 
     /// A recording of the teacher's four sounds from `distill/test` over faint noise (16 kHz, 16-bit).
     static func recording(gap: Double = 1.5, clips: Int = 6) throws -> [Float] {
@@ -526,17 +504,20 @@ final class ServerTests: XCTestCase {
     // MARK: helpers
 
     final class CollectedStream: @unchecked Sendable { var run = StreamRun() }
+    final class BlockingOutcome<T>: @unchecked Sendable { var result: Result<T, Error>? }
 
     /// Runs async test code from a synchronous XCTest method.
-    func runAsync(_ body: @escaping @Sendable () async throws -> Void) throws {
-        final class Outcome: @unchecked Sendable { var error: Error? }
-        let outcome = Outcome()
+    func runAsync(_ body: @escaping @Sendable () async throws -> Void) throws { try Self.blocking(body) }
+
+    /// Waits for async code on this thread and returns its value.
+    static func blocking<T>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let outcome = BlockingOutcome<T>()
         let done = DispatchSemaphore(value: 0)
         Task.detached {
-            do { try await body() } catch { outcome.error = error }
+            do { outcome.result = .success(try await body()) } catch { outcome.result = .failure(error) }
             done.signal()
         }
         done.wait()
-        if let e = outcome.error { throw e }
+        return try outcome.result!.get()
     }
 }
