@@ -14,7 +14,8 @@ when a check fails.
 
     swift build -c release && scripts/browser_check.py [--ced .build/release/ced] [--out out/browser]
 
-Needs: Debian's chromium and chromium-driver, `pip install selenium`.
+Needs: Debian's chromium and chromium-driver, `pip install selenium` (and openapi-spec-validator,
+with which /openapi.json is validated too).
 """
 import argparse
 import json
@@ -134,6 +135,15 @@ def main():
         print(f"browser_check: {base}, recording {a.seconds:.0f} s with {len(want)} events: " +
               ", ".join(f"{l} {s:.2f}-{e:.2f}" for l, s, e in want), flush=True)
         check(len(want) >= 2, "the recording has events to find")
+        try:
+            from openapi_spec_validator import validate
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            validate(json.loads(opener.open(base + "/openapi.json", timeout=30).read()))
+            check(True, "/openapi.json is a valid OpenAPI document (openapi-spec-validator)")
+        except ImportError:
+            print("skip /openapi.json validation: pip install openapi-spec-validator")
+        except Exception as e:  # noqa: BLE001
+            check(False, f"/openapi.json is a valid OpenAPI document: {e}")
 
         # 1. A file through the page's file input.
         d = browser()
