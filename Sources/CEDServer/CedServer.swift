@@ -200,16 +200,19 @@ public final class CedServer: @unchecked Sendable {
         let once = Once()
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
             let work = Task {
-                let r: Result<T, Error>
-                do { r = .success(try await body()) } catch { r = .failure(error) }
-                if once.claim() { c.resume(with: r) }
+                try await body()
             }
-            Task {
-                try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+            let timer = Task {
+                try await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
                 if once.claim() {
                     work.cancel()
                     c.resume(throwing: APIError.timeout(seconds, what))
                 }
+            }
+            Task {
+                let r = await work.result
+                timer.cancel()
+                if once.claim() { c.resume(with: r) }
             }
         }
     }

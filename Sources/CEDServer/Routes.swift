@@ -42,12 +42,13 @@ extension CedServer {
         guard admit() else {
             throw APIError.overCapacity("\(configuration.maxConcurrency) requests are being processed already (--max-concurrency); retry later")
         }
-        defer { release() }
         let query = request.uri.queryParameters
         var parameters = Parameters()
         for (k, v) in query { parameters.values[String(k)] = String(v) }
         let limit = configuration.maxBodyBytes, queryParameters = parameters
+        // The slot is given back when the work is done, even if the answer was a 408 before.
         return try await withTimeout("the request") { [self] in
+            defer { release() }
             var body = Data()
             do {
                 for try await buffer in request.body {

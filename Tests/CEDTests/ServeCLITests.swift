@@ -157,9 +157,9 @@ final class ServeCLITests: XCTestCase {
         let micro = try Reference.model("micro").path
         let server = try Server(["--model", micro, "--quiet"])
         defer { server.stop() }
-        // A long request (90 s of noise, 0.1 s hop: ~900 windows) in flight when SIGTERM comes.
+        // A long request (40 s of noise, 0.1 s hop: ~400 windows) in flight when SIGTERM comes.
         var rng = TrainingRandom(seed: 3)
-        let wav = WAVWriter.data((0..<(90 * 16000)).map { _ in Float(rng.nextGaussian() * 0.1) }, sampleRate: 16000)
+        let wav = WAVWriter.data((0..<(40 * 16000)).map { _ in Float(rng.nextGaussian() * 0.1) }, sampleRate: 16000)
         final class Box: @unchecked Sendable { var result: Result<HTTPResult, Error>? }
         let box = Box()
         let done = DispatchSemaphore(value: 0)
@@ -175,7 +175,7 @@ final class ServeCLITests: XCTestCase {
         let r = try box.result?.get()
         XCTAssertEqual(r?.status, 200, r?.head ?? "")
         let events = (r?.json as? [[String: Any]])?.first
-        XCTAssertEqual(events?["duration_s"] as? Double, 90)
+        XCTAssertEqual(events?["duration_s"] as? Double, 40)
         server.process.waitUntilExit()
         XCTAssertEqual(server.process.terminationReason, .exit)
         XCTAssertEqual(server.process.terminationStatus, 0, server.stderr)
