@@ -93,12 +93,27 @@ def main():
     run(a.warmup)
     time.sleep(1)
     r0, f0 = rss_kb(a.pid), fds(a.pid)
+    trace = []
+    stop = threading.Event()
+
+    def monitor():      # RSS every tenth of the run
+        step = max(1, a.requests // 10)
+        mark = step
+        while not stop.is_set():
+            if counter["next"] >= mark:
+                trace.append((mark, rss_kb(a.pid)))
+                mark += step
+            time.sleep(0.05)
+
+    threading.Thread(target=monitor, daemon=True).start()
     seconds = run(a.requests)
+    stop.set()
     time.sleep(1)
     r1, f1 = rss_kb(a.pid), fds(a.pid)
     print(f"serve_load: {a.requests} requests at concurrency {a.concurrency} in {seconds:.0f} s ({a.requests / seconds:.1f}/s) after {a.warmup} warm-up")
     print(f"serve_load: RSS {r0 / 1024:.1f} MB → {r1 / 1024:.1f} MB ({(r1 - r0) / 1024:+.1f} MB, target ≤ +10), "
           f"open descriptors {f0} → {f1} ({f1 - f0:+d}, target ≤ 0)")
+    print("serve_load: RSS along the run (requests: MB): " + ", ".join(f"{n}: {kb / 1024:.1f}" for n, kb in trace))
     for f in failures[:10]:
         print("serve_load: FAIL " + f)
     ok = not failures and r1 - r0 <= 10 * 1024 and f1 <= f0

@@ -149,51 +149,76 @@ final class ModelBatcher: CedModelScheduler, @unchecked Sendable {
 }
 
 /// Threads for blocking work (decoding, ffmpeg, waiting for the model), so that it never
-/// runs on the server's event loops or Swift's cooperative threads.
+/// runs on the server's event loops or Swift's cooperative threads. Threads are started as
+/// work needs them (at most `threads`), and the most recently idle one takes the next item:
+/// a steady load keeps using the same few threads (and their memory).
 final class BlockingPool: @unchecked Sendable {
-    private let cond = NSCondition()
+    private let lock = NSLock()
     private var work: [() -> Void] = []
     private var head = 0
+    private var idle: [Worker] = []
+    private var started = 0
+    private let limit: Int
     private var stopped = false
 
-    init(threads: Int) {
-        for i in 0..<max(1, threads) {
-            let thread = Thread { [self] in loop() }
-            thread.name = "ced.serve.worker-\(i)"
-            thread.start()
-        }
+    private final class Worker {
+        let wake = DispatchSemaphore(value: 0)
     }
+
+    init(threads: Int) { limit = max(1, threads) }
 
     /// Runs `body` on a pool thread.
     func run<T>(_ body: @escaping () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
-            cond.lock()
-            work.append { c.resume(with: Result { try body() }) }
-            cond.signal()
-            cond.unlock()
+            submit { c.resume(with: Result { try body() }) }
+        }
+    }
+
+    private func submit(_ item: @escaping () -> Void) {
+        lock.lock()
+        work.append(item)
+        if let w = idle.popLast() {
+            lock.unlock()
+            w.wake.signal()
+        } else if started < limit {
+            started += 1
+            let n = started
+            lock.unlock()
+            let thread = Thread { [self] in loop(Worker()) }
+            thread.name = "ced.serve.worker-\(n)"
+            thread.start()
+        } else {
+            lock.unlock()   // every thread is busy: the next one free takes it
         }
     }
 
     func shutdown() {
-        cond.lock()
+        lock.lock()
         stopped = true
-        cond.broadcast()
-        cond.unlock()
+        let sleeping = idle
+        idle = []
+        lock.unlock()
+        for w in sleeping { w.wake.signal() }
     }
 
-    private func loop() {
+    private func loop(_ me: Worker) {
         while true {
-            cond.lock()
-            while head == work.count && !stopped { cond.wait() }
-            if head == work.count { cond.unlock(); return }
-            let item = work[head]
-            head += 1
-            if head > 256 && head * 2 > work.count {
-                work.removeFirst(head)
-                head = 0
+            lock.lock()
+            if head < work.count {
+                let item = work[head]
+                head += 1
+                if head > 256 && head * 2 > work.count {
+                    work.removeFirst(head)
+                    head = 0
+                }
+                lock.unlock()
+                item()
+                continue
             }
-            cond.unlock()
-            item()
+            if stopped { lock.unlock(); return }
+            idle.append(me)
+            lock.unlock()
+            me.wake.wait()
         }
     }
 }
