@@ -72,7 +72,7 @@ start_server() {
     "$CED" serve --model "$MODEL" --port 0 --quiet --max-concurrency 128 "$@" 2> "$W/server.log" &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
-        PORT=$(grep -o 'http://127.0.0.1:[0-9]*' "$W/server.log" | head -1 | cut -d: -f3 || true)
+        PORT=$(grep -so 'http://127.0.0.1:[0-9]*' "$W/server.log" | head -1 | cut -d: -f3 || true)
         [ -n "$PORT" ] && break
         sleep 0.1
     done
