@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -280,6 +281,7 @@ def hour(a):
     done.set()
     server.terminate()
     server.wait(timeout=30)
+    shutil.rmtree(work, ignore_errors=True)
     # The first tenth of the run is the warm-up (the model's workspace, the stream's buffers,
     # the first RSS samples are from before the stream started): memory is flat when the peak
     # of the last tenth is within 10 MB of the peak of the second.
