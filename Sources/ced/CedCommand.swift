@@ -18,11 +18,12 @@ struct CedCommand: ParsableCommand {
               ced tag --window 10 field-recording.flac
               ced tag --events --threshold 0.7 --format audacity field-recording.flac > labels.txt
               ced listen --input default
+              ced serve --model mispeech/ced-tiny
               ced embed --output embeddings.npy clips/
               ced info mispeech/ced-tiny
             """,
         version: cedVersion,
-        subcommands: [Tag.self, Listen.self, Embed.self, Info.self, Download.self, TrainHead.self, Finetune.self, Distill.self,
+        subcommands: [Tag.self, Listen.self, Serve.self, Embed.self, Info.self, Download.self, TrainHead.self, Finetune.self, Distill.self,
                       Bench.self, BenchTrain.self])
 
     /// Runs a command with the tool's exit codes: 0 success, 1 when something failed

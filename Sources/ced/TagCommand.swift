@@ -80,6 +80,9 @@ struct Tag: ParsableCommand {
     @Option(name: .customLong("output-dir"), help: ArgumentHelp("With --events: write each input's events to its own file here (needed for audacity and raven with several inputs).", valueName: "dir"))
     var outputDir: String?
 
+    @Option(help: ArgumentHelp("With --events: also draw each file (log-mel, score curves, events, top tags) in a self-contained HTML page: one page for every input, or in a directory (an existing one, or a path ending in /) one page per input.", valueName: "file.html|dir/"))
+    var report: String?
+
     @Option(help: ArgumentHelp("How clips longer than the model's 10 s window are combined: hf (tokens of all chunks pooled once, Hugging Face) or original (per-chunk predictions averaged, the authors' repository).", valueName: "hf|original"))
     var chunking: CedChunking = .hf
 
@@ -92,7 +95,7 @@ struct Tag: ParsableCommand {
         if hop != nil && window == nil && !events { throw ValidationError("--hop needs --window") }
         try requirePositiveSeconds(hop, "--hop")
         if !events {
-            if let name = eventOptions.firstGiven ?? (outputDir != nil ? "--output-dir" : nil) { throw ValidationError("\(name) needs --events") }
+            if let name = eventOptions.firstGiven ?? (outputDir != nil ? "--output-dir" : report != nil ? "--report" : nil) { throw ValidationError("\(name) needs --events") }
             if let format, format.isEventOnly { throw ValidationError("--format \(format.rawValue) needs --events") }
         }
         if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be given once") }
@@ -146,10 +149,27 @@ extension Tag {
         let printer = ResultPrinter(encoder)
         let model = modelOptions.model, outputDir = self.outputDir, quiet = common.quiet
         if outputDir == nil { printer.begin() }
+        let (reportPath, topK) = (report, self.topK.limit)
+        let reportDirectory = reportPath.map { $0.hasSuffix("/") || (try? URL(fileURLWithPath: $0).resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true }
+        var reports: [CedReport] = []
         let failed = processInputs(files, missing: missing, jobs: common.jobs, quiet: quiet, output: printer.output) { file in
-            let d = try tagger.events(contentsOf: URL(fileURLWithPath: file.path), windowing: windowing, events: options)
-            return CedEventResult(file: file.name, model: model, detection: d)
-        } consume: { file, r in
+            let url = URL(fileURLWithPath: file.path)
+            guard reportPath != nil else {
+                return (CedEventResult(file: file.name, model: model, detection: try tagger.events(contentsOf: url, windowing: windowing, events: options)), nil)
+            }
+            let r = try tagger.report(.file(url), file: file.name, model: model, topK: topK, windowing: windowing, events: options)
+            return (r.eventResult, r)
+        } consume: { (file: InputFile, produced: (CedEventResult, CedReport?)) in
+            let r = produced.0
+            if let page = produced.1, let reportPath {
+                if reportDirectory == true {
+                    let url = CedResultFormat.outputFile(for: file.name, in: URL(fileURLWithPath: reportPath), suffix: ".report.html")
+                    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                    try Data(CedReportPage.document([page], title: "CED — \(file.name)").utf8).write(to: url, options: .atomic)
+                } else {
+                    reports.append(page)
+                }
+            }
             if !quiet { for w in r.warnings { Terminal.warn(w.description) } }
             guard let outputDir else { return try printer.write(r) }
             // One file per input (as before, csv and table files without their header row).
@@ -160,6 +180,10 @@ extension Tag {
             if !quiet && !Terminal.stderrIsTTY { Terminal.write(to: .standardError, "\(file.name): \(r.events.count) events → \(url.path)\n") }
         }
         if outputDir == nil { printer.end() }
+        if let reportPath, reportDirectory == false {
+            try Data(CedReportPage.document(reports, title: "CED — \(reports.count == 1 ? reports[0].file : "\(reports.count) recordings")").utf8)
+                .write(to: URL(fileURLWithPath: reportPath), options: .atomic)
+        }
         try exitIfFailed(failed, of: files.count + missing.count, quiet: quiet)
     }
 }

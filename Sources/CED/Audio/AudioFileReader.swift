@@ -79,8 +79,22 @@ public final class AudioFileReader {
 
     /// Opens `path` and reads its header.
     /// - Throws: `AudioError` naming the file and the reason.
-    public init(path: String, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
-        let r = try openRegularFile(path)
+    public convenience init(path: String, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
+        try self.init(reader: try openRegularFile(path), path: path, bytes: nil, options: options)
+    }
+
+    /// Reads an audio file held in memory (an upload), named `name` in messages: WAV natively,
+    /// anything else through ffmpeg reading the bytes from a pipe (fixed arguments, no
+    /// temporary file). Formats whose index sits at the end of the file (some MP4/M4A) cannot
+    /// be decoded from a pipe.
+    /// - Throws: `AudioError` naming `name` and the reason.
+    public convenience init(data: Data, name: String, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
+        try self.init(reader: ByteReader(data: data, file: name), path: name, bytes: data, options: options)
+    }
+
+    /// Reads the file `r` (named `path`); ffmpeg, when needed, reads `bytes` from a pipe if
+    /// given, else the file at `path`.
+    private init(reader r: ByteReader, path: String, bytes: Data?, options: AudioDecodingOptions) throws {
         if r.size == 0 { throw AudioError(file: path, kind: .empty, reason: "the file is empty (0 bytes)") }
         let magic = try r.read(12)
         var header: WAVHeader?
@@ -129,7 +143,8 @@ public final class AudioFileReader {
                 }
                 throw AudioError(file: path, kind: .ffmpegNotFound, reason: reason)
             }
-            let decode = try FFmpeg.Decode(executable: exe, file: path)
+            let decode = try bytes.map { try FFmpeg.Decode(executable: exe, name: path, data: $0) }
+                ?? FFmpeg.Decode(executable: exe, file: path)
             let pipe = ByteReader(fd: decode.readDescriptor, file: path, seekable: false, size: nil, ownsDescriptor: false)
             let h: WAVHeader
             do {

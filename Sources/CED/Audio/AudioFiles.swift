@@ -3,6 +3,16 @@ import Foundation
 /// Which files are audio, and the audio files a list of paths names: what `ced tag`,
 /// `ced embed` and `ced distill logits` take on the command line and a training folder holds.
 public enum AudioFiles {
+    /// The container the first bytes of a file say it is ("WAV", "FLAC", "MP3", "Ogg Opus",
+    /// "MP4/M4A (AAC or ALAC)", …), or nil when they match no audio or video format known
+    /// here. A server can refuse unrecognised bytes before handing them to ffmpeg.
+    public static func format(ofFileStartingWith bytes: Data) -> String? {
+        let head = [UInt8](bytes.prefix(512))
+        if head.starts(with: Array("RIFF".utf8)) || head.starts(with: Array("RF64".utf8)) || head.starts(with: Array("BW64".utf8)) { return "WAV" }
+        if WAVParser.isWAVMagic(head) { return "WAV" }
+        return FFmpeg.sniff(head, path: "")
+    }
+
     /// Extensions (lower case) of the audio and video files collected from a folder: WAV read
     /// natively, the others through ffmpeg.
     public static let extensions: Set<String> = [

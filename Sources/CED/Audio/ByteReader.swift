@@ -5,9 +5,10 @@ import Glibc
 import Darwin
 #endif
 
-/// A forward reader over a file descriptor (a regular file or ffmpeg's stdout pipe) with a
-/// small read-ahead buffer, so that walking many small chunk headers costs few system calls.
-/// Regular files can also seek. Every failure becomes an `AudioError` naming the file.
+/// A forward reader over a file descriptor (a regular file or ffmpeg's stdout pipe), or over
+/// bytes in memory (an upload), with a small read-ahead buffer, so that walking many small
+/// chunk headers costs few system calls. Regular files and memory can also seek. Every
+/// failure becomes an `AudioError` naming the file.
 final class ByteReader {
     let fd: Int32
     let file: String
@@ -16,6 +17,9 @@ final class ByteReader {
     /// File size in bytes for regular files.
     let size: Int64?
     private let ownsDescriptor: Bool
+    /// The bytes read, when reading from memory (then `fd` is -1).
+    private let memory: Data?
+    private var memoryOffset = 0
 
     private var buffer: [UInt8]
     private var bufferStart = 0
@@ -31,6 +35,18 @@ final class ByteReader {
         self.size = size
         self.ownsDescriptor = ownsDescriptor
         self.buffer = [UInt8](repeating: 0, count: bufferSize)
+        memory = nil
+    }
+
+    /// Reads `data` in memory (seekable, its size known).
+    init(data: Data, file: String, bufferSize: Int = 1 << 16) {
+        fd = -1
+        self.file = file
+        seekable = true
+        size = Int64(data.count)
+        ownsDescriptor = false
+        buffer = [UInt8](repeating: 0, count: bufferSize)
+        memory = data
     }
 
     deinit { close() }
@@ -43,6 +59,13 @@ final class ByteReader {
 
     /// Reads from the descriptor into `dst`, retrying on EINTR; 0 means end of file.
     private func rawRead(_ dst: UnsafeMutableRawPointer, _ count: Int) throws -> Int {
+        if let memory {
+            let n = min(count, memory.count - memoryOffset)
+            guard n > 0 else { return 0 }
+            memory.withUnsafeBytes { src in dst.copyMemory(from: src.baseAddress! + memoryOffset, byteCount: n) }
+            memoryOffset += n
+            return n
+        }
         while true {
             let n = systemRead(fd, dst, count)
             if n >= 0 { return n }
@@ -153,7 +176,9 @@ final class ByteReader {
             position = offset
             return
         }
-        if systemSeek(fd, off_t(offset), SEEK_SET) < 0 {
+        if memory != nil {
+            memoryOffset = Int(min(offset, size!))
+        } else if systemSeek(fd, off_t(offset), SEEK_SET) < 0 {
             throw AudioError(file: file, kind: .unreadable,
                              reason: "seek failed: \(String(cString: strerror(errno)))", offset: offset)
         }

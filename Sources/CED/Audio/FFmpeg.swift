@@ -56,6 +56,11 @@ enum FFmpeg {
         if at(0, "MAC ") { return "Monkey's Audio" }
         if at(0, ".snd") { return "Sun/NeXT AU" }
         if b.count >= 4 && b[0] == 0x30 && b[1] == 0x26 && b[2] == 0xB2 && b[3] == 0x75 { return "ASF/WMA" }
+        if at(0, "FLV") { return "FLV" }
+        if b.count >= 189 && b[0] == 0x47 && b[188] == 0x47 { return "MPEG-TS" }
+        if b.count >= 4 && b[0] == 0 && b[1] == 0 && b[2] == 1 && b[3] == 0xBA { return "MPEG-PS" }
+        if b.count >= 2 && b[0] == 0x0B && b[1] == 0x77 { return "AC-3" }
+        if at(0, "Creative Voice File") { return "VOC" }
         if b.count >= 2 && b[0] == 0xFF && (b[1] & 0xF6) == 0xF0 { return "AAC (ADTS)" }
         if b.count >= 2 && b[0] == 0xFF && (b[1] & 0xE0) == 0xE0 { return "MP3" }
         return nil
@@ -63,13 +68,13 @@ enum FFmpeg {
 
     /// A running `ffmpeg` that writes the file's first audio stream to a pipe as a WAV with
     /// 32-bit float samples at the stream's own rate and channel count (no resampling or
-    /// mixing in ffmpeg: those happen here, exactly as the reference does them).
+    /// mixing in ffmpeg: those happen here, exactly as the reference does them). Its messages
+    /// are read from a pipe (the last few kB are kept), so nothing is written to disk.
     final class Decode {
         let process: Subprocess
-        let stderrURL: URL
-        let stderrHandle: FileHandle
         let file: String
         let executable: String
+        private let messages: MessageTail
         private var ended = false
         private var status: Int32 = 0
 
@@ -79,32 +84,35 @@ enum FFmpeg {
                           input: ["-i", "file:" + absolute, "-map", "0:a:0", "-vn", "-sn", "-dn"], output: [])
         }
 
+        /// ffmpeg decoding `data` from its standard input (a pipe): fixed arguments, no file.
+        convenience init(executable: String, name: String, data: Data) throws {
+            try self.init(executable: executable, name: name, input: ["-i", "pipe:0", "-map", "0:a:0", "-vn", "-sn", "-dn"],
+                          output: [], standardInput: data)
+        }
+
         /// ffmpeg with these input arguments (and extra output options), writing float32 WAV
-        /// to its stdout. `name` is what messages call the input.
-        init(executable: String, name file: String, input: [String], output: [String]) throws {
+        /// to its stdout, reading `standardInput` (when given) from a pipe. `name` is what
+        /// messages call the input.
+        init(executable: String, name file: String, input: [String], output: [String], standardInput: Data? = nil) throws {
             self.executable = executable
             self.file = file
-            let arguments = ["-nostdin", "-hide_banner", "-loglevel", "error"] + input + output
-                + ["-c:a", "pcm_f32le", "-f", "wav", "-"]
+            let arguments = ["-nostdin", "-hide_banner", "-loglevel", "error"].filter { standardInput == nil || $0 != "-nostdin" }
+                + input + output + ["-c:a", "pcm_f32le", "-f", "wav", "-"]
             guard CedPlatform.hasSubprocesses else {
                 throw AudioError(file: file, kind: .ffmpegNotFound,
                                  reason: "decoding this needs ffmpeg, and this platform cannot run other programs; read WAV or raw PCM, or decode with AVAudioFile and pass the samples")
             }
-            // stderr goes to a file so a chatty ffmpeg can never block on a full pipe.
-            stderrURL = FileManager.default.temporaryDirectory
-                .appendingPathComponent("ced-ffmpeg-\(UUID().uuidString).log")
-            guard FileManager.default.createFile(atPath: stderrURL.path, contents: nil),
-                  let h = FileHandle(forWritingAtPath: stderrURL.path) else {
-                throw AudioError(file: file, kind: .ffmpegFailed,
-                                 reason: "cannot create a temporary file for ffmpeg's messages in \(stderrURL.deletingLastPathComponent().path)")
-            }
-            stderrHandle = h
             do {
-                process = try Subprocess(executable: executable, arguments: arguments, pipeStdout: true, stderr: h)
+                process = try Subprocess(executable: executable, arguments: arguments, pipeStdout: true, stderr: .pipe,
+                                         pipeStdin: standardInput != nil)
             } catch {
-                try? h.close()
-                try? FileManager.default.removeItem(at: stderrURL)
                 throw AudioError(file: file, kind: .ffmpegFailed, reason: "cannot start \(executable): \(error)")
+            }
+            // ffmpeg's messages are read from a pipe on a thread of their own (a chatty ffmpeg
+            // never blocks on a full pipe; nothing is written to disk).
+            messages = MessageTail(process.stderrHandle!)
+            if let standardInput, let stdin = process.stdinHandle {
+                Subprocess.write(standardInput, to: stdin)
             }
         }
 
@@ -116,15 +124,7 @@ enum FFmpeg {
                 status = process.wait()
                 ended = true
             }
-            try? stderrHandle.close()
-            var text = ""
-            if let data = try? Data(contentsOf: stderrURL) {
-                // The tail is what matters; a damaged file can produce thousands of lines.
-                let tail = data.suffix(4000)
-                text = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            try? FileManager.default.removeItem(at: stderrURL)
-            return (status, text)
+            return (status, messages.text())
         }
 
         /// Stops ffmpeg early (the consumer gave up) and cleans up.
@@ -135,4 +135,46 @@ enum FFmpeg {
             _ = wait()
         }
     }
+
+    /// Reads a pipe to its end on a thread of its own, keeping the last 4000 bytes (a damaged
+    /// file can make ffmpeg print thousands of lines).
+    final class MessageTail: @unchecked Sendable {
+        private let lock = NSLock()
+        private let done = DispatchSemaphore(value: 0)
+        private var tail: [UInt8] = []
+        private var finished = false
+
+        init(_ handle: FileHandle) {
+            let thread = Thread { [self] in
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let fd = handle.fileDescriptor
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress!, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    lock.lock()
+                    tail += chunk[0..<n]
+                    if tail.count > 8000 { tail.removeFirst(tail.count - 4000) }
+                    lock.unlock()
+                }
+                try? handle.close()
+                done.signal()
+            }
+            thread.name = "ced.ffmpeg.stderr"
+            thread.start()
+        }
+
+        /// Everything ffmpeg printed (its last 4000 bytes), once it has closed its end.
+        func text() -> String {
+            lock.lock()
+            let wait = !finished
+            finished = true
+            lock.unlock()
+            if wait { done.wait() }
+            lock.lock(); defer { lock.unlock() }
+            return String(decoding: tail.suffix(4000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
 }
+
+@inline(__always) private func systemRead(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) -> Int { read(fd, p, n) }

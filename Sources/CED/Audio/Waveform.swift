@@ -31,9 +31,30 @@ public final class WaveformStream {
 
     /// Opens a file and reads its header.
     /// - Throws: `AudioError` naming the file and the reason.
-    public init(path: String, sampleRate: Int = 16000, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
+    public convenience init(path: String, sampleRate: Int = 16000, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
         guard sampleRate > 0 else { throw CedInputError("target sample rate must be positive, got \(sampleRate)") }
-        reader = try AudioFileReader(path: path, options: options)
+        try self.init(reader: AudioFileReader(path: path, options: options), sampleRate: sampleRate)
+    }
+
+    /// Decodes an audio file held in memory (an upload), named `name` in messages (see
+    /// `AudioFileReader(data:name:options:)`).
+    public convenience init(data: Data, name: String, sampleRate: Int = 16000,
+                            options: AudioDecodingOptions = AudioDecodingOptions()) throws {
+        guard sampleRate > 0 else { throw CedInputError("target sample rate must be positive, got \(sampleRate)") }
+        try self.init(reader: AudioFileReader(data: data, name: name, options: options), sampleRate: sampleRate)
+    }
+
+    /// Opens `input` (a file or bytes in memory).
+    public convenience init(_ input: AudioInput, sampleRate: Int = 16000, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
+        switch input {
+        case .file(let url): try self.init(path: url.path, sampleRate: sampleRate, options: options)
+        case .data(let data, let name): try self.init(data: data, name: name, sampleRate: sampleRate, options: options)
+        }
+    }
+
+    private init(reader: AudioFileReader, sampleRate: Int) throws {
+        self.reader = reader
+        let path = reader.info.path
         self.sampleRate = sampleRate
         let rate = reader.info.sampleRate
         do {
@@ -84,6 +105,21 @@ public final class WaveformStream {
     }
 }
 
+/// Audio to decode: a file, or the bytes of a file held in memory (an upload) with the
+/// name messages give it.
+public enum AudioInput: Sendable {
+    case file(URL)
+    case data(Data, name: String)
+
+    /// The name errors and results give the input (the path of a file).
+    public var name: String {
+        switch self {
+        case .file(let url): return url.path
+        case .data(_, let name): return name
+        }
+    }
+}
+
 /// A whole file decoded to mono float samples at `sampleRate` (16 kHz for CED), exactly as
 /// the reference prepares it: samples scaled as torchaudio loads them, channels averaged,
 /// `torchaudio.functional.resample` with its defaults.
@@ -108,7 +144,21 @@ public struct Waveform: Sendable, Equatable {
     /// Decodes, downmixes and resamples a whole file.
     /// - Throws: `AudioError` naming the file and the reason.
     public init(path: String, sampleRate: Int = 16000, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
-        let stream = try WaveformStream(path: path, sampleRate: sampleRate, options: options)
+        try self.init(stream: WaveformStream(path: path, sampleRate: sampleRate, options: options), sampleRate: sampleRate)
+    }
+
+    /// Decodes, downmixes and resamples a file's bytes held in memory (an upload), named
+    /// `name` in messages.
+    public init(data: Data, name: String, sampleRate: Int = 16000, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
+        try self.init(.data(data, name: name), sampleRate: sampleRate, options: options)
+    }
+
+    /// Decodes, downmixes and resamples a file or a file's bytes in memory.
+    public init(_ input: AudioInput, sampleRate: Int = 16000, options: AudioDecodingOptions = AudioDecodingOptions()) throws {
+        try self.init(stream: WaveformStream(input, sampleRate: sampleRate, options: options), sampleRate: sampleRate)
+    }
+
+    private init(stream: WaveformStream, sampleRate: Int) throws {
         var all: [Float] = []
         if let n = stream.expectedSampleCount { all.reserveCapacity(n) }
         while let block = try stream.next() { all += block }

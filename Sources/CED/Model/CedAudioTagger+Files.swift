@@ -19,14 +19,20 @@ extension CedAudioTagger {
     /// waveform is never held whole (a two-hour recording needs its mel, 0.4× the size of its
     /// 16 kHz waveform, plus a few blocks). The result equals featurising `Waveform(contentsOf:)`.
     public func features(contentsOf url: URL, options: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedAudioFeatures {
-        let stream = try WaveformStream(contentsOf: url, sampleRate: samplingRate, options: options)
+        try features(.file(url), options: options)
+    }
+
+    /// The features of a file or of a file's bytes in memory (see `features(contentsOf:)`).
+    public func features(_ input: AudioInput, options: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedAudioFeatures {
+        let name = input.name
+        let stream = try WaveformStream(input, sampleRate: samplingRate, options: options)
         defer { stream.close() }
         let mel = featureExtractor.makeStream()
         while let block = try stream.next() {
             do {
                 try mel.append(block)
             } catch let e as CedInputError {
-                throw AudioError(file: url.path, kind: .nonFiniteSamples, reason: e.reason)
+                throw AudioError(file: name, kind: .nonFiniteSamples, reason: e.reason)
             }
         }
         let n = mel.sampleCount
@@ -34,7 +40,7 @@ extension CedAudioTagger {
         do {
             features = try mel.finish()
         } catch let e as CedInputError {
-            throw AudioError(file: url.path, kind: .noAudio, reason: e.reason)
+            throw AudioError(file: name, kind: .noAudio, reason: e.reason)
         }
         return CedAudioFeatures(mel: features, sampleCount: n, duration: Double(n) / Double(samplingRate),
                                 info: stream.info, warnings: stream.warnings)
@@ -60,42 +66,51 @@ extension CedAudioTagger {
     public func fileScores(contentsOf url: URL, chunking: CedChunking = .hf,
                            options: AudioDecodingOptions = AudioDecodingOptions())
         throws -> (scores: Tensor, sampleCount: Int, info: AudioFileInfo, warnings: [AudioWarning]) {
-        try fileScores(contentsOf: url, chunking: chunking, options: options, singlePassFrames: Self.singlePassFrames)
+        try fileScores(.file(url), chunking: chunking, options: options)
     }
 
-    func fileScores(contentsOf url: URL, chunking: CedChunking, options: AudioDecodingOptions, singlePassFrames: Int)
+    /// `fileScores(contentsOf:)` for a file or a file's bytes in memory. Clips up to
+    /// `singlePassFrames` go through `scores(mels:)` (and so through a `scheduler`, e.g. a
+    /// server's batching); longer recordings are scored in two passes by the model directly.
+    public func fileScores(_ input: AudioInput, chunking: CedChunking = .hf,
+                           options: AudioDecodingOptions = AudioDecodingOptions())
         throws -> (scores: Tensor, sampleCount: Int, info: AudioFileInfo, warnings: [AudioWarning]) {
-        let stream = try WaveformStream(contentsOf: url, sampleRate: samplingRate, options: options)
+        try fileScores(input, chunking: chunking, options: options, singlePassFrames: Self.singlePassFrames)
+    }
+
+    func fileScores(_ input: AudioInput, chunking: CedChunking, options: AudioDecodingOptions, singlePassFrames: Int)
+        throws -> (scores: Tensor, sampleCount: Int, info: AudioFileInfo, warnings: [AudioWarning]) {
+        let stream = try WaveformStream(input, sampleRate: samplingRate, options: options)
         defer { stream.close() }
         let mel = featureExtractor.makeStream()
         mel.keepLimit = singlePassFrames
-        try feed(stream, into: mel, url: url)
-        let scores = try clipScores(mel, of: url, chunking: chunking, options: options)
+        try feed(stream, into: mel, name: input.name)
+        let scores = try clipScores(mel, of: input, chunking: chunking, options: options)
         return (scores, mel.sampleCount, stream.info, stream.warnings)
     }
 
     /// The scores of a file whose first pass went into `mel` (a stream made with
     /// `keepLimit`): from the kept mel, or by a second pass over the file.
-    func clipScores(_ mel: CedFeatureExtractor.Stream, of url: URL, chunking: CedChunking,
+    func clipScores(_ mel: CedFeatureExtractor.Stream, of input: AudioInput, chunking: CedChunking,
                     options: AudioDecodingOptions) throws -> Tensor {
         let n = mel.sampleCount
         if mel.keptAll {
             let features: Tensor
             do { features = try mel.finish() } catch let e as CedInputError {
-                throw AudioError(file: url.path, kind: .noAudio, reason: e.reason)
+                throw AudioError(file: input.name, kind: .noAudio, reason: e.reason)
             }
-            return try model(features, chunking: chunking)
+            return try scores(mels: [features], chunking: chunking)[0]
         }
         let (total, peak) = try mel.finishCounting()
         let floor = peak - Float(featureExtractor.config.topDb)
         return try model.forward(totalFrames: total, chunking: chunking) { deliver in
-            let again = try WaveformStream(contentsOf: url, sampleRate: samplingRate, options: options)
+            let again = try WaveformStream(input, sampleRate: samplingRate, options: options)
             defer { again.close() }
             try withoutActuallyEscaping(deliver) { deliver in
                 let second = featureExtractor.makeStream(floor: floor, deliver: deliver)
-                try feed(again, into: second, url: url)
+                try feed(again, into: second, name: input.name)
                 guard second.sampleCount == n else {
-                    throw AudioError(file: url.path, kind: .malformed,
+                    throw AudioError(file: input.name, kind: .malformed,
                                      reason: "the file changed while it was read: \(n) samples, then \(second.sampleCount)")
                 }
                 _ = try second.finishCounting()
@@ -103,12 +118,12 @@ extension CedAudioTagger {
         }.scores
     }
 
-    private func feed(_ stream: WaveformStream, into mel: CedFeatureExtractor.Stream, url: URL) throws {
+    private func feed(_ stream: WaveformStream, into mel: CedFeatureExtractor.Stream, name: String) throws {
         while let block = try stream.next() {
             do {
                 try mel.append(block)
             } catch let e as CedInputError {
-                throw AudioError(file: url.path, kind: .nonFiniteSamples, reason: e.reason)
+                throw AudioError(file: name, kind: .nonFiniteSamples, reason: e.reason)
             }
         }
     }

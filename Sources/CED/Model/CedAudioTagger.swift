@@ -11,6 +11,10 @@ import Foundation
 public struct CedAudioTagger: Sendable {
     public let model: CedForAudioClassification
     public let featureExtractor: CedFeatureExtractor
+    /// Where this tagger's model calls for scores go (nil: straight to `model`). A server
+    /// sets one that merges the calls of concurrent requests and streams into batches;
+    /// every result stays bit-identical to `model(mel)`.
+    public var scheduler: (any CedModelScheduler)?
 
     /// Pairs a model with its front end; their mel bin counts must agree.
     public init(model: CedForAudioClassification, featureExtractor: CedFeatureExtractor) throws {
@@ -29,7 +33,14 @@ public struct CedAudioTagger: Sendable {
 
     /// `[outputdim]` scores for a mono waveform at `samplingRate`.
     public func scores(_ waveform: [Float], chunking: CedChunking = .hf) throws -> Tensor {
-        try model(featureExtractor(waveform), chunking: chunking)
+        try scores(mels: [featureExtractor(waveform)], chunking: chunking)[0]
+    }
+
+    /// `[outputdim]` scores for each of several `[n_mels, T]` spectrograms, through the
+    /// `scheduler` when there is one (else `model(mels, chunking:)`: clips side by side).
+    public func scores(mels: [Tensor], chunking: CedChunking = .hf) throws -> [Tensor] {
+        if let scheduler { return try scheduler.scores(mels, chunking: chunking, model: model) }
+        return try model(mels, chunking: chunking)
     }
 
     /// The best classes for a mono waveform at `samplingRate`, highest score first:
@@ -49,4 +60,12 @@ public struct CedAudioTagger: Sendable {
     public func tokens(_ waveform: [Float]) throws -> CedModelOutput {
         try model.encoder(featureExtractor(waveform))
     }
+}
+
+/// Runs a tagger's model calls for scores (`CedAudioTagger.scheduler`): e.g. a server's
+/// dynamic batching, which runs the spectrograms of concurrent requests in one model call.
+public protocol CedModelScheduler: Sendable {
+    /// `model(mels, chunking:)`: one `[outputdim]` tensor per spectrogram, in order, each
+    /// bit-identical to `model(mel, chunking:)`.
+    func scores(_ mels: [Tensor], chunking: CedChunking, model: CedForAudioClassification) throws -> [Tensor]
 }

@@ -68,10 +68,15 @@ public enum CedResultFormat: String, CaseIterable, Sendable {
     /// extension><eventFileSuffix>`, absolute and `..` components dropped so that it stays
     /// inside (`-`, standard input, is `stdin`).
     public func eventFile(for name: String, in directory: URL) -> URL {
+        Self.outputFile(for: name, in: directory, suffix: eventFileSuffix)
+    }
+
+    /// Where one recording's output ending in `suffix` goes in `directory` (see `eventFile`).
+    public static func outputFile(for name: String, in directory: URL, suffix: String) -> URL {
         let stem = name == "-" ? "stdin" : (name as NSString).deletingPathExtension
         var url = directory
         for part in stem.split(separator: "/") where part != ".." && part != "." { url.appendPathComponent(String(part)) }
-        return url.deletingLastPathComponent().appendingPathComponent(url.lastPathComponent + eventFileSuffix)
+        return url.deletingLastPathComponent().appendingPathComponent(url.lastPathComponent + suffix)
     }
 
     /// The encoder of tag results (nil for the event-only formats). `files` and `labels` size

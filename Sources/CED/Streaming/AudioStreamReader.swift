@@ -95,7 +95,7 @@ public struct CaptureDevice: Sendable, Equatable, CustomStringConvertible {
             throw AudioError(file: "capture devices", kind: .ffmpegNotFound, reason: "listing devices needs ffmpeg on PATH")
         }
         for args in CedPlatform.captureDeviceListings {
-            _ = try Subprocess(executable: ffmpeg, arguments: args, pipeStdout: false, stderr: nil).wait()
+            _ = try Subprocess(executable: ffmpeg, arguments: args, pipeStdout: false, stderr: .inherit).wait()
         }
     }
 

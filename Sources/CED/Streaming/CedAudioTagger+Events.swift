@@ -56,7 +56,7 @@ extension CedAudioTagger {
             guard !waiting.isEmpty else { return }
             let windows = waiting
             waiting = []
-            let scores = try tagger.model(windows.map(\.mel))
+            let scores = try tagger.scores(mels: windows.map(\.mel))
             for (w, s) in zip(windows, scores) {
                 windowCount += 1
                 try body(CedWindowResult(index: w.index, start: w.start, end: w.end, scores: s))
@@ -82,9 +82,20 @@ extension CedAudioTagger {
     /// through `CedStreamingTagger` (or `ced listen -`).
     public func events(contentsOf url: URL, windowing: CedWindowing, events options: CedEventOptions,
                        decoding: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedEventDetection {
+        try events(.file(url), windowing: windowing, events: options, decoding: decoding)
+    }
+
+    /// The events in a file or in a file's bytes in memory (see `events(contentsOf:)`);
+    /// `windows` receives every window's result as it is scored.
+    public func events(_ input: AudioInput, windowing: CedWindowing, events options: CedEventOptions,
+                       decoding: AudioDecodingOptions = AudioDecodingOptions(),
+                       windows: (CedWindowResult) throws -> Void = { _ in }) throws -> CedEventDetection {
         let detector = try CedEventDetector(options: options, config: config)
         var events: [CedEvent] = []
-        let scan = try scanWindows(contentsOf: url, windowing: windowing, decoding: decoding) { events += try detector.process($0) }
+        let scan = try scanWindows(input, windowing: windowing, decoding: decoding) {
+            try windows($0)
+            events += try detector.process($0)
+        }
         events += detector.finish()
         return CedEventDetection(events: Self.sorted(events), sampleCount: scan.sampleCount,
                                  duration: Double(scan.sampleCount) / Double(samplingRate),
@@ -102,33 +113,41 @@ extension CedAudioTagger {
     public func tagResult(contentsOf url: URL, file: String? = nil, model name: String, topK: Int? = 5, threshold: Float? = nil,
                           chunking: CedChunking = .hf, windowing: CedWindowing? = nil,
                           decoding: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedTagResult {
+        try tagResult(.file(url), file: file, model: name, topK: topK, threshold: threshold, chunking: chunking,
+                      windowing: windowing, decoding: decoding)
+    }
+
+    /// One file's tags (see `tagResult(contentsOf:)`) from a file or a file's bytes in memory.
+    public func tagResult(_ input: AudioInput, file: String? = nil, model name: String, topK: Int? = 5, threshold: Float? = nil,
+                          chunking: CedChunking = .hf, windowing: CedWindowing? = nil,
+                          decoding: AudioDecodingOptions = AudioDecodingOptions()) throws -> CedTagResult {
         let scores: Tensor, sampleCount: Int, warnings: [AudioWarning]
         var segments: [CedTagResult.Segment]?
         if let windowing {
             let stream = featureExtractor.makeStream()
             stream.keepLimit = Self.singlePassFrames
             var found: [CedTagResult.Segment] = []
-            let scan = try scanWindows(contentsOf: url, windowing: windowing, decoding: decoding, observe: { try stream.append($0) }) {
+            let scan = try scanWindows(input, windowing: windowing, decoding: decoding, observe: { try stream.append($0) }) {
                 let labels = config.predictions(from: $0.scores, topK: topK, threshold: threshold)
                 found.append(.init(start: $0.start, end: $0.end, labels: labels))
             }
-            scores = try clipScores(stream, of: url, chunking: chunking, options: decoding)
+            scores = try clipScores(stream, of: input, chunking: chunking, options: decoding)
             (sampleCount, warnings, segments) = (scan.sampleCount, scan.warnings, found)
         } else {
-            let f = try fileScores(contentsOf: url, chunking: chunking, options: decoding)
+            let f = try fileScores(input, chunking: chunking, options: decoding)
             (scores, sampleCount, warnings) = (f.scores, f.sampleCount, f.warnings)
         }
         let labels = config.predictions(from: scores, topK: topK, threshold: threshold)
-        return CedTagResult(file: file ?? url.path, duration: Double(sampleCount) / Double(samplingRate), model: name, labels: labels,
+        return CedTagResult(file: file ?? input.name, duration: Double(sampleCount) / Double(samplingRate), model: name, labels: labels,
                             segments: segments, warnings: warnings)
     }
 
     /// Decodes a file block by block, hands each block to `observe` and each window's scores
     /// to `body`, in order.
-    private func scanWindows(contentsOf url: URL, windowing: CedWindowing, decoding: AudioDecodingOptions,
-                             observe: ([Float]) throws -> Void = { _ in }, _ body: (CedWindowResult) throws -> Void) throws
+    func scanWindows(_ input: AudioInput, windowing: CedWindowing, decoding: AudioDecodingOptions,
+                     observe: ([Float]) throws -> Void = { _ in }, _ body: (CedWindowResult) throws -> Void) throws
         -> (sampleCount: Int, windowCount: Int, info: AudioFileInfo, warnings: [AudioWarning]) {
-        let stream = try WaveformStream(contentsOf: url, sampleRate: samplingRate, options: decoding)
+        let stream = try WaveformStream(input, sampleRate: samplingRate, options: decoding)
         defer { stream.close() }
         let scorer = try WindowScorer(tagger: self, windowing: windowing)
         do {
@@ -138,7 +157,7 @@ extension CedAudioTagger {
             }
             try scorer.finish(body)
         } catch let e as CedInputError {
-            throw AudioError(file: url.path, kind: .nonFiniteSamples, reason: e.reason)
+            throw AudioError(file: input.name, kind: .nonFiniteSamples, reason: e.reason)
         }
         return (scorer.sampleCount, scorer.windowCount, stream.info, stream.warnings)
     }

@@ -439,7 +439,7 @@ private final class Pipeline: @unchecked Sendable {
                 queuedHead += n
                 if queuedHead == queued.count { queued = []; queuedHead = 0 }
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                let scores = try tagger.model(batch.map(\.mel))
+                let scores = try tagger.scores(mels: batch.map(\.mel))
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 publish(zip(batch, scores).map { CedWindowResult(index: $0.index, start: $0.start, end: $0.end, scores: $1) },
                         modelSeconds: seconds)
