@@ -25,11 +25,17 @@ final class LongRecordingTests: XCTestCase {
             XCTAssertGreaterThan(whole.mel.shape[1] / tagger.config.targetLength, 2 * tagger.model.encoder.chunksPerGroup)
             for chunking in CedChunking.allCases {
                 let expect = try tagger.model(whole.mel, chunking: chunking)
-                let streamed = try tagger.fileScores(contentsOf: url, chunking: chunking, options: AudioDecodingOptions(),
+                let streamed = try tagger.fileScores(.file(url), chunking: chunking, options: AudioDecodingOptions(),
                                                      singlePassFrames: 300)
                 XCTAssertEqual(streamed.scores.scalars, expect.scalars, "\(name) \(chunking)")
                 XCTAssertEqual(streamed.sampleCount, samples.count)
             }
         }
+        // The file's bytes in memory (as ced serve receives them) take the same two passes.
+        let tagger = try CedAudioTagger(model: try IndependentCaseTests.makeModel { _ in }, featureExtractor: CedFeatureExtractor())
+        let fromBytes = try tagger.fileScores(.data(try Data(contentsOf: url), name: "upload.wav"), chunking: .hf,
+                                              options: AudioDecodingOptions(), singlePassFrames: 300)
+        XCTAssertEqual(fromBytes.scores.scalars, try tagger.model(whole.mel, chunking: .hf).scalars)
+        XCTAssertEqual(fromBytes.sampleCount, samples.count)
     }
 }

@@ -76,8 +76,18 @@ final class PlatformTests: XCTestCase {
     func testSubprocessesAndPaths() throws {
         #if os(macOS) || os(Linux)
         XCTAssertTrue(CedPlatform.hasSubprocesses)
-        let p = try Subprocess(executable: "/bin/sh", arguments: ["-c", "exit 3"], pipeStdout: true, stderr: nil)
+        let p = try Subprocess(executable: "/bin/sh", arguments: ["-c", "exit 3"], pipeStdout: true, stderr: .inherit)
         XCTAssertEqual(p.wait(), 3)
+        // Standard input, output and error through pipes: the child reverses what it reads
+        // and reports its byte count on standard error.
+        let q = try Subprocess(executable: "/bin/sh", arguments: ["-c", "tr a-z A-Z; echo done >&2"], pipeStdout: true,
+                               stderr: .pipe, pipeStdin: true)
+        Subprocess.write(Data("hello pipes".utf8), to: q.stdinHandle!)
+        let out = FileHandle(fileDescriptor: q.stdoutDescriptor, closeOnDealloc: false).readDataToEndOfFile()
+        let err = q.stderrHandle!.readDataToEndOfFile()
+        XCTAssertEqual(q.wait(), 0)
+        XCTAssertEqual(String(decoding: out, as: UTF8.self), "HELLO PIPES")
+        XCTAssertEqual(String(decoding: err, as: UTF8.self), "done\n")
         #else
         XCTAssertFalse(CedPlatform.hasSubprocesses)
         XCTAssertThrowsError(try Subprocess(executable: "/bin/sh", arguments: [], pipeStdout: true, stderr: nil))
