@@ -195,26 +195,34 @@ func exitIfFailed(_ failed: Int, of total: Int, quiet: Bool) throws {
     throw ExitCode(1)
 }
 
-/// Streams results to stdout through an encoder: the header, each result as it comes, the footer.
+/// Streams results to stdout through an encoder: the header, each result as it comes, the
+/// footer; or, with a log (`--output`), appends each result's line to it.
 final class ResultPrinter<Result> {
     let encoder: any CedResultEncoder<Result>
     let output = Output()
+    let log: CedResultLog?
     private var count = 0
 
-    init(_ encoder: any CedResultEncoder<Result>) { self.encoder = encoder }
+    init(_ encoder: any CedResultEncoder<Result>, log: CedResultLog? = nil) {
+        self.encoder = encoder
+        self.log = log
+    }
 
     func begin() {
+        guard log == nil else { return }
         output.write(encoder.header)
         output.flush()
     }
 
     func write(_ result: Result) throws {
+        if let log { return try log.append(try encoder.encode(result, position: 0)) }
         output.write(try encoder.encode(result, position: count))
         count += 1
         output.flush()
     }
 
     func end() {
+        guard log == nil else { return }
         output.write(encoder.footer(count: count))
         output.flush()
     }

@@ -27,32 +27,15 @@ public struct LogitExtractionOptions: Sendable, Equatable {
             && a.augmentation == b.augmentation && a.precision == b.precision && a.shard == b.shard && a.jobs == b.jobs
     }
 
-    /// A shard from `i/n`, or from the environment for `auto`: a Slurm array
-    /// (`SLURM_ARRAY_TASK_ID` and `SLURM_ARRAY_TASK_COUNT`, or the task id relative to
-    /// `SLURM_ARRAY_TASK_MIN`..`MAX`) or a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`
-    /// with the count in `JOB_COMPLETIONS` or `CED_SHARD_COUNT`).
+    /// A shard from `i/n`, or from the environment for `auto` (`CedShard(parsing:)`: a Slurm
+    /// array or a Kubernetes Indexed Job).
     public static func parseShard(_ text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> (Int, Int) {
-        func bad(_ why: String) -> DistillationError { DistillationError(.input, reason: "--shard \(text): \(why)") }
-        if text == "auto" {
-            if let id = environment["SLURM_ARRAY_TASK_ID"].flatMap(Int.init) {
-                if let min = environment["SLURM_ARRAY_TASK_MIN"].flatMap(Int.init), let max = environment["SLURM_ARRAY_TASK_MAX"].flatMap(Int.init) {
-                    return (id - min, max - min + 1)
-                }
-                if let n = environment["SLURM_ARRAY_TASK_COUNT"].flatMap(Int.init) { return (id, n) }
-                throw bad("SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_MIN/MAX nor SLURM_ARRAY_TASK_COUNT")
-            }
-            if let id = environment["JOB_COMPLETION_INDEX"].flatMap(Int.init) {
-                guard let n = (environment["JOB_COMPLETIONS"] ?? environment["CED_SHARD_COUNT"]).flatMap(Int.init) else {
-                    throw bad("JOB_COMPLETION_INDEX is set; give the job's completions count in JOB_COMPLETIONS or CED_SHARD_COUNT")
-                }
-                return (id, n)
-            }
-            throw bad("found neither a Slurm array (SLURM_ARRAY_TASK_ID) nor a Kubernetes Indexed Job (JOB_COMPLETION_INDEX)")
+        do {
+            let s = try CedShard(parsing: text, environment: environment)
+            return (s.index, s.count)
+        } catch let e as BulkJobError {
+            throw DistillationError(.input, reason: e.reason)
         }
-        let parts = text.split(separator: "/")
-        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else { throw bad("expected i/n, e.g. 0/4, or auto") }
-        guard n >= 1, i >= 0, i < n else { throw bad("the index must lie in 0..<\(n)") }
-        return (i, n)
     }
 }
 
