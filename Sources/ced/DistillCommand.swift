@@ -70,6 +70,9 @@ struct DistillLogits: ParsableCommand {
     @Option(help: ArgumentHelp("Frequency-mask width drawn in [0, N) mel bins (0: none).", valueName: "n"))
     var freqMask = 24
 
+    @Flag(help: "Draw the two masks' widths and starts independently (default: from one pair of random numbers, as upstream).")
+    var independentMasks = false
+
     @Option(help: ArgumentHelp("This process's part of the store: i/n (0 ≤ i < n), or auto (Slurm array / Kubernetes Indexed Job).", valueName: "i/n|auto"))
     var shard = "0/1"
 
@@ -100,7 +103,7 @@ struct DistillLogits: ParsableCommand {
         o.chunkLength = chunkLength
         o.seed = seed
         o.augmentation = CedAugmentation(shift: shift, shiftProbability: shiftP, timeMask: timeMask ?? 192, freqMask: freqMask,
-                                         timeMaskReference: timeMask == nil ? 1001 : nil)
+                                         timeMaskReference: timeMask == nil ? 1001 : nil, sharedMaskValues: !independentMasks)
         o.precision = precision
         o.jobs = common.jobs
         do { o.shard = try LogitExtractionOptions.parseShard(shard) } catch { throw ValidationError("\(error)") }
@@ -220,6 +223,12 @@ struct DistillTrain: ParsableCommand {
     @Option(help: ArgumentHelp("Validate every N epochs.", valueName: "n")) var evalEvery = 1
     @Option(help: ArgumentHelp("With --eval: save the mean weights of the best N validations (upstream 4; 1: the best).", valueName: "n")) var average = 4
     @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded in the store).", valueName: "dir")) var dataRoot: String?
+    @Option(help: ArgumentHelp("Train for at least this many optimiser steps, in whole epochs, instead of --epochs (default: 20 epochs, more for a small store so that the run has 3000 steps).", valueName: "n")) var minSteps: Int?
+
+    func validate() throws {
+        if let s = minSteps, s < 1 { throw ValidationError("--min-steps must be at least 1") }
+        if minSteps != nil && training.epochs != nil { throw ValidationError("give --epochs or --min-steps, not both") }
+    }
 
     func run() throws {
         let store = try LogitStore(directory: URL(fileURLWithPath: logits))
@@ -233,7 +242,7 @@ struct DistillTrain: ParsableCommand {
             throw ValidationError("the store does not record where its audio is; give --data-root")
         }
         var o = DistillationOptions()
-        if let epochs = training.epochs { o.epochs = epochs }
+        o.epochs = training.epochs; o.steps = minSteps
         if let learningRate = training.learningRate { o.learningRate = learningRate }
         if let weightDecay = training.weightDecay { o.weightDecay = weightDecay }
         if let mixup = steps.mixup { o.mixup = mixup }

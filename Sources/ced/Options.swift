@@ -148,7 +148,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: ArgumentHelp("The model folder to write.", valueName: "dir"))
     var output: String
 
-    @Option(help: ArgumentHelp("Passes over the training data (default: train-head 100, finetune 10 or 30 from a random initialisation, distill 20).", valueName: "n"))
+    @Option(help: ArgumentHelp("Passes over the training data (default: train-head 100, finetune 10 or 30 from a random initialisation, distill 20 or more so that a small store gets 3000 steps).", valueName: "n"))
     var epochs: Int?
 
     @Option(name: .customLong("lr"), help: ArgumentHelp("Peak learning rate (default: 1e-3; finetune 1e-4 from trained weights).", valueName: "x"))

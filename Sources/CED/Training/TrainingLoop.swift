@@ -28,10 +28,10 @@ struct TrainingLoop {
     let seed: UInt64
     let classes: Int
     /// The targets `[classes]` of segment s in epoch e.
-    let targets: (Int, Int) -> [Float]
+    let targets: (Int, Int) throws -> [Float]
     let augmentation: CedAugmentation?
     /// The augmentation draw of segment s in epoch e.
-    let draw: (Int, Int) -> CedAugmentation.Draw
+    let draw: (Int, Int) throws -> CedAugmentation.Draw
     /// Accuracy or mAP of the current weights (higher is better), nil: no validation.
     let evaluate: (() throws -> Double)?
     let metricIsMAP: Bool
@@ -57,10 +57,10 @@ struct TrainingLoop {
                 let batch = Array(order[b0 ..< min(order.count, b0 + batchSize)])
                 let step = progress.globalStep
                 let batchSegments = batch.map { segments[$0] }
-                let draws = augmentation == nil ? [] : batch.map { draw($0, epoch) }
+                let draws = augmentation == nil ? [] : try batch.map { try draw($0, epoch) }
                 let mels = try audio.batch(batchSegments, extractor: extractor, augmentation: augmentation, draws: draws)
                 var x = mels.scalars
-                var y = batch.flatMap { targets($0, epoch) }
+                var y = try batch.flatMap { try targets($0, epoch) }
                 if mixup > 0 && batch.count > 1 {
                     var rng = TrainingRandom(seed: TrainingNoise.key(seed ^ 0x4D49_5855_5000, UInt64(step)))
                     let lambdas = CedMixup.lambdas(alpha: mixup, count: batch.count, rng: &rng)
