@@ -10,7 +10,9 @@ struct Distill: ParsableCommand {
                Every file is cut into --chunk-length pieces; for each of --epochs seeded \
             augmentations of each piece the teachers' mean probabilities are computed and \
             their top --topk kept with the seed (about 88 bytes per view at top 20).
-            2. ced distill info STORE, ced distill verify STORE
+            2. ced distill pack STORE (optional; for large stores): the items' audio written \
+            once beside the store, int16 PCM per shard, which training reads by offset.
+               ced distill info STORE, ced distill verify STORE
             3. ced distill train --logits STORE --student ced-mini|config.json|MODEL --output DIR
                The student sees exactly the views the teachers judged (the augmentation is \
             replayed from the stored seeds) and learns their top-k outputs: no labels anywhere.
@@ -20,7 +22,7 @@ struct Distill: ParsableCommand {
               ced distill logits ... --shard auto        # one Slurm array task / Indexed Job pod per shard
               ced distill train --logits store/ --student ced-tiny --output my-tiny --eval test.csv
             """,
-        subcommands: [DistillLogits.self, DistillInfo.self, DistillVerify.self, DistillTrain.self])
+        subcommands: [DistillLogits.self, DistillPack.self, DistillInfo.self, DistillVerify.self, DistillTrain.self])
 }
 
 struct DistillLogits: ParsableCommand {
@@ -135,6 +137,52 @@ struct DistillLogits: ParsableCommand {
     }
 }
 
+struct DistillPack: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pack",
+        abstract: "Write the items' audio once beside the store (int16 PCM, a file per logit shard) for training to read by offset.",
+        discussion: """
+            Each file is decoded once (any format, resampled as the extraction did), checked \
+            against the store's SHA-256, and its items' chunks written to \
+            audio-IIIII-of-NNNNN.safetensors with digests of the items and of the audio. \
+            ced distill train then reads the samples by offset instead of decoding every file \
+            into memory (what a store of millions of clips needs). A killed run started again \
+            continues; --shard i/n (or auto) packs the logit shards whose number is i modulo n.
+            """)
+
+    @Argument(help: ArgumentHelp("The store folder.", valueName: "store"))
+    var store: String
+
+    @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded).", valueName: "dir"))
+    var dataRoot: String?
+
+    @Option(help: ArgumentHelp("Pack the logit shards whose number is i modulo n, or auto (Slurm array / Kubernetes Indexed Job).", valueName: "i/n|auto"))
+    var shard = "0/1"
+
+    @OptionGroup var common: CommonOptions
+
+    func run() throws {
+        let s = try LogitStore(directory: URL(fileURLWithPath: store))
+        let part: CedShard
+        do { part = try CedShard(parsing: shard) } catch { throw ValidationError("\(error)") }
+        guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? s.recordedDataRoot else {
+            throw ValidationError("the store does not record where its audio is; give --data-root")
+        }
+        let quiet = common.quiet, bar = Progress(enabled: Terminal.stderrIsTTY && !quiet, unit: "items")
+        let start = Date()
+        let packed = try AudioPack.pack(s, dataRoot: root, shard: part, jobs: common.jobs) { event in
+            switch event {
+            case .progress(_, let done, let total): (bar.total = total, bar.step(to: done))
+            case .resumed(let i, let n): if !quiet { Terminal.warn("resuming shard \(i): \(n) items were already packed") }
+            }
+        }
+        if !quiet {
+            print(String(format: "packed %d shard(s) in %.1f s (%@); %d of %d shards of %@ are packed", packed.count, Date().timeIntervalSince(start),
+                         packed.map(String.init).joined(separator: ", "), AudioPack.presentShards(of: s).count, s.metadata.shards, store))
+        }
+    }
+}
+
 struct DistillInfo: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "Describe a logit store: items, epochs, teachers, shards, size, digest.")
 
@@ -172,6 +220,9 @@ struct DistillVerify: ParsableCommand {
     @Option(help: ArgumentHelp("Seed of the sample.", valueName: "n"))
     var seed: UInt64 = 0
 
+    @Flag(help: "Also check the audio packs: every item's place and the audio's SHA-256.")
+    var audio = false
+
     func run() throws {
         let s = try LogitStore(directory: URL(fileURLWithPath: store))
         let m = s.metadata
@@ -186,6 +237,7 @@ struct DistillVerify: ParsableCommand {
         guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? s.recordedDataRoot else {
             throw ValidationError("the store does not record where its audio is; give --data-root")
         }
+        if audio { print("audio packs: \(try AudioPack.verify(s)) checked, every item in place and every digest right") }
         let r = try s.verify(teachers: models, dataRoot: root, sample: sample, seed: seed)
         for line in r.mismatches.prefix(20) { Terminal.warn("mismatch: \(line)") }
         print("verified \(r.matched) of \(r.checked) sampled views: \(r.matched == r.checked ? "every one matches the store at float16 precision" : "\(r.checked - r.matched) differ")")
@@ -223,6 +275,7 @@ struct DistillTrain: ParsableCommand {
     @Option(help: ArgumentHelp("Validate every N epochs.", valueName: "n")) var evalEvery = 1
     @Option(help: ArgumentHelp("With --eval: save the mean weights of the best N validations (upstream 4; 1: the best).", valueName: "n")) var average = 4
     @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded in the store).", valueName: "dir")) var dataRoot: String?
+    @Option(help: ArgumentHelp("The items' samples: auto (the audio packs when every shard has one, else the files), pack, or files.", valueName: "auto|pack|files")) var audio: DistillationOptions.AudioSource = .auto
     @Option(help: ArgumentHelp("Train for at least this many optimiser steps, in whole epochs, instead of --epochs (default: 20 epochs, more for a small store so that the run has 3000 steps).", valueName: "n")) var minSteps: Int?
 
     func validate() throws {
@@ -242,7 +295,7 @@ struct DistillTrain: ParsableCommand {
             throw ValidationError("the store does not record where its audio is; give --data-root")
         }
         var o = DistillationOptions()
-        o.epochs = training.epochs; o.steps = minSteps
+        o.epochs = training.epochs; o.steps = minSteps; o.audio = audio
         if let learningRate = training.learningRate { o.learningRate = learningRate }
         if let weightDecay = training.weightDecay { o.weightDecay = weightDecay }
         if let mixup = steps.mixup { o.mixup = mixup }
@@ -279,3 +332,4 @@ struct DistillTrain: ParsableCommand {
 }
 
 extension DistillationOptions.LabelType: ExpressibleByArgument {}
+extension DistillationOptions.AudioSource: ExpressibleByArgument {}

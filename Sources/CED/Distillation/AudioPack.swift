@@ -171,6 +171,19 @@ public enum AudioPack {
         try? FileManager.default.removeItem(at: progressURL)
     }
 
+    /// Checks the pack of every present logit shard: there, of its shard's items, offsets
+    /// that fit them, the audio's SHA-256 the recorded one. Returns how many were checked.
+    @discardableResult
+    public static func verify(_ store: LogitStore) throws -> Int {
+        let r = try store.reader()
+        let missing = r.shardNumbers.filter { !presentShards(of: store).contains($0) }
+        guard missing.isEmpty else {
+            throw DistillationError(.store, file: store.directory.path, reason: "no audio pack for shard\(missing.count > 1 ? "s" : "") \(missing.map(String.init).joined(separator: ", ")) (ced distill pack writes them)")
+        }
+        _ = try Reader(r, checkAudio: true)
+        return r.shardNumbers.count
+    }
+
     static func specs(items m: Int, samples: Int) -> [RawSafeTensors.Spec] {
         [.init(name: "audio", dtype: "I16", shape: [samples], bytes: 2 * samples),
          .init(name: "offsets", dtype: "I64", shape: [m + 1], bytes: 8 * (m + 1))]
