@@ -326,7 +326,11 @@ struct DistillTrain: ParsableCommand {
             case .decoding, .training(.checkpoint): break
             }
         }
-        let saved = result.report.savedEpochs.map(String.init).joined(separator: ", ")
+        let rep = result.report, saved = rep.savedEpochs.map(String.init).joined(separator: ", ")
+        if !quiet, let i = rep.inputSeconds, let st = rep.stepSeconds, let n = rep.timedItems, n > 0 {
+            say(String(format: "time: inputs (audio from the %@, log-mels, augmentation, targets) %.1f s, %.0f items/s; optimiser steps %.1f s, %.0f items/s",
+                       rep.audio ?? "files", i, Double(n) / max(i, 1e-9), st, Double(n) / max(st, 1e-9)))
+        }
         if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch\(result.report.savedEpochs.count > 1 ? "s" : "") \(saved)); use it with: ced tag --model \(training.output) FILE") }
     }
 }

@@ -122,6 +122,14 @@ public struct DistillationReport: Sendable, Codable {
     public var savedEpochs: [Int]
     public var stoppedEarly: Bool
     public var trainingSeconds: Double
+    /// Where this process's training time went: reading the items' audio and computing their
+    /// augmented log-mels, targets and mixup (`inputSeconds`), and the optimiser steps
+    /// (`stepSeconds`), over `items` items (a resumed run counts its own part).
+    public var inputSeconds: Double?
+    public var stepSeconds: Double?
+    public var timedItems: Int?
+    /// Where the items' samples came from: `pack` or `files`.
+    public var audio: String?
 }
 
 /// What `DistillationJob.run` produced.
@@ -251,7 +259,8 @@ public struct DistillationJob {
         let segments: [TrainingAudio.Segment]
         var trainFiles = 0
         let packed = Set(AudioPack.presentShards(of: store))
-        if options.audio != .files && !packed.isEmpty && reader.shardNumbers.allSatisfy(packed.contains) {
+        let fromPack = options.audio != .files && !packed.isEmpty && reader.shardNumbers.allSatisfy(packed.contains)
+        if fromPack {
             let pack = try AudioPack.Reader(reader)
             segments = (0..<reader.count).map { TrainingAudio.Segment(file: $0, start: 0, count: reader.samples($0).count) }
             audio = TrainingAudio(waveforms: []) { segment in
@@ -382,6 +391,7 @@ public struct DistillationJob {
             events?(.training(.resumed(step: progress.globalStep)))
         }
         let clock = Date()
+        let timing = TrainingTiming()
         let loop = TrainingLoop(model: model, optimizer: adam, store: ckpt, fingerprint: fingerprint, audio: audio, segments: segments,
                                 extractor: extractor, epochs: epochs, batchSize: batchSize, schedule: schedule,
                                 learningRate: options.learningRate, loss: .bceWithLogits, mixup: options.mixup,
@@ -389,7 +399,7 @@ public struct DistillationJob {
                                 seed: options.seed, classes: c, targets: targets,
                                 augmentation: augmentation.isNone ? nil : augmentation, draw: draw, evaluate: evaluate,
                                 metricIsMAP: multiLabel, evaluateEvery: options.evalEvery, keepTop: max(1, options.average),
-                                events: { events?(.training($0)) })
+                                events: { events?(.training($0)) }, timing: timing)
         try loop.run(&progress)
 
         // Save with mean pooling: the same network giving probabilities.
@@ -409,7 +419,8 @@ public struct DistillationJob {
                                         options: options, batchSize: batchSize, trainFiles: trainFiles, trainItems: segments.count,
                                         evaluationFiles: evalWaves.count, steps: progress.globalStep, epochs: progress.history,
                                         savedEpochs: savedEpochs, stoppedEarly: progress.stoppedEarly,
-                                        trainingSeconds: Date().timeIntervalSince(clock))
+                                        trainingSeconds: Date().timeIntervalSince(clock), inputSeconds: timing.inputSeconds,
+                                        stepSeconds: timing.stepSeconds, timedItems: timing.items, audio: fromPack ? "pack" : "files")
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         var baseConfig: URL?

@@ -344,12 +344,19 @@ public struct LogitStore: Sendable {
         return (picks.count, matched, mismatches)
     }
 
-    /// Bytes of every file in the store folder (partial blocks included).
-    public var bytesOnDisk: Int {
+    /// Bytes of the store's files (partial blocks included), audio packs not counted.
+    public var bytesOnDisk: Int { bytes { !$0.hasPrefix("audio-") && !$0.hasPrefix(".audio-") } }
+
+    /// Bytes of the audio packs (`ced distill pack`), unfinished ones included.
+    public var audioPackBytes: Int { bytes { $0.hasPrefix("audio-") || $0.hasPrefix(".audio-") } }
+
+    private func bytes(_ include: (String) -> Bool) -> Int {
         let fm = FileManager.default
         guard let e = fm.enumerator(at: directory, includingPropertiesForKeys: [.fileSizeKey]) else { return 0 }
         var total = 0
-        for case let u as URL in e { total += (try? u.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0 }
+        for case let u as URL in e where include(u.lastPathComponent) {
+            total += (try? u.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0
+        }
         return total
     }
 

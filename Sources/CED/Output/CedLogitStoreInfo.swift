@@ -32,7 +32,7 @@ public struct CedLogitStoreInfo {
             "topk": m.topk, "classes": m.classes.count, "chunk_length": m.chunkLength, "seed": m.seed,
             "teachers": m.teachers.map { ["source": $0.source, "weights": $0.weights, "embed_dim": $0.embedDim, "depth": $0.depth] },
             "shards": ["count": m.shards, "complete": store.presentShards, "missing": store.missingShards],
-            "audio_packed_shards": audioShards,
+            "audio_packed_shards": audioShards, "audio_pack_bytes": store.audioPackBytes,
             "complete": store.isComplete, "bytes_on_disk": bytes, "audio_bytes": audioBytes, "digest": digest,
         ]
         if views > 0 { o["bytes_per_item_epoch"] = Double(bytes) / Double(views) }
@@ -50,7 +50,7 @@ public struct CedLogitStoreInfo {
         let missing = store.missingShards.map { "\($0)/\(m.shards)" }.joined(separator: ", ")
         lines.append("shards     \(store.presentShards.count) of \(m.shards) complete" + (missing.isEmpty ? "" : "; missing: \(missing)"))
         lines.append("audio      " + (audioShards.isEmpty ? "not packed (training decodes the files; ced distill pack writes it once)"
-                                      : "\(audioShards.count) of \(m.shards) shards packed"))
+                                      : "\(audioShards.count) of \(m.shards) shards packed (\(store.audioPackBytes) bytes)"))
         var size = "size       \(bytes) bytes"
         if views > 0 { size += String(format: ", %.1f bytes per item-epoch", Double(bytes) / Double(views)) }
         if audio > 0 { size += String(format: ", %.2f %% of the audio (%d bytes)", 100 * Double(bytes) / Double(audio), audio) }
