@@ -97,14 +97,24 @@ final class LogitShard: @unchecked Sendable {
     }
 
     /// Item j (path, file hash, start, end).
-    func item(_ j: Int) throws -> LogitStore.Item {
-        if let v1 { return v1.items[j] }
-        let o = try file.file.array(pathOffsetsAt + 8 * j ..< pathOffsetsAt + 8 * (j + 2), as: Int64.self).map { Int($0) }
-        guard o[0] <= o[1], let path = String(validating: try file.file.bytes(pathAt + o[0] ..< pathAt + o[1]), as: UTF8.self) else {
-            throw DistillationError(.store, file: url.path, reason: "item \(j)'s path is not valid UTF-8 inside item_path")
+    func item(_ j: Int) throws -> LogitStore.Item { try items(j ..< j + 1)[0] }
+
+    /// Items `range`, read in three stretches (offsets, paths, hashes).
+    func items(_ range: Range<Int>) throws -> [LogitStore.Item] {
+        if let v1 { return Array(v1.items[range]) }
+        guard !range.isEmpty else { return [] }
+        let f = file.file
+        let o = try f.array(pathOffsetsAt + 8 * range.lowerBound ..< pathOffsetsAt + 8 * (range.upperBound + 1), as: Int64.self).map { Int($0) }
+        guard o.first! >= 0, o.last! >= o.first! else { throw DistillationError(.store, file: url.path, reason: "item_path_offsets are not increasing") }
+        let blob = try f.bytes(pathAt + o.first! ..< pathAt + o.last!)
+        let sha = try f.bytes(shaAt + 32 * range.lowerBound ..< shaAt + 32 * range.upperBound)
+        return try range.enumerated().map { t, j in
+            let a = o[t] - o[0], b = o[t + 1] - o[0]
+            guard a <= b, let path = String(validating: blob[a..<b], as: UTF8.self) else {
+                throw DistillationError(.store, file: url.path, reason: "item \(j)'s path is not valid UTF-8 inside item_path")
+            }
+            return LogitStore.Item(path: path, sha256: LogitStore.hex(sha[32 * t ..< 32 * (t + 1)]), start: starts[j], end: ends[j])
         }
-        let sha = try file.file.bytes(shaAt + 32 * j ..< shaAt + 32 * (j + 1)).map { String(format: "%02x", $0) }.joined()
-        return LogitStore.Item(path: path, sha256: sha, start: starts[j], end: ends[j])
     }
 
     /// Seeds, classes and float16 values of items `items` in epoch `e` (item by item).
@@ -134,7 +144,7 @@ final class LogitShard: @unchecked Sendable {
         let paths = try self.paths()
         let sha = try file.file.bytes(shaAt ..< shaAt + 32 * count)
         c.items = (0..<count).map { j in
-            LogitStore.Item(path: paths[j], sha256: sha[32 * j ..< 32 * (j + 1)].map { String(format: "%02x", $0) }.joined(), start: starts[j], end: ends[j])
+            LogitStore.Item(path: paths[j], sha256: LogitStore.hex(sha[32 * j ..< 32 * (j + 1)]), start: starts[j], end: ends[j])
         }
         let k = topk
         c.seeds = [UInt32](repeating: 0, count: count * epochs)

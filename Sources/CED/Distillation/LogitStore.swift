@@ -265,11 +265,15 @@ public struct LogitStore: Sendable {
         buf.removeAll(keepingCapacity: true)
         buf += Array("\(it.path)\n\(it.sha256)\n\(it.start)\n\(it.end)\n".utf8)
         let s0 = seeds.startIndex, i0 = indices.startIndex, v0 = values.startIndex
+        buf.reserveCapacity(buf.count + epochs * (4 + 4 * topk))
         for e in 0..<epochs {
-            withUnsafeBytes(of: seeds[s0 + e].littleEndian) { buf += $0 }
+            let seed = seeds[s0 + e]
+            buf.append(UInt8(truncatingIfNeeded: seed)); buf.append(UInt8(truncatingIfNeeded: seed >> 8))
+            buf.append(UInt8(truncatingIfNeeded: seed >> 16)); buf.append(UInt8(truncatingIfNeeded: seed >> 24))
             for j in 0..<topk {
-                withUnsafeBytes(of: indices[i0 + e * topk + j].littleEndian) { buf += $0 }
-                withUnsafeBytes(of: values[v0 + e * topk + j].littleEndian) { buf += $0 }
+                let i = indices[i0 + e * topk + j], v = values[v0 + e * topk + j]
+                buf.append(UInt8(truncatingIfNeeded: i)); buf.append(UInt8(truncatingIfNeeded: i >> 8))
+                buf.append(UInt8(truncatingIfNeeded: v)); buf.append(UInt8(truncatingIfNeeded: v >> 8))
             }
         }
         buf.withUnsafeBytes { h.update($0) }
@@ -360,7 +364,16 @@ public struct LogitStore: Sendable {
         return total
     }
 
-    /// The 32 bytes of a hex string (empty when it is not hex).
+    /// Lower-case hex of bytes.
+    static func hex<C: Collection<UInt8>>(_ bytes: C) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(2 * bytes.count)
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The bytes of a hex string (empty when it is not hex).
     static func hexBytes(_ hex: String) -> [UInt8] {
         let u = Array(hex.utf8)
         guard u.count % 2 == 0 else { return [] }

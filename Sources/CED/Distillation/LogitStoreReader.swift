@@ -77,7 +77,7 @@ extension LogitStore {
                 if j < c.first || j >= c.end {
                     c.first = j
                     c.end = min(shard.count, j + window)
-                    c.items = try (c.first..<c.end).map { try shard.item($0) }
+                    c.items = try shard.items(c.first ..< c.end)
                     // Item-major within the window: [n, E] and [n, E, K].
                     let n = c.end - c.first
                     c.seeds = [UInt32](repeating: 0, count: n * e)
