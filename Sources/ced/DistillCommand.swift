@@ -208,7 +208,7 @@ struct DistillVerify: ParsableCommand {
     @Argument(help: ArgumentHelp("The store folder.", valueName: "store"))
     var store: String
 
-    @Option(help: ArgumentHelp("Items to check (each in one of its epochs).", valueName: "n"))
+    @Option(help: ArgumentHelp("Items to check (each in one of its epochs; 0: none, e.g. with --audio alone).", valueName: "n"))
     var sample = 16
 
     @Option(name: .customLong("teacher"), help: ArgumentHelp("Teachers to load instead of the sources the store names (same order).", valueName: "model"))
@@ -226,6 +226,8 @@ struct DistillVerify: ParsableCommand {
     func run() throws {
         let s = try LogitStore(directory: URL(fileURLWithPath: store))
         let m = s.metadata
+        if audio { print("audio packs: \(try AudioPack.verify(s)) checked, every item in place and every digest right") }
+        if sample == 0 { return }
         let sources = teachers.isEmpty ? m.teachers.map(\.source) : teachers
         guard sources.count == m.teachers.count else {
             throw ValidationError("the store was written by \(m.teachers.count) teachers; give as many --teacher")
@@ -237,7 +239,6 @@ struct DistillVerify: ParsableCommand {
         guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? s.recordedDataRoot else {
             throw ValidationError("the store does not record where its audio is; give --data-root")
         }
-        if audio { print("audio packs: \(try AudioPack.verify(s)) checked, every item in place and every digest right") }
         let r = try s.verify(teachers: models, dataRoot: root, sample: sample, seed: seed)
         for line in r.mismatches.prefix(20) { Terminal.warn("mismatch: \(line)") }
         print("verified \(r.matched) of \(r.checked) sampled views: \(r.matched == r.checked ? "every one matches the store at float16 precision" : "\(r.checked - r.matched) differ")")

@@ -81,6 +81,7 @@ final class LogitStoreFormatTests: XCTestCase {
         // The digest: the documented SHA-256 over the logical content, computed here from the rows.
         var h = SHA256Hasher()
         for row in rows {
+            var item = SHA256Hasher()
             var b = Array("\(row.0.path)\n\(row.0.sha256)\n\(row.0.start)\n\(row.0.end)\n".utf8)
             for epoch in 0..<e {
                 withUnsafeBytes(of: row.1[epoch].littleEndian) { b += $0 }
@@ -89,7 +90,8 @@ final class LogitStoreFormatTests: XCTestCase {
                     withUnsafeBytes(of: Float16(row.3[epoch * k + j]).bitPattern.littleEndian) { b += $0 }
                 }
             }
-            b.withUnsafeBytes { h.update($0) }
+            b.withUnsafeBytes { item.update($0) }
+            item.finalize().withUnsafeBytes { h.update($0) }
         }
         let expected = h.finalizeHex()
         XCTAssertEqual(try one.digest(), expected)

@@ -74,7 +74,7 @@ public enum AudioPack {
             files.append((paths[j], j, e))
             j = e
         }
-        let dataAt = Self.headerLength(items: m, samples: Int(offsets[m]), shard: "\(i)/\(store.metadata.shards)")
+        let dataAt = Self.headerLength(items: m, samples: Int(offsets[m]), shard: "\(i)/\(store.metadata.shards)", sampleRate: sr)
         let partialURL = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".partial")
         let progressURL = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".progress")
         // Resume: the progress file names the items digest and the files finished.
@@ -147,27 +147,11 @@ public enum AudioPack {
         // The offsets, the audio digest (read back), the header; then in place.
         let offsetsAt = dataAt + 2 * Int(offsets[m])
         try out.write(offsets, at: offsetsAt)
-        var h = SHA256Hasher()
-        var at = dataAt
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while at < offsetsAt {
-            let n = min(buffer.count, offsetsAt - at)
-            try buffer.withUnsafeMutableBytes { try out.read(into: $0.baseAddress!, count: n, at: at) }
-            buffer.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            at += n
-        }
         let header = Self.header(items: m, samples: Int(offsets[m]), metadata: [
             "format": "\(formatName) \(formatVersion)", "shard": "\(i)/\(store.metadata.shards)", "sample_rate": String(sr),
-            "items_sha256": itemsDigest, "audio_sha256": h.finalizeHex(), "clipped": String(format: "%015d", clipped),
+            "items_sha256": itemsDigest, "audio_sha256": try out.sha256(dataAt ..< offsetsAt), "clipped": String(format: "%015d", clipped),
         ])
-        guard header.count == dataAt else {
-            throw DistillationError(.store, file: url.path, reason: "internal: the pack's header outgrew its room")
-        }
-        try out.write(header, at: 0)
-        out.sync()
-        guard rename(partialURL.path, url.path) == 0 else {
-            throw DistillationError(.store, file: url.path, reason: "cannot put the pack in place (\(String(cString: strerror(errno))))")
-        }
+        try out.finish(header: header, room: dataAt, as: url)
         try? FileManager.default.removeItem(at: progressURL)
     }
 
@@ -194,10 +178,10 @@ public enum AudioPack {
     }
 
     /// The header's length: its metadata has fixed widths (hex digests, a 15-digit count).
-    static func headerLength(items m: Int, samples: Int, shard: String) -> Int {
+    static func headerLength(items m: Int, samples: Int, shard: String, sampleRate: Int) -> Int {
         let hex = String(repeating: "0", count: 64)
         return header(items: m, samples: samples, metadata: [
-            "format": "\(formatName) \(formatVersion)", "shard": shard, "sample_rate": "16000", "items_sha256": hex,
+            "format": "\(formatName) \(formatVersion)", "shard": shard, "sample_rate": String(sampleRate), "items_sha256": hex,
             "audio_sha256": hex, "clipped": String(repeating: "0", count: 15),
         ]).count
     }
@@ -233,19 +217,8 @@ public enum AudioPack {
                 guard fits else {
                     throw DistillationError(.store, file: url.path, reason: "the pack's offsets do not fit the items of its logit shard")
                 }
-                if checkAudio {
-                    var h = SHA256Hasher()
-                    var at = audio.lowerBound
-                    var buffer = [UInt8](repeating: 0, count: 1 << 20)
-                    while at < audio.upperBound {
-                        let n = min(buffer.count, audio.upperBound - at)
-                        try buffer.withUnsafeMutableBytes { try f.file.read(into: $0.baseAddress!, count: n, at: at) }
-                        buffer.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-                        at += n
-                    }
-                    guard h.finalizeHex() == f.metadata["audio_sha256"] else {
-                        throw DistillationError(.store, file: url.path, reason: "the audio's SHA-256 is not the one recorded: the pack is damaged; delete it and pack again")
-                    }
+                if checkAudio, try f.file.sha256(audio) != f.metadata["audio_sha256"] {
+                    throw DistillationError(.store, file: url.path, reason: "the audio's SHA-256 is not the one recorded: the pack is damaged; delete it and pack again")
                 }
                 files[i] = (f, audio.lowerBound, offsets)
             }

@@ -137,6 +137,37 @@ final class LogitShard: @unchecked Sendable {
                 try f.array(valuesAt + 2 * k * row ..< valuesAt + 2 * k * (row + n), as: UInt16.self))
     }
 
+    /// Each item's SHA-256 (32 bytes an item) of its serialisation (`LogitStore.digestItem`),
+    /// the shard read in windows of about 16 MB, one stretch per epoch and tensor.
+    func itemDigests() throws -> [UInt8] {
+        let e = epochs, k = topk
+        let window = max(16, (16 << 20) / max(1, e * (4 + 4 * k)))
+        var out = [UInt8]()
+        out.reserveCapacity(32 * count)
+        var buf = [UInt8]()
+        var first = 0
+        while first < count {
+            let end = min(count, first + window), n = end - first
+            let items = try self.items(first ..< end)
+            let slabs = try (0..<e).map { try slab(epoch: $0, items: first ..< end) }
+            var seeds = [UInt32](repeating: 0, count: e), indices = [UInt16](repeating: 0, count: e * k), values = indices
+            for t in 0..<n {
+                for epoch in 0..<e {
+                    seeds[epoch] = slabs[epoch].seeds[t]
+                    for q in 0..<k {
+                        indices[epoch * k + q] = slabs[epoch].indices[t * k + q]
+                        values[epoch * k + q] = slabs[epoch].values[t * k + q]
+                    }
+                }
+                var h = SHA256Hasher()
+                LogitStore.digestItem(&h, &buf, items[t], seeds: seeds[...], indices: indices[...], values: values[...], epochs: e, topk: k)
+                out += h.finalize()
+            }
+            first = end
+        }
+        return out
+    }
+
     /// Everything, item-major, in memory (small shards: merging, `LogitStore.contents()`).
     func content() throws -> LogitShardContent {
         if let v1 { return v1 }
@@ -289,16 +320,9 @@ final class LogitShardWriter {
         try file.write(pathOffsets, at: pathOffsetsAt)
         var meta = metadata
         meta["audio_bytes"] = String(audioBytes)
-        let header = RawSafeTensors.header(Self.specs(m: items, epochs: epochs, topk: topk, pathBytes: pathBytes), metadata: meta,
-                                           minimumLength: headerLength - 8)
-        guard header.count == headerLength else {
-            throw DistillationError(.store, file: url.path, reason: "internal: the header outgrew its room (\(header.count) > \(headerLength))")
-        }
-        try file.write(header, at: 0)
-        file.sync()
-        guard rename(temporary.path, url.path) == 0 else {
-            throw DistillationError(.store, file: url.path, reason: "cannot put the shard in place (\(String(cString: strerror(errno))))")
-        }
+        try file.finish(header: RawSafeTensors.header(Self.specs(m: items, epochs: epochs, topk: topk, pathBytes: pathBytes),
+                                                      metadata: meta, minimumLength: headerLength - 8),
+                        room: headerLength, as: url)
         written = -1
     }
 }

@@ -243,19 +243,22 @@ public struct LogitStore: Sendable {
     /// A reader of the shards present.
     public func reader() throws -> Reader { try Reader(self) }
 
-    /// SHA-256 over the logical content in store order: per item its path, hash, start and
-    /// end, then per epoch the seed (4 bytes) and the K (index, value) pairs (2 + 2 bytes,
-    /// little-endian), so equal stores have equal digests however they were written
-    /// (sharded, resumed, version 1 or 2). Streams the store: memory does not grow with it.
+    /// The store's digest: SHA-256 over, in store order, each item's SHA-256 of its
+    /// serialisation (its path, file hash, start and end, each followed by a newline, then per
+    /// epoch the seed, 4 bytes, and the K (class, value) pairs, 2 + 2 bytes, little-endian). Equal
+    /// stores have equal digests however they were written (sharded, resumed, version 1 or
+    /// 2), and computing it reads each shard once, in order: memory does not grow with the store.
     public func digest() throws -> String { try reader().digest() }
 
     static func digest(_ c: Contents, epochs: Int, topk: Int) -> String {
         var h = SHA256Hasher()
         var buf = [UInt8]()
         for (i, it) in c.items.enumerated() {
-            digestItem(&h, &buf, it, seeds: c.seeds[(i * epochs) ..< ((i + 1) * epochs)],
+            var item = SHA256Hasher()
+            digestItem(&item, &buf, it, seeds: c.seeds[(i * epochs) ..< ((i + 1) * epochs)],
                        indices: c.indices[(i * epochs * topk) ..< ((i + 1) * epochs * topk)],
                        values: c.values[(i * epochs * topk) ..< ((i + 1) * epochs * topk)], epochs: epochs, topk: topk)
+            item.finalize().withUnsafeBytes { h.update($0) }
         }
         return h.finalizeHex()
     }

@@ -100,13 +100,14 @@ extension LogitStore {
             }
         }
 
-        /// `LogitStore.digest()`.
+        /// `LogitStore.digest()`: each shard read once, in large stretches (the items' own
+        /// digests), then the items' digests in store order.
         public func digest() throws -> String {
-            let e = store.metadata.epochs, k = store.metadata.topk
+            let perShard = try shards.map { try $0.itemDigests() }
             var h = SHA256Hasher()
-            var buf = [UInt8]()
-            try forEachInOrder { item, seeds, indices, values in
-                LogitStore.digestItem(&h, &buf, item, seeds: seeds, indices: indices, values: values, epochs: e, topk: k)
+            for o in order {
+                let j = Int(o & 0xFF_FFFF_FFFF)
+                perShard[Int(o >> 40)].withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[32 * j ..< 32 * (j + 1)])) }
             }
             return h.finalizeHex()
         }

@@ -210,4 +210,31 @@ final class PositionalFile: @unchecked Sendable {
     }
 
     func sync() { fsync(fd) }
+
+    /// SHA-256 of the bytes in `range`, read a megabyte at a time.
+    func sha256(_ range: Range<Int>) throws -> String {
+        var h = SHA256Hasher()
+        var at = range.lowerBound
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while at < range.upperBound {
+            let n = min(buffer.count, range.upperBound - at)
+            try buffer.withUnsafeMutableBytes { try read(into: $0.baseAddress!, count: n, at: at) }
+            buffer.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            at += n
+        }
+        return h.finalizeHex()
+    }
+
+    /// Writes a safetensors header into the room reserved for it at the start (it must fill
+    /// the room exactly), syncs, and renames the file onto `url`: it appears whole.
+    func finish(header: Data, room: Int, as url: URL) throws {
+        guard header.count == room else {
+            throw DistillationError(.store, file: url.path, reason: "internal: the header (\(header.count) bytes) does not fill its room (\(room))")
+        }
+        try write(header, at: 0)
+        sync()
+        guard rename(self.url.path, url.path) == 0 else {
+            throw DistillationError(.store, file: url.path, reason: "cannot put the file in place (\(String(cString: strerror(errno))))")
+        }
+    }
 }
