@@ -130,12 +130,23 @@ struct InputFile {
     var path: String
 }
 
-/// Expands the command-line paths (`AudioFiles.expand`), "-" standing for audio bytes on
-/// stdin (buffered to a temporary file). Paths that do not exist are returned as failures.
+/// Expands the command-line paths (`AudioFiles.expand`; list files, `.txt`/`.lst`/`.list`,
+/// name one path per line), "-" standing for audio bytes on stdin (buffered to a temporary
+/// file). Paths that do not exist are returned as failures.
 func expandInputs(_ paths: [String]) -> (files: [InputFile], failures: [(path: String, reason: String)]) {
     var files: [InputFile] = []
     var failures: [(path: String, reason: String)] = []
     for p in paths {
+        if AudioFiles.isList(p) {
+            do {
+                let (found, failed) = AudioFiles.expand(try AudioFiles.listed(in: p))
+                files += found.map { InputFile(name: $0, path: $0) }
+                failures += failed
+            } catch {
+                failures.append((p, describe(error)))
+            }
+            continue
+        }
         guard p == "-" else {
             let (found, failed) = AudioFiles.expand([p])
             files += found.map { InputFile(name: $0, path: $0) }

@@ -54,6 +54,12 @@ extension CLITests {
             }
         }
         XCTAssertEqual(union, all, "three shards give the results of one run, line for line")
+        // A list file names the same files (here by absolute path: the same names, the same lines).
+        let list = tmp.appendingPathComponent("files.txt")
+        try (["# the clips"] + all.keys.sorted().reversed()).joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
+        let listed = tmp.appendingPathComponent("listed.jsonl")
+        XCTAssertEqual(try ced(["tag", "--model", model, "--shard", "0/3", "--output", listed.path, "--quiet", list.path]).status, 0)
+        XCTAssertEqual(try resultLines(listed), try resultLines(tmp.appendingPathComponent("shard-0.jsonl")))
         // A Kubernetes Indexed Job's pod, and specifications that are refused.
         let k = try ced(["tag", "--model", model, "--shard", "auto", "--format", "jsonl", "--quiet", clips.path],
                         env: ["JOB_COMPLETION_INDEX": "2", "JOB_COMPLETIONS": "3"])
