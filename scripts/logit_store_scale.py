@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """A logit store of any size written from its documented format alone (no teachers, no
 audio files): store.json, version-2 shards and their audio packs, with random views and
-random audio. Then, optionally, what `ced distill` costs on it: the time to read it
-(`ced distill info`, which streams every byte into the digest), its size on disk, and the
+random audio. Then, optionally, what `ced distill` costs on it: the CPU time to read
+it (`ced distill info`, which streams every byte into the digest), its size on disk, and the
 peak RSS of one training epoch (`/usr/bin/time -v`), beside the same numbers for a small
 store, in one run.
 
     scripts/logit_store_scale.py --items 2000000 --epochs 40 --topk 20 --shards 40 \
         --output /work/tmp/as-store --measure --small 600
 
+Times are CPU seconds (user + system): on a shared machine wall time says little.
 AudioSet's shape is 2 M items x 40 epochs x top 20 over 527 classes. The items' audio is
 short (--seconds, default 0.2 s) so that a pack of 2 M items fits on a disk and one epoch
 of a micro student runs in minutes: the store's part of the memory (what scales with the
@@ -126,11 +127,12 @@ def du(path):
 
 
 def measure(store, work):
-    """Seconds to read the whole store (ced distill info), bytes on disk, and one training
-    epoch's peak RSS and CPU seconds."""
-    t = time.time()
+    """CPU seconds to read the whole store (ced distill info: every view into the digest),
+    bytes on disk, and one training epoch's peak RSS and CPU seconds."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     info = subprocess.run([CED, "distill", "info", store, "--format", "json"], check=True, capture_output=True, text=True)
-    read_s = time.time() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    read_s = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)     # CPU seconds: wall time on a shared machine says little
     student = os.path.join(work, "micro.json")
     with open(student, "w") as f:
         json.dump({"embed_dim": 64, "depth": 2, "num_heads": 2, "pooling": "mean"}, f)
@@ -176,9 +178,9 @@ def main():
     work = a.output.rstrip("/") + "-work"
     os.makedirs(work, exist_ok=True)
     rows = [("small", measure(small, work)), ("large", measure(a.output, work))]
-    print(f"{'store':6} {'items':>9} {'logits GB':>9} {'with audio GB':>13} {'read s':>7} {'epoch peak RSS MB':>17} {'epoch CPU s':>11} {'epoch wall s':>12}")
+    print(f"{'store':6} {'items':>9} {'logits GB':>9} {'with audio GB':>13} {'read CPU s':>10} {'epoch peak RSS MB':>17} {'epoch CPU s':>11} {'epoch wall s':>12}")
     for name, m in rows:
-        print(f"{name:6} {m['items']:9d} {m['logit_bytes'] / 1e9:9.3f} {m['bytes'] / 1e9:13.3f} {m['read_s']:7.1f} {m['epoch_peak_rss_mb']:17.0f} {m['epoch_cpu_s']:11.0f} {m['epoch_wall_s']:12.0f}")
+        print(f"{name:6} {m['items']:9d} {m['logit_bytes'] / 1e9:9.3f} {m['bytes'] / 1e9:13.3f} {m['read_s']:10.1f} {m['epoch_peak_rss_mb']:17.0f} {m['epoch_cpu_s']:11.0f} {m['epoch_wall_s']:12.0f}")
     print(f"peak RSS, large - small: {rows[1][1]['epoch_peak_rss_mb'] - rows[0][1]['epoch_peak_rss_mb']:.0f} MB")
     print(json.dumps(dict(rows)))
     if not a.keep:

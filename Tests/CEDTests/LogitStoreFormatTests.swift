@@ -100,6 +100,10 @@ final class LogitStoreFormatTests: XCTestCase {
         try FileManager.default.removeItem(at: four.shardURL(2))
         XCTAssertEqual(four.missingShards, [2])
         XCTAssertFalse(four.isComplete)
+        let paths = Array(Set(rows.map(\.0.path))).sorted()
+        let left = rows.filter { paths.firstIndex(of: $0.0.path)! % 4 != 2 }.map(\.0)
+        let partial = try four.reader()
+        XCTAssertEqual(try (0..<partial.count).map { try partial.item($0) }, left, "the other shards, still in store order")
         // Appending out of store order, or classes outside the store's, is refused.
         let bad = try LogitStore.ShardWriter(store: one, shard: 0, items: 2)
         try bad.append(rows[1].0, seeds: rows[1].1, classes: rows[1].2, probabilities: rows[1].3)

@@ -77,6 +77,20 @@ final class LogitShard: @unchecked Sendable {
         pathAt = try f.range("item_path", "U8", size: 1).lowerBound
     }
 
+    /// Every item's path as UTF-8 bytes: item j's are `bytes[offsets[j] ..< offsets[j + 1]]`.
+    func pathTable() throws -> (bytes: [UInt8], offsets: [Int]) {
+        if let v1 {
+            var bytes: [UInt8] = [], offsets = [0]
+            for it in v1.items { bytes += Array(it.path.utf8); offsets.append(bytes.count) }
+            return (bytes, offsets)
+        }
+        let offsets = try file.file.array(pathOffsetsAt ..< pathOffsetsAt + 8 * (count + 1), as: Int64.self).map { Int($0) }
+        guard offsets.first == 0, zip(offsets, offsets.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+            throw DistillationError(.store, file: url.path, reason: "item_path_offsets are not increasing from 0")
+        }
+        return (try file.file.bytes(pathAt ..< pathAt + offsets[count]), offsets)
+    }
+
     /// Every item's path (decoded from the path bytes at once).
     func paths() throws -> [String] {
         if let v1 { return v1.items.map(\.path) }

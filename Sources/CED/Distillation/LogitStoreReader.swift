@@ -123,23 +123,18 @@ extension LogitStore {
                 for j in 0..<shards[0].count { order.append(UInt64(j)) }
                 return order
             }
-            // Runs of one file per shard: (first item, count), and each run's path.
-            var runs: [[(Int, Int)]] = [], runPaths: [[String]] = []
-            for s in shards {
-                let paths = try s.paths()
-                var r: [(Int, Int)] = [], rp: [String] = []
-                var j = 0
-                while j < paths.count {
-                    var e = j + 1
-                    while e < paths.count && paths[e] == paths[j] { e += 1 }
-                    r.append((j, e - j))
-                    rp.append(paths[j])
-                    j = e
-                }
+            // Runs of one file per shard (their first items), compared as paths only where needed.
+            let tables = try shards.map { try $0.pathTable() }
+            func bytes(_ p: Int, _ j: Int) -> ArraySlice<UInt8> { tables[p].bytes[tables[p].offsets[j] ..< tables[p].offsets[j + 1]] }
+            func path(_ p: Int, _ j: Int) -> String { String(decoding: bytes(p, j), as: UTF8.self) }
+            var runs: [[Int]] = []
+            for (p, s) in shards.enumerated() {
+                var r: [Int] = []
+                for j in 0..<s.count where j == 0 || bytes(p, j) != bytes(p, j - 1) { r.append(j) }
+                r.append(s.count)
                 runs.append(r)
-                runPaths.append(rp)
             }
-            let totalRuns = runs.reduce(0) { $0 + $1.count }
+            let totalRuns = runs.reduce(0) { $0 + $1.count - 1 }
             var merged: [(p: Int, run: Int)] = []
             merged.reserveCapacity(totalRuns)
             var next = [Int](repeating: 0, count: shards.count)
@@ -148,21 +143,20 @@ extension LogitStore {
             while merged.count < totalRuns {
                 // File k is shard (k mod n)'s next one; a shard that runs out early, or paths
                 // out of order, mean the shards were not written from one file list.
-                guard next[p] < runs[p].count else { break }
-                let path = runPaths[p][next[p]]
-                if let previous, !(previous < path) { break }
-                previous = path
+                guard next[p] < runs[p].count - 1 else { break }
+                let current = path(p, runs[p][next[p]])
+                if let previous, !(previous < current) { break }
+                previous = current
                 merged.append((p, next[p]))
                 next[p] += 1
                 p = (p + 1) % shards.count
             }
             if merged.count != totalRuns {
-                merged = runs.indices.flatMap { p in runs[p].indices.map { (p: p, run: $0) } }
-                merged.sort { runPaths[$0.p][$0.run] < runPaths[$1.p][$1.run] }
+                let heads = runs.indices.flatMap { p in (0 ..< runs[p].count - 1).map { (p: p, run: $0, path: path(p, runs[p][$0])) } }
+                merged = heads.sorted { $0.path < $1.path }.map { (p: $0.p, run: $0.run) }
             }
             for (p, r) in merged {
-                let (first, n) = runs[p][r]
-                for j in first ..< first + n { order.append(UInt64(p) << 40 | UInt64(j)) }
+                for j in runs[p][r] ..< runs[p][r + 1] { order.append(UInt64(p) << 40 | UInt64(j)) }
             }
             return order
         }
