@@ -256,7 +256,10 @@ struct DistillTrain: ParsableCommand {
             continue from. Its classes are the store's. Training epoch e replays stored epoch \
             e mod E (upstream's max(epoch % E, 1) never used the first stored epoch; fixed). \
             The student trains with logit pooling and BCE-with-logits and is saved with mean \
-            pooling and the teachers' labels.
+            pooling and the teachers' labels. Length: 20 epochs, or more for a small store so \
+            that the run has 3000 optimiser steps (600 clips: 75 epochs); --epochs or \
+            --min-steps set it. The items' audio comes from the store's packs when every \
+            shard has one (ced distill pack), else from the files, decoded once.
             """)
 
     @Option(help: ArgumentHelp("The logit store.", valueName: "store"))
