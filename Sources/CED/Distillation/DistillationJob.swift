@@ -111,6 +111,8 @@ public struct DistillationReport: Sendable, Codable {
     public var options: DistillationOptions
     /// The batch size used (the option, or the one chosen for the store's size).
     public var batchSize: Int
+    /// The run's epochs (the option, or the ones the default length rule chose).
+    public var plannedEpochs: Int?
     public var trainFiles: Int
     public var trainItems: Int
     public var evaluationFiles: Int
@@ -416,7 +418,7 @@ public struct DistillationJob {
         }
         let report = DistillationReport(classes: classes, storeDigest: storeDigest,
                                         teachers: meta.teachers.map(\.weights),
-                                        options: options, batchSize: batchSize, trainFiles: trainFiles, trainItems: segments.count,
+                                        options: options, batchSize: batchSize, plannedEpochs: epochs, trainFiles: trainFiles, trainItems: segments.count,
                                         evaluationFiles: evalWaves.count, steps: progress.globalStep, epochs: progress.history,
                                         savedEpochs: savedEpochs, stoppedEarly: progress.stoppedEarly,
                                         trainingSeconds: Date().timeIntervalSince(clock), inputSeconds: timing.inputSeconds,
