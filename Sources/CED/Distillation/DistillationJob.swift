@@ -269,10 +269,7 @@ public struct DistillationJob {
                 let (shard, item) = reader.location(segment.file)
                 return try pack.samples(shard: shard, item: item)
             }
-            trainFiles = try reader.shards.reduce(0) { n, s in
-                let p = try s.paths()
-                return n + zip(p, p.dropFirst()).filter { $0 != $1 }.count + (p.isEmpty ? 0 : 1)
-            }
+            trainFiles = try reader.shards.reduce(0) { $0 + (try $1.fileCount()) }
         } else {
             if options.audio == .pack {
                 throw DistillationError(.input, file: store.directory.path, reason: "the store's audio is not packed for every shard (packed: \(packed.sorted().map(String.init).joined(separator: ", ")); run ced distill pack")

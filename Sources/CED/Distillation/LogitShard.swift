@@ -91,6 +91,12 @@ final class LogitShard: @unchecked Sendable {
         return (try file.file.bytes(pathAt ..< pathAt + offsets[count]), offsets)
     }
 
+    /// Files in the shard (runs of items with one path).
+    func fileCount() throws -> Int {
+        let (bytes, o) = try pathTable()
+        return (0..<count).filter { $0 == 0 || bytes[o[$0] ..< o[$0 + 1]] != bytes[o[$0 - 1] ..< o[$0]] }.count
+    }
+
     /// Every item's path (decoded from the path bytes at once).
     func paths() throws -> [String] {
         if let v1 { return v1.items.map(\.path) }
