@@ -272,7 +272,7 @@ public struct DistillationJob {
             trainFiles = try reader.shards.reduce(0) { $0 + (try $1.fileCount()) }
         } else {
             if options.audio == .pack {
-                throw DistillationError(.input, file: store.directory.path, reason: "the store's audio is not packed for every shard (packed: \(packed.sorted().map(String.init).joined(separator: ", ")); run ced distill pack")
+                throw DistillationError(.input, file: store.directory.path, reason: "the store's audio is not packed for every shard (packed: \(packed.isEmpty ? "none" : packed.sorted().map(String.init).joined(separator: ", "))); run ced distill pack \(store.directory.path)")
             }
             let fm = FileManager.default
             let itemPaths = try reader.paths()
