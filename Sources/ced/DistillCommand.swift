@@ -327,6 +327,7 @@ struct DistillTrain: ParsableCommand {
                 if !quiet { say("resumed from the checkpoint after step \(step)") }
             case .training(.stoppedEarly(let e)): if !quiet { say("stopped early after epoch \(e)") }
             case .training(.warning(let w)): if !quiet { Terminal.warn(w) }
+            case .opened(let n, let shards): if !quiet && n > 100_000 { say("reading the store: \(n) items in \(shards) shards") }
             case .decoding, .training(.checkpoint): break
             }
         }

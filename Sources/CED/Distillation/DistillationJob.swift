@@ -94,6 +94,9 @@ public struct DistillationPlan: Sendable, Codable, Equatable {
 
 /// Something a running `DistillationJob` reports.
 public enum DistillationEvent: Sendable {
+    /// The store is open (its items in store order); its digest is computed next, which
+    /// reads it whole (a minute or so for AudioSet's 2 M items).
+    case opened(items: Int, shards: Int)
     /// Audio decoding progress (called from worker threads).
     case decoding(done: Int, total: Int, failed: Bool)
     case plan(DistillationPlan)
@@ -211,6 +214,7 @@ public struct DistillationJob {
         }
         try CedModelWriter.checkOutput(output, overwrite: overwrite)
         let reader = try store.reader()
+        events?(.opened(items: reader.count, shards: reader.shardNumbers.count))
         let classes = meta.classes, c = classes.count, k = meta.topk, epochsStored = meta.epochs
 
         // The student: trained with logit pooling, saved with mean pooling.
