@@ -164,7 +164,7 @@ public struct LogitExtractionJob {
         }
         // Where the items' audio is (for the trainer; not part of the logical content).
         try? Self.atomicWrite(Data((root.path + "\n").utf8), to: store.appendingPathComponent("data_root"))
-        let mine = sorted.enumerated().filter { $0.offset % o.shard.count == o.shard.index }.map(\.element)
+        let mine = CedShard(uncheckedIndex: o.shard.index, count: o.shard.count).select(sorted)
         let shardURL = store.appendingPathComponent(LogitStore.shardName(o.shard.index, of: o.shard.count))
         let shardMetadata = ["format": "\(LogitStore.formatName) \(LogitStore.formatVersion)", "shard": "\(o.shard.index)/\(o.shard.count)"]
         if fm.fileExists(atPath: shardURL.path) {
