@@ -131,6 +131,9 @@ public struct LogitExtractionJob {
         guard o.epochs >= 1, o.topk >= 1, o.chunkLength > 0, o.augmentation.timeMask >= 0, o.augmentation.freqMask >= 0 else {
             throw DistillationError(.input, reason: "epochs and topk must be at least 1, the chunk length positive, the masks ≥ 0")
         }
+        guard o.shard.count >= 1, o.shard.index >= 0, o.shard.index < o.shard.count else {
+            throw DistillationError(.input, reason: "shard \(o.shard.index)/\(o.shard.count): the index must lie in 0..<count")
+        }
         let meta = try metadata()
         if o.topk > meta.classes.count {
             events?(.warning("--topk \(o.topk) exceeds the teachers' \(meta.classes.count) classes: every class is kept"))
