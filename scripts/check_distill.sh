@@ -10,14 +10,15 @@
 #              (`ced distill pack`, checked by `verify --audio`) and the student trains
 #              from the pack.
 #
-#   [CED=path/to/ced] scripts/check_distill.sh [MIN_ACCURACY] [MIN_AGREEMENT] [SEED]   (defaults 0.90 0.90 0)
+#   [CED=path/to/ced] scripts/check_distill.sh [MIN_ACCURACY] [MIN_AGREEMENT] [SEED]   (defaults 0.92 0.92 0)
 #
-# The floors sit below the worst of the seed sweeps in the README ("Distillation without
-# labels"), so that CI checks learning, not a seed.
+# The floors sit 4 points below the worst of ten seeds with the defaults (README,
+# "Distillation without labels": accuracy 97.5 % and 96.2 %, agreement 96.9 %), so that CI
+# checks learning, not a seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MIN_ACC="${1:-0.90}"
-MIN_AGREE="${2:-0.90}"
+MIN_ACC="${1:-0.92}"
+MIN_AGREE="${2:-0.92}"
 SEED="${3:-0}"
 SHARED="${CED_SHARED_DIR:-../shared}"
 for d in distill distill2; do

@@ -149,7 +149,7 @@ public enum AudioPack {
         try out.write(offsets, at: offsetsAt)
         let header = Self.header(items: m, samples: Int(offsets[m]), metadata: [
             "format": "\(formatName) \(formatVersion)", "shard": "\(i)/\(store.metadata.shards)", "sample_rate": String(sr),
-            "items_sha256": itemsDigest, "audio_sha256": try out.sha256(dataAt ..< offsetsAt), "clipped": String(format: "%015d", clipped),
+            "items_sha256": itemsDigest, "audio_sha256": try out.sha256(dataAt ..< offsetsAt), "clipped": String(format: "%015ld", clipped),
         ])
         try out.finish(header: header, room: dataAt, as: url)
         try? FileManager.default.removeItem(at: progressURL)

@@ -53,7 +53,7 @@ public struct CedLogitStoreInfo {
                                       : "\(audioShards.count) of \(m.shards) shards packed (\(store.audioPackBytes) bytes)"))
         var size = "size       \(bytes) bytes"
         if views > 0 { size += String(format: ", %.1f bytes per item-epoch", Double(bytes) / Double(views)) }
-        if audio > 0 { size += String(format: ", %.2f %% of the audio (%d bytes)", 100 * Double(bytes) / Double(audio), audio) }
+        if audio > 0 { size += String(format: ", %.2f %% of the audio", 100 * Double(bytes) / Double(audio)) + " (\(audio) bytes)" }
         return (lines + [size, "complete   \(store.isComplete)", "digest     \(digest)"]).joined(separator: "\n")
     }
 }
