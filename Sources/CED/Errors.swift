@@ -441,3 +441,29 @@ public struct DistillationError: Error, Equatable, CustomStringConvertible, Loca
     public var description: String { "distillation: " + (file.map { "\($0): " } ?? "") + reason }
     public var errorDescription: String? { description }
 }
+
+// MARK: Bulk jobs
+
+/// A job split over processes or resumed from its output that cannot start: a shard
+/// specification that is malformed or that the scheduler's environment does not give, or an
+/// output log that exists without `resume`, is held by another process or cannot be written.
+public struct BulkJobError: Error, Equatable, CustomStringConvertible, LocalizedError {
+    public enum Kind: Equatable, Sendable {
+        /// `--shard`: not `i/n` with 0 ≤ i < n, or `auto` without a Slurm array or Indexed Job.
+        case shard
+        /// The output file: exists without resume, is locked by another writer, is unwritable.
+        case output
+    }
+    public var kind: Kind
+    public var file: String?
+    public var reason: String
+
+    public init(_ kind: Kind, file: String? = nil, reason: String) {
+        self.kind = kind
+        self.file = file
+        self.reason = reason
+    }
+
+    public var description: String { (file.map { "\($0): " } ?? "") + reason }
+    public var errorDescription: String? { description }
+}

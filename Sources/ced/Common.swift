@@ -130,12 +130,23 @@ struct InputFile {
     var path: String
 }
 
-/// Expands the command-line paths (`AudioFiles.expand`), "-" standing for audio bytes on
-/// stdin (buffered to a temporary file). Paths that do not exist are returned as failures.
+/// Expands the command-line paths (`AudioFiles.expand`; list files, `.txt`/`.lst`/`.list`,
+/// name one path per line), "-" standing for audio bytes on stdin (buffered to a temporary
+/// file). Paths that do not exist are returned as failures.
 func expandInputs(_ paths: [String]) -> (files: [InputFile], failures: [(path: String, reason: String)]) {
     var files: [InputFile] = []
     var failures: [(path: String, reason: String)] = []
     for p in paths {
+        if AudioFiles.isList(p) {
+            do {
+                let (found, failed) = AudioFiles.expand(try AudioFiles.listed(in: p))
+                files += found.map { InputFile(name: $0, path: $0) }
+                failures += failed
+            } catch {
+                failures.append((p, describe(error)))
+            }
+            continue
+        }
         guard p == "-" else {
             let (found, failed) = AudioFiles.expand([p])
             files += found.map { InputFile(name: $0, path: $0) }
@@ -195,26 +206,34 @@ func exitIfFailed(_ failed: Int, of total: Int, quiet: Bool) throws {
     throw ExitCode(1)
 }
 
-/// Streams results to stdout through an encoder: the header, each result as it comes, the footer.
+/// Streams results to stdout through an encoder: the header, each result as it comes, the
+/// footer; or, with a log (`--output`), appends each result's line to it.
 final class ResultPrinter<Result> {
     let encoder: any CedResultEncoder<Result>
     let output = Output()
+    let log: CedResultLog?
     private var count = 0
 
-    init(_ encoder: any CedResultEncoder<Result>) { self.encoder = encoder }
+    init(_ encoder: any CedResultEncoder<Result>, log: CedResultLog? = nil) {
+        self.encoder = encoder
+        self.log = log
+    }
 
     func begin() {
+        guard log == nil else { return }
         output.write(encoder.header)
         output.flush()
     }
 
     func write(_ result: Result) throws {
+        if let log { return try log.append(try encoder.encode(result, position: 0)) }
         output.write(try encoder.encode(result, position: count))
         count += 1
         output.flush()
     }
 
     func end() {
+        guard log == nil else { return }
         output.write(encoder.footer(count: count))
         output.flush()
     }

@@ -10,7 +10,9 @@ struct Distill: ParsableCommand {
                Every file is cut into --chunk-length pieces; for each of --epochs seeded \
             augmentations of each piece the teachers' mean probabilities are computed and \
             their top --topk kept with the seed (about 88 bytes per view at top 20).
-            2. ced distill info STORE, ced distill verify STORE
+            2. ced distill pack STORE (optional; for large stores): the items' audio written \
+            once beside the store, int16 PCM per shard, which training reads by offset.
+               ced distill info STORE, ced distill verify STORE
             3. ced distill train --logits STORE --student ced-mini|config.json|MODEL --output DIR
                The student sees exactly the views the teachers judged (the augmentation is \
             replayed from the stored seeds) and learns their top-k outputs: no labels anywhere.
@@ -20,7 +22,7 @@ struct Distill: ParsableCommand {
               ced distill logits ... --shard auto        # one Slurm array task / Indexed Job pod per shard
               ced distill train --logits store/ --student ced-tiny --output my-tiny --eval test.csv
             """,
-        subcommands: [DistillLogits.self, DistillInfo.self, DistillVerify.self, DistillTrain.self])
+        subcommands: [DistillLogits.self, DistillPack.self, DistillInfo.self, DistillVerify.self, DistillTrain.self])
 }
 
 struct DistillLogits: ParsableCommand {
@@ -70,6 +72,9 @@ struct DistillLogits: ParsableCommand {
     @Option(help: ArgumentHelp("Frequency-mask width drawn in [0, N) mel bins (0: none).", valueName: "n"))
     var freqMask = 24
 
+    @Flag(help: "Draw the two masks' widths and starts independently (default: from one pair of random numbers, as upstream).")
+    var independentMasks = false
+
     @Option(help: ArgumentHelp("This process's part of the store: i/n (0 ≤ i < n), or auto (Slurm array / Kubernetes Indexed Job).", valueName: "i/n|auto"))
     var shard = "0/1"
 
@@ -100,7 +105,7 @@ struct DistillLogits: ParsableCommand {
         o.chunkLength = chunkLength
         o.seed = seed
         o.augmentation = CedAugmentation(shift: shift, shiftProbability: shiftP, timeMask: timeMask ?? 192, freqMask: freqMask,
-                                         timeMaskReference: timeMask == nil ? 1001 : nil)
+                                         timeMaskReference: timeMask == nil ? 1001 : nil, sharedMaskValues: !independentMasks)
         o.precision = precision
         o.jobs = common.jobs
         do { o.shard = try LogitExtractionOptions.parseShard(shard) } catch { throw ValidationError("\(error)") }
@@ -132,6 +137,52 @@ struct DistillLogits: ParsableCommand {
     }
 }
 
+struct DistillPack: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pack",
+        abstract: "Write the items' audio once beside the store (int16 PCM, a file per logit shard) for training to read by offset.",
+        discussion: """
+            Each file is decoded once (any format, resampled as the extraction did), checked \
+            against the store's SHA-256, and its items' chunks written to \
+            audio-IIIII-of-NNNNN.safetensors with digests of the items and of the audio. \
+            ced distill train then reads the samples by offset instead of decoding every file \
+            into memory (what a store of millions of clips needs). A killed run started again \
+            continues; --shard i/n (or auto) packs the logit shards whose number is i modulo n.
+            """)
+
+    @Argument(help: ArgumentHelp("The store folder.", valueName: "store"))
+    var store: String
+
+    @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded).", valueName: "dir"))
+    var dataRoot: String?
+
+    @Option(help: ArgumentHelp("Pack the logit shards whose number is i modulo n, or auto (Slurm array / Kubernetes Indexed Job).", valueName: "i/n|auto"))
+    var shard = "0/1"
+
+    @OptionGroup var common: CommonOptions
+
+    func run() throws {
+        let s = try LogitStore(directory: URL(fileURLWithPath: store))
+        let part: CedShard
+        do { part = try CedShard(parsing: shard) } catch { throw ValidationError("\(error)") }
+        guard let root = dataRoot.map({ URL(fileURLWithPath: $0) }) ?? s.recordedDataRoot else {
+            throw ValidationError("the store does not record where its audio is; give --data-root")
+        }
+        let quiet = common.quiet, bar = Progress(enabled: Terminal.stderrIsTTY && !quiet, unit: "items")
+        let start = Date()
+        let packed = try AudioPack.pack(s, dataRoot: root, shard: part, jobs: common.jobs) { event in
+            switch event {
+            case .progress(_, let done, let total): (bar.total = total, bar.step(to: done))
+            case .resumed(let i, let n): if !quiet { Terminal.warn("resuming shard \(i): \(n) items were already packed") }
+            }
+        }
+        if !quiet {
+            print(String(format: "packed %d shard(s) in %.1f s (%@); %d of %d shards of %@ are packed", packed.count, Date().timeIntervalSince(start),
+                         packed.map(String.init).joined(separator: ", "), AudioPack.presentShards(of: s).count, s.metadata.shards, store))
+        }
+    }
+}
+
 struct DistillInfo: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "Describe a logit store: items, epochs, teachers, shards, size, digest.")
 
@@ -157,7 +208,7 @@ struct DistillVerify: ParsableCommand {
     @Argument(help: ArgumentHelp("The store folder.", valueName: "store"))
     var store: String
 
-    @Option(help: ArgumentHelp("Items to check (each in one of its epochs).", valueName: "n"))
+    @Option(help: ArgumentHelp("Items to check (each in one of its epochs; 0: none, e.g. with --audio alone).", valueName: "n"))
     var sample = 16
 
     @Option(name: .customLong("teacher"), help: ArgumentHelp("Teachers to load instead of the sources the store names (same order).", valueName: "model"))
@@ -169,9 +220,14 @@ struct DistillVerify: ParsableCommand {
     @Option(help: ArgumentHelp("Seed of the sample.", valueName: "n"))
     var seed: UInt64 = 0
 
+    @Flag(help: "Also check the audio packs: every item's place and the audio's SHA-256.")
+    var audio = false
+
     func run() throws {
         let s = try LogitStore(directory: URL(fileURLWithPath: store))
         let m = s.metadata
+        if audio { print("audio packs: \(try AudioPack.verify(s)) checked, every item in place and every digest right") }
+        if sample == 0 { return }
         let sources = teachers.isEmpty ? m.teachers.map(\.source) : teachers
         guard sources.count == m.teachers.count else {
             throw ValidationError("the store was written by \(m.teachers.count) teachers; give as many --teacher")
@@ -200,7 +256,10 @@ struct DistillTrain: ParsableCommand {
             continue from. Its classes are the store's. Training epoch e replays stored epoch \
             e mod E (upstream's max(epoch % E, 1) never used the first stored epoch; fixed). \
             The student trains with logit pooling and BCE-with-logits and is saved with mean \
-            pooling and the teachers' labels.
+            pooling and the teachers' labels. Length: 20 epochs, or more for a small store so \
+            that the run has 3000 optimiser steps (600 clips: 75 epochs); --epochs or \
+            --min-steps set it. The items' audio comes from the store's packs when every \
+            shard has one (ced distill pack), else from the files, decoded once.
             """)
 
     @Option(help: ArgumentHelp("The logit store.", valueName: "store"))
@@ -220,6 +279,13 @@ struct DistillTrain: ParsableCommand {
     @Option(help: ArgumentHelp("Validate every N epochs.", valueName: "n")) var evalEvery = 1
     @Option(help: ArgumentHelp("With --eval: save the mean weights of the best N validations (upstream 4; 1: the best).", valueName: "n")) var average = 4
     @Option(help: ArgumentHelp("Where the items' audio is (default: as recorded in the store).", valueName: "dir")) var dataRoot: String?
+    @Option(help: ArgumentHelp("The items' samples: auto (the audio packs when every shard has one, else the files), pack, or files.", valueName: "auto|pack|files")) var audio: DistillationOptions.AudioSource = .auto
+    @Option(help: ArgumentHelp("Train for at least this many optimiser steps, in whole epochs, instead of --epochs (default: 20 epochs, more for a small store so that the run has 3000 steps).", valueName: "n")) var minSteps: Int?
+
+    func validate() throws {
+        if let s = minSteps, s < 1 { throw ValidationError("--min-steps must be at least 1") }
+        if minSteps != nil && training.epochs != nil { throw ValidationError("give --epochs or --min-steps, not both") }
+    }
 
     func run() throws {
         let store = try LogitStore(directory: URL(fileURLWithPath: logits))
@@ -233,7 +299,7 @@ struct DistillTrain: ParsableCommand {
             throw ValidationError("the store does not record where its audio is; give --data-root")
         }
         var o = DistillationOptions()
-        if let epochs = training.epochs { o.epochs = epochs }
+        o.epochs = training.epochs; o.steps = minSteps; o.audio = audio
         if let learningRate = training.learningRate { o.learningRate = learningRate }
         if let weightDecay = training.weightDecay { o.weightDecay = weightDecay }
         if let mixup = steps.mixup { o.mixup = mixup }
@@ -261,12 +327,18 @@ struct DistillTrain: ParsableCommand {
                 if !quiet { say("resumed from the checkpoint after step \(step)") }
             case .training(.stoppedEarly(let e)): if !quiet { say("stopped early after epoch \(e)") }
             case .training(.warning(let w)): if !quiet { Terminal.warn(w) }
+            case .opened(let n, let shards): if !quiet && n > 100_000 { say("reading the store: \(n) items in \(shards) shards") }
             case .decoding, .training(.checkpoint): break
             }
         }
-        let saved = result.report.savedEpochs.map(String.init).joined(separator: ", ")
+        let rep = result.report, saved = rep.savedEpochs.map(String.init).joined(separator: ", ")
+        if !quiet, let i = rep.inputSeconds, let st = rep.stepSeconds, let n = rep.timedItems, n > 0 {
+            say(String(format: "time: inputs (audio from the %@, log-mels, augmentation, targets) %.1f s, %.0f items/s; optimiser steps %.1f s, %.0f items/s",
+                       rep.audio ?? "files", i, Double(n) / max(i, 1e-9), st, Double(n) / max(st, 1e-9)))
+        }
         if !quiet { say("saved \(result.output.path) (\(result.config.outputdim) classes, mean pooling, weights of epoch\(result.report.savedEpochs.count > 1 ? "s" : "") \(saved)); use it with: ced tag --model \(training.output) FILE") }
     }
 }
 
 extension DistillationOptions.LabelType: ExpressibleByArgument {}
+extension DistillationOptions.AudioSource: ExpressibleByArgument {}

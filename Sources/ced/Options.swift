@@ -151,7 +151,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: ArgumentHelp("The model folder to write.", valueName: "dir"))
     var output: String
 
-    @Option(help: ArgumentHelp("Passes over the training data (default: train-head 100, finetune 10 or 30 from a random initialisation, distill 20).", valueName: "n"))
+    @Option(help: ArgumentHelp("Passes over the training data (default: train-head 100, finetune 10 or 30 from a random initialisation, distill 20 or more so that a small store gets 3000 steps).", valueName: "n"))
     var epochs: Int?
 
     @Option(name: .customLong("lr"), help: ArgumentHelp("Peak learning rate (default: 1e-3; finetune 1e-4 from trained weights).", valueName: "x"))
@@ -255,5 +255,46 @@ struct StepOptions: ParsableArguments {
         if let c = gradClip, !(c > 0 && c.isFinite) { throw ValidationError("--grad-clip must be a positive number") }
         if let m = mixup, !(m >= 0 && m.isFinite) { throw ValidationError("--mixup must be ≥ 0") }
         if saveEvery < 0 { throw ValidationError("--save-every must be ≥ 0") }
+    }
+}
+
+/// `--shard`, `--output` and `--resume` of bulk tagging (`CedShard`, `CedResultLog`).
+struct BulkOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Tag a part of the inputs: i/n (0 ≤ i < n) of the sorted files, or auto (the Slurm array task or Kubernetes Indexed Job pod).", valueName: "i/n|auto"))
+    var shard: String?
+
+    @Option(help: ArgumentHelp("Append each file's result (JSON Lines) to this file as soon as it is done; one file per shard.", valueName: "file.jsonl"))
+    var output: String?
+
+    @Flag(help: "With --output: keep the results already in the file and tag only the files not in it yet.")
+    var resume = false
+
+    func validate() throws {
+        if resume && output == nil { throw ValidationError("--resume needs --output") }
+    }
+
+    /// The inputs of this shard not done yet, the missing ones of this shard, and the log.
+    func inputs(_ paths: [String], quiet: Bool) throws -> (files: [InputFile], missing: [(path: String, reason: String)], log: CedResultLog?) {
+        var (files, missing) = expandInputs(paths)
+        do {
+            if let shard {
+                let s = try CedShard(parsing: shard)
+                let mine = Set(s.select(Set(files.map(\.name) + missing.map(\.path)).sorted()))
+                var seen = Set<String>()
+                files = files.filter { mine.contains($0.name) && seen.insert($0.name).inserted }
+                missing = missing.filter { mine.contains($0.path) }
+            }
+            guard let output else { return (files, missing, nil) }
+            let log = try CedResultLog(url: URL(fileURLWithPath: (output as NSString).expandingTildeInPath), resume: resume)
+            let total = files.count
+            files = files.filter { !log.isDone($0.name) }
+            if !quiet {
+                if log.cutBytes > 0 { Terminal.warn("\(output): cut \(log.cutBytes) bytes of an unfinished or damaged last line; those files are tagged again") }
+                if log.foundLines > 0 { Terminal.warn("resuming: \(total - files.count) of \(total) files are already in \(output)") }
+            }
+            return (files, missing, log)
+        } catch let e as BulkJobError where e.kind == .shard {
+            throw ValidationError(e.description)
+        }
     }
 }

@@ -38,6 +38,13 @@ struct Tag: ParsableCommand {
               ced tag --window 10 --hop 5 --format jsonl field-recording.flac
               curl -s https://example.org/clip.mp3 | ced tag -
 
+            Bulk tagging on a scheduler: --shard i/n (or auto: the Slurm array task or \
+            Kubernetes Indexed Job pod) tags the sorted inputs whose position is i modulo n; \
+            --output FILE.jsonl appends each file's result as one line the moment it is done, \
+            and --resume skips the files already in FILE (a killed run started again tags \
+            each file exactly once). Give each shard its own FILE.
+              ced tag --shard auto --output tags-$SLURM_ARRAY_TASK_ID.jsonl --resume /data/clips/
+
             With --events, each file is scored in windows of --window seconds (default 2) \
             every --hop seconds (default a quarter of the window) and the scores become \
             events, one per occurrence, with onset, offset, label, peak and mean score. A \
@@ -86,6 +93,8 @@ struct Tag: ParsableCommand {
     @Option(help: ArgumentHelp("How clips longer than the model's 10 s window are combined: hf (tokens of all chunks pooled once, Hugging Face) or original (per-chunk predictions averaged, the authors' repository).", valueName: "hf|original"))
     var chunking: CedChunking = .hf
 
+    @OptionGroup var bulk: BulkOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -99,14 +108,17 @@ struct Tag: ParsableCommand {
             if let format, format.isEventOnly { throw ValidationError("--format \(format.rawValue) needs --events") }
         }
         if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be given once") }
+        if bulk.output != nil, let format, format != .jsonl { throw ValidationError("--output writes JSON Lines: --format \(format.rawValue) cannot go with it") }
+        if bulk.output != nil && outputDir != nil { throw ValidationError("give --output or --output-dir, not both") }
+        if (bulk.shard != nil || bulk.output != nil) && paths.contains("-") { throw ValidationError("--shard and --output tag files, not standard input (-)") }
     }
 
     func run() throws {
         if events { return try runEvents() }
-        let (files, missing) = expandInputs(paths)
+        let (files, missing, log) = try bulk.inputs(paths, quiet: common.quiet)
         let tagger = try modelOptions.tagger(quiet: common.quiet)
-        let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
-        let printer = ResultPrinter(format.tagEncoder(files: files.map(\.name), labels: tagger.config.labels, windowed: window != nil)!)
+        let format = log != nil ? .jsonl : self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
+        let printer = ResultPrinter(format.tagEncoder(files: files.map(\.name), labels: tagger.config.labels, windowed: window != nil)!, log: log)
         let windowing = try window.map { try tagWindowing($0, tagger: tagger) }
         let model = modelOptions.model, topK = self.topK.limit, threshold = self.threshold
         let chunking = self.chunking, quiet = common.quiet
@@ -137,8 +149,8 @@ extension Tag {
     /// `--events`: each file through the windowed scorer and the event detector (the same
     /// code as `ced listen`), streamed block by block.
     func runEvents() throws {
-        let (files, missing) = expandInputs(paths)
-        let format = self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
+        let (files, missing, log) = try bulk.inputs(paths, quiet: common.quiet)
+        let format = log != nil ? .jsonl : self.format ?? (Terminal.stdoutIsTTY ? .table : .json)
         if format.isEventOnly && outputDir == nil && files.count + missing.count > 1 {
             throw ValidationError("--format \(format.rawValue) writes one table per recording: give --output-dir for \(files.count + missing.count) inputs")
         }
@@ -146,7 +158,7 @@ extension Tag {
         let windowing = try EventOptions.windowing(tagger, window: window ?? 2, hop: hop ?? (window ?? 2) / 4)
         let options = try eventOptions.options(config: tagger.config, threshold: threshold, ongoing: false)
         let encoder = format.eventEncoder(files: files.map(\.name), labels: tagger.config.labels, featureExtractor: tagger.featureExtractor)
-        let printer = ResultPrinter(encoder)
+        let printer = ResultPrinter(encoder, log: log)
         let model = modelOptions.model, outputDir = self.outputDir, quiet = common.quiet
         if outputDir == nil { printer.begin() }
         let (reportPath, topK) = (report, self.topK.limit)

@@ -152,4 +152,66 @@ extension CLITests {
         // Resuming a finished run is refused only when a checkpoint is left; none is.
         XCTAssertFalse(FileManager.default.fileExists(atPath: FinetuneJob.stateDirectory(for: out).path))
     }
+
+    /// `ced distill pack`: the items' audio written once, resumed after a failure, checked by
+    /// `verify --audio`, and a student trained from it equal to one trained from the files.
+    func testPackedAudioTrainsTheSameStudentAsTheFiles() throws {
+        let data = try unlabelled(12)
+        let store = tmp.appendingPathComponent("store")
+        let r = try ced(["distill", "logits", "--teacher", try distillFixture("teacher-synth4").path, "--output", store.path,
+                         "--epochs", "2", "--chunk-length", "1.5", "--quiet", data.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let packURL = store.appendingPathComponent(AudioPack.fileName(0, of: 1))
+        // A file gone: the pack stops naming it, after its first block of 8 files.
+        let names = try FileManager.default.contentsOfDirectory(atPath: data.path).sorted()
+        let moved = tmp.appendingPathComponent("moved.wav")
+        try FileManager.default.moveItem(at: data.appendingPathComponent(names[9]), to: moved)
+        let failed = try ced(["distill", "pack", store.path, "--jobs", "1"])
+        XCTAssertEqual(failed.status, 1)
+        XCTAssertTrue(failed.stderr.contains(names[9]), failed.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: packURL.path), "no pack until it is whole")
+        XCTAssertEqual(try ced(["distill", "train", "--logits", store.path, "--student", "ced-tiny", "--output", tmp.appendingPathComponent("x").path,
+                                "--audio", "pack"]).status, 1, "--audio pack needs a pack")
+        try FileManager.default.moveItem(at: moved, to: data.appendingPathComponent(names[9]))
+        let resumed = try ced(["distill", "pack", store.path, "--jobs", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resuming shard 0: 16 items"), resumed.stderr)
+        // The same bytes as a pack written in one go.
+        let fresh = tmp.appendingPathComponent("fresh")
+        try FileManager.default.createDirectory(at: fresh, withIntermediateDirectories: true)
+        for f in ["store.json", "data_root", LogitStore.shardName(0, of: 1)] {
+            try FileManager.default.copyItem(at: store.appendingPathComponent(f), to: fresh.appendingPathComponent(f))
+        }
+        XCTAssertEqual(try ced(["distill", "pack", fresh.path, "--quiet"]).status, 0)
+        XCTAssertEqual(try Data(contentsOf: packURL), try Data(contentsOf: fresh.appendingPathComponent(AudioPack.fileName(0, of: 1))))
+        XCTAssertEqual(try info(store)["audio_packed_shards"] as? [Int], [0])
+        // Its samples are the files' 16-bit samples, item by item.
+        let reader = try LogitStore(directory: store).reader()
+        let pack = try AudioPack.Reader(reader)
+        for g in [0, 7, reader.count - 1] {
+            let item = try reader.item(g)
+            let wave = try Waveform(contentsOf: data.appendingPathComponent(item.path), sampleRate: 16000).samples
+            XCTAssertEqual(try pack.samples(shard: 0, item: reader.location(g).item), Array(wave[item.start ..< item.end]))
+        }
+        // A student from the pack is the student from the files, bit for bit.
+        let student = tmp.appendingPathComponent("student.json")
+        try Data(#"{"embed_dim": 32, "depth": 1, "num_heads": 2, "pooling": "mean"}"#.utf8).write(to: student)
+        var weights: [Data] = []
+        for source in ["files", "pack"] {
+            let out = tmp.appendingPathComponent("student-\(source)")
+            let t = try ced(["distill", "train", "--logits", store.path, "--student", student.path, "--output", out.path,
+                             "--epochs", "2", "--audio", source, "--seed", "4", "--quiet"])
+            XCTAssertEqual(t.status, 0, t.stderr)
+            weights.append(try Data(contentsOf: out.appendingPathComponent("model.safetensors")))
+        }
+        XCTAssertEqual(weights[0], weights[1])
+        // verify --audio checks the audio's digest.
+        XCTAssertEqual(try ced(["distill", "verify", store.path, "--sample", "2", "--audio"]).status, 0)
+        var bytes = try Data(contentsOf: packURL)
+        bytes[bytes.count / 2] ^= 1
+        try bytes.write(to: packURL)
+        let bad = try ced(["distill", "verify", store.path, "--sample", "2", "--audio"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("SHA-256"), bad.stderr)
+    }
 }

@@ -60,6 +60,22 @@ public enum AudioFiles {
         return (files, failures)
     }
 
+    /// Whether a path names a list file (`.txt`, `.lst`, `.list`) rather than audio.
+    public static func isList(_ path: String) -> Bool { ["txt", "lst", "list"].contains((path as NSString).pathExtension.lowercased()) }
+
+    /// The paths a list file names, one per line, relative to the list's folder (or
+    /// absolute); blank lines and `#` comments skipped.
+    /// - Throws: `CedFileError` when the list cannot be read.
+    public static func listed(in list: String) throws -> [String] {
+        let text = try CedFileError.text(of: URL(fileURLWithPath: list), what: "list file")
+        let base = (list as NSString).deletingLastPathComponent
+        return text.split(whereSeparator: \.isNewline).compactMap { line in
+            let l = line.trimmingCharacters(in: .whitespaces)
+            if l.isEmpty || l.hasPrefix("#") { return nil }
+            return l.hasPrefix("/") || base.isEmpty ? l : (base as NSString).appendingPathComponent(l)
+        }
+    }
+
     /// The audio files of files, folders (see `expand`) and list files (`.txt`, `.lst`,
     /// `.list`: one path per line, relative to the list's folder; blank lines and `#`
     /// comments skipped), as absolute standardised URLs.
@@ -68,14 +84,8 @@ public enum AudioFiles {
     public static func collect(_ paths: [String]) throws -> [URL] {
         var out: [URL] = []
         for p in paths {
-            if ["txt", "lst", "list"].contains((p as NSString).pathExtension.lowercased()) {
-                let text = try CedFileError.text(of: URL(fileURLWithPath: p), what: "list file")
-                let base = URL(fileURLWithPath: p).deletingLastPathComponent()
-                for line in text.split(whereSeparator: \.isNewline) {
-                    let l = line.trimmingCharacters(in: .whitespaces)
-                    if l.isEmpty || l.hasPrefix("#") { continue }
-                    out.append(l.hasPrefix("/") ? URL(fileURLWithPath: l) : base.appendingPathComponent(l))
-                }
+            if isList(p) {
+                out += try listed(in: p).map { URL(fileURLWithPath: $0) }
                 continue
             }
             let (files, failures) = expand([p])

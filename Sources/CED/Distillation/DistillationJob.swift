@@ -13,7 +13,13 @@ public enum DistillationStudent: Sendable {
 
 /// Options of `DistillationJob`.
 public struct DistillationOptions: Sendable, Equatable, Codable {
-    public var epochs: Int = 20
+    /// Training epochs; nil: `steps` when given, else `defaultEpochs` or more, so that the run
+    /// has at least `defaultMinimumSteps` optimiser steps (see `epochs(stepsPerEpoch:)`).
+    public var epochs: Int?
+    /// Train for at least this many optimiser steps (in whole epochs) instead of an epoch count.
+    public var steps: Int?
+    public static let defaultEpochs = 20
+    public static let defaultMinimumSteps = 3000
     /// Items per step; nil: 32 (upstream), or fewer (down to 8) for small stores so that an
     /// epoch has at least 40 steps.
     public var batchSize: Int?
@@ -47,7 +53,27 @@ public struct DistillationOptions: Sendable, Equatable, Codable {
     /// With an evaluation set: save the mean of the weights of the best this many
     /// validations (upstream's `average` of its `n_saved = 4` best checkpoints); 1: the best.
     public var average: Int = 4
+    /// Where the items' samples come from.
+    public enum AudioSource: String, Sendable, Codable, CaseIterable {
+        /// The store's audio packs when every shard has one, else the files.
+        case auto
+        /// The audio packs (`ced distill pack`); an error when a shard has none.
+        case pack
+        /// The files under the data root, decoded once into memory.
+        case files
+    }
+    public var audio: AudioSource = .auto
     public init() {}
+
+    /// The epochs of a run with `stepsPerEpoch` steps per epoch: `epochs` when given, else
+    /// enough for `steps`, else `defaultEpochs`, raised so that a small store still gets
+    /// `defaultMinimumSteps` steps (a large store is not trained longer than its epochs).
+    public func epochs(stepsPerEpoch: Int) -> Int {
+        if let epochs { return epochs }
+        let spe = max(1, stepsPerEpoch)
+        if let steps { return max(1, (steps + spe - 1) / spe) }
+        return max(Self.defaultEpochs, (Self.defaultMinimumSteps + spe - 1) / spe)
+    }
 }
 
 /// What `DistillationJob` is about to do.
@@ -68,6 +94,9 @@ public struct DistillationPlan: Sendable, Codable, Equatable {
 
 /// Something a running `DistillationJob` reports.
 public enum DistillationEvent: Sendable {
+    /// The store is open (its items in store order); its digest is computed next, which
+    /// reads it whole (a minute or so for AudioSet's 2 M items).
+    case opened(items: Int, shards: Int)
     /// Audio decoding progress (called from worker threads).
     case decoding(done: Int, total: Int, failed: Bool)
     case plan(DistillationPlan)
@@ -85,6 +114,8 @@ public struct DistillationReport: Sendable, Codable {
     public var options: DistillationOptions
     /// The batch size used (the option, or the one chosen for the store's size).
     public var batchSize: Int
+    /// The run's epochs (the option, or the ones the default length rule chose).
+    public var plannedEpochs: Int?
     public var trainFiles: Int
     public var trainItems: Int
     public var evaluationFiles: Int
@@ -96,6 +127,14 @@ public struct DistillationReport: Sendable, Codable {
     public var savedEpochs: [Int]
     public var stoppedEarly: Bool
     public var trainingSeconds: Double
+    /// Where this process's training time went: reading the items' audio and computing their
+    /// augmented log-mels, targets and mixup (`inputSeconds`), and the optimiser steps
+    /// (`stepSeconds`), over `items` items (a resumed run counts its own part).
+    public var inputSeconds: Double?
+    public var stepSeconds: Double?
+    public var timedItems: Int?
+    /// Where the items' samples came from: `pack` or `files`.
+    public var audio: String?
 }
 
 /// What `DistillationJob.run` produced.
@@ -167,11 +206,15 @@ public struct DistillationJob {
             throw DistillationError(.incomplete, file: store.directory.path,
                                     reason: "the store is incomplete: shard\(missing.count > 1 ? "s" : "") \(missing.map { "\($0)/\(meta.shards)" }.joined(separator: ", ")) (\(missing.map { LogitStore.shardName($0, of: meta.shards) }.joined(separator: ", "))) \(missing.count > 1 ? "are" : "is") missing; run ced distill logits --shard i/\(meta.shards) for each")
         }
-        guard options.epochs >= 1, (options.batchSize ?? 1) >= 1, options.learningRate > 0, options.evalEvery >= 1 else {
-            throw DistillationError(.input, reason: "epochs, batch size and eval-every must be at least 1, the learning rate positive")
+        guard (options.epochs ?? 1) >= 1, (options.steps ?? 1) >= 1, (options.batchSize ?? 1) >= 1, options.learningRate > 0, options.evalEvery >= 1 else {
+            throw DistillationError(.input, reason: "epochs, steps, batch size and eval-every must be at least 1, the learning rate positive")
+        }
+        guard options.epochs == nil || options.steps == nil else {
+            throw DistillationError(.input, reason: "give the length of the run as epochs or as steps, not both")
         }
         try CedModelWriter.checkOutput(output, overwrite: overwrite)
-        let contents = try store.contents()
+        let reader = try store.reader()
+        events?(.opened(items: reader.count, shards: reader.shardNumbers.count))
         let classes = meta.classes, c = classes.count, k = meta.topk, epochsStored = meta.epochs
 
         // The student: trained with logit pooling, saved with mean pooling.
@@ -210,57 +253,87 @@ public struct DistillationJob {
         model.activationMemoryLimit = options.activationMemoryLimit
         let adam = CedAdamW(model: model, options: .init(learningRate: options.learningRate, weightDecay: options.weightDecay))
 
-        // Audio: every item's file, checked against the stored hash.
-        let fm = FileManager.default
-        let paths = Array(Set(contents.items.map(\.path))).sorted()
-        let fileIndex = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, $0) })
-        let urls = paths.map { dataRoot.appendingPathComponent($0) }
-        if let missing = urls.first(where: { !fm.fileExists(atPath: $0.path) }) {
-            throw DistillationError(.input, file: missing.path, reason: "an item's audio is missing; pass the folder the logits were computed from with --data-root")
-        }
+        // Audio: from the store's audio packs (read by offset), or every item's file decoded
+        // once into memory and checked against the stored hash.
         let sr = meta.featureExtractor.samplingRate
-        let (audio, failures, _) = TrainingAudio.decode(urls, sampleRate: sr, workers: concurrency ?? ProcessInfo.processInfo.activeProcessorCount) { done, failed in
-            events?(.decoding(done: done, total: urls.count, failed: failed))
-        }
-        if let f = failures.first { throw DistillationError(.input, file: urls[f.0].path, reason: f.1) }
-        var hashes: [String: String] = [:]
-        for it in contents.items where hashes[it.path] == nil { hashes[it.path] = it.sha256 }
-        for (i, p) in paths.enumerated() where try CedEmbedder.contentHash(of: urls[i]) != hashes[p] {
-            throw DistillationError(.input, file: urls[i].path, reason: "has changed since its logits were computed (its SHA-256 differs from the store's)")
-        }
         let maxSamples = TrainingAudio.segmentSamples(config: config, featureConfig: meta.featureExtractor)
-        let segments = try contents.items.map { it -> TrainingAudio.Segment in
-            guard it.end - it.start <= maxSamples + meta.featureExtractor.hopSize - 1 else {
-                throw DistillationError(.input, reason: "items of \(Double(it.end - it.start) / Double(sr)) s are longer than the student's target_length (\(config.targetLength) frames); store shorter chunks (--chunk-length)")
+        let longest = (0..<reader.count).reduce(0) { max($0, reader.samples($1).count) }
+        guard longest <= maxSamples + meta.featureExtractor.hopSize - 1 else {
+            throw DistillationError(.input, reason: "items of \(Double(longest) / Double(sr)) s are longer than the student's target_length (\(config.targetLength) frames); store shorter chunks (--chunk-length)")
+        }
+        let audio: TrainingAudio
+        let segments: [TrainingAudio.Segment]
+        var trainFiles = 0
+        let packed = Set(AudioPack.presentShards(of: store))
+        let fromPack = options.audio != .files && !packed.isEmpty && reader.shardNumbers.allSatisfy(packed.contains)
+        if fromPack {
+            let pack = try AudioPack.Reader(reader)
+            segments = (0..<reader.count).map { TrainingAudio.Segment(file: $0, start: 0, count: reader.samples($0).count) }
+            audio = TrainingAudio(waveforms: []) { segment in
+                let (shard, item) = reader.location(segment.file)
+                return try pack.samples(shard: shard, item: item)
             }
-            guard let w = audio.waveforms[fileIndex[it.path]!], it.end <= w.count else {
-                throw DistillationError(.input, file: it.path, reason: "is shorter than its stored chunk")
+            trainFiles = try reader.shards.reduce(0) { $0 + (try $1.fileCount()) }
+        } else {
+            if options.audio == .pack {
+                throw DistillationError(.input, file: store.directory.path, reason: "the store's audio is not packed for every shard (packed: \(packed.isEmpty ? "none" : packed.sorted().map(String.init).joined(separator: ", "))); run ced distill pack \(store.directory.path)")
             }
-            return TrainingAudio.Segment(file: fileIndex[it.path]!, start: it.start, count: it.end - it.start)
+            let fm = FileManager.default
+            let itemPaths = try reader.paths()
+            let paths = Array(Set(itemPaths)).sorted()
+            trainFiles = paths.count
+            let fileIndex = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, $0) })
+            let urls = paths.map { dataRoot.appendingPathComponent($0) }
+            if let missing = urls.first(where: { !fm.fileExists(atPath: $0.path) }) {
+                throw DistillationError(.input, file: missing.path, reason: "an item's audio is missing; pass the folder the logits were computed from with --data-root")
+            }
+            // Decoded audio lives in memory: refuse what would not fit (a large store is packed once).
+            var fileSamples = [Int](repeating: 0, count: paths.count)
+            for g in 0..<reader.count { fileSamples[fileIndex[itemPaths[g]]!] = max(fileSamples[fileIndex[itemPaths[g]]!], reader.samples(g).upperBound) }
+            let bytes = 4 * fileSamples.reduce(0, +), budget = Int(ProcessInfo.processInfo.physicalMemory / 2)
+            guard bytes <= budget else {
+                throw DistillationError(.input, file: store.directory.path, reason: "decoding the items' \(paths.count) files would take \(bytes >> 20) MB of memory (more than half of it); write their audio once with ced distill pack \(store.directory.path), which training then reads by offset")
+            }
+            let (decoded, failures, _) = TrainingAudio.decode(urls, sampleRate: sr, workers: concurrency ?? ProcessInfo.processInfo.activeProcessorCount) { done, failed in
+                events?(.decoding(done: done, total: urls.count, failed: failed))
+            }
+            if let f = failures.first { throw DistillationError(.input, file: urls[f.0].path, reason: f.1) }
+            var hashes: [String: String] = [:]
+            for g in 0..<reader.count where hashes[itemPaths[g]] == nil { hashes[itemPaths[g]] = try reader.item(g).sha256 }
+            for (i, p) in paths.enumerated() where try CedEmbedder.contentHash(of: urls[i]) != hashes[p] {
+                throw DistillationError(.input, file: urls[i].path, reason: "has changed since its logits were computed (its SHA-256 differs from the store's)")
+            }
+            segments = try (0..<reader.count).map { g -> TrainingAudio.Segment in
+                let r = reader.samples(g), f = fileIndex[itemPaths[g]]!
+                guard let w = decoded.waveforms[f], r.upperBound <= w.count else {
+                    throw DistillationError(.input, file: itemPaths[g], reason: "is shorter than its stored chunk")
+                }
+                return TrainingAudio.Segment(file: f, start: r.lowerBound, count: r.count)
+            }
+            audio = decoded
         }
 
         // Targets from the top k; augmentation replayed from the stored seeds.
         let labelType = options.labelType
-        let targets: (Int, Int) -> [Float] = { s, epoch in
-            let e = epoch % epochsStored
+        let targets: (Int, Int) throws -> [Float] = { s, epoch in
+            let view = try reader.view(s, epoch: epoch % epochsStored)
             var t = [Float](repeating: 0, count: c)
             var minimum = Float.infinity
-            for (i, v) in contents.topk(item: s, epoch: e, k: k, epochs: epochsStored) {
+            for (i, v) in view.topk where i < c {
                 t[i] = min(1, max(0, v))
                 minimum = min(minimum, t[i])
             }
             if labelType == .lastMean && c > k {
                 let rest = minimum / Float(c - k)
-                var top = Set<Int>()
-                for (i, _) in contents.topk(item: s, epoch: e, k: k, epochs: epochsStored) { top.insert(i) }
+                let top = Set(view.classes.map(Int.init))
                 for j in 0..<c where !top.contains(j) { t[j] = rest }
             }
             return t
         }
         let augmentation = meta.cedAugmentation
         let trainSeed = options.seed, fresh = options.noConsistency
-        let draw: (Int, Int) -> CedAugmentation.Draw = { s, epoch in
-            let stored = contents.seeds[s * epochsStored + epoch % epochsStored]
+        let draw: (Int, Int) throws -> CedAugmentation.Draw = { s, epoch in
+            let stored = try reader.view(s, epoch: epoch % epochsStored).seed
             return augmentation.draw(seed: fresh ? TrainingNoise.key(TrainingNoise.key(trainSeed ^ UInt64(stored), 0x4652_4553_48), UInt64(epoch)) : UInt64(stored))
         }
 
@@ -295,12 +368,13 @@ public struct DistillationJob {
 
         let batchSize = options.batchSize ?? max(8, min(32, segments.count / 40))
         let stepsPerEpoch = (segments.count + batchSize - 1) / batchSize
-        let totalSteps = stepsPerEpoch * options.epochs
+        let epochs = options.epochs(stepsPerEpoch: stepsPerEpoch)
+        let totalSteps = stepsPerEpoch * epochs
         let warmup = options.warmup ?? totalSteps / 20
         let schedule: CedLearningRateSchedule = options.schedule == .cosine
             ? .cosine(warmup: warmup, totalSteps: totalSteps, finalFraction: 0.1) : .constant(warmup: warmup)
-        events?(.plan(DistillationPlan(trainFiles: paths.count, trainItems: segments.count, evaluationFiles: evalWaves.count,
-                                       epochs: options.epochs, batchSize: batchSize, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps,
+        events?(.plan(DistillationPlan(trainFiles: trainFiles, trainItems: segments.count, evaluationFiles: evalWaves.count,
+                                       epochs: epochs, batchSize: batchSize, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps,
                                        classes: classes, learningRate: options.learningRate,
                                        activationBytes: model.activationBytes(batch: min(batchSize, segments.count),
                                                                               frames: extractor.frameCount(sampleCount: segments.map(\.count).max() ?? 1)))))
@@ -310,7 +384,7 @@ public struct DistillationJob {
             throw TrainingError(.checkpoint, file: ckpt.directory.path,
                                 reason: "an earlier run writing to \(output.path) left a checkpoint here; continue it with --resume, or delete the folder to start over")
         }
-        let storeDigest = LogitStore.digest(contents, epochs: epochsStored, topk: k)
+        let storeDigest = try reader.digest()
         var h = SHA256Hasher()
         h.update(Array("ced-distill v1 \(options) \(storeDigest) \(String(describing: try? JSONEncoder().encode(config)))".utf8))
         let fingerprint = h.finalizeHex()
@@ -320,14 +394,15 @@ public struct DistillationJob {
             events?(.training(.resumed(step: progress.globalStep)))
         }
         let clock = Date()
+        let timing = TrainingTiming()
         let loop = TrainingLoop(model: model, optimizer: adam, store: ckpt, fingerprint: fingerprint, audio: audio, segments: segments,
-                                extractor: extractor, epochs: options.epochs, batchSize: batchSize, schedule: schedule,
+                                extractor: extractor, epochs: epochs, batchSize: batchSize, schedule: schedule,
                                 learningRate: options.learningRate, loss: .bceWithLogits, mixup: options.mixup,
                                 gradientClip: options.gradientClip, saveEvery: options.saveEvery, patience: options.patience,
                                 seed: options.seed, classes: c, targets: targets,
                                 augmentation: augmentation.isNone ? nil : augmentation, draw: draw, evaluate: evaluate,
                                 metricIsMAP: multiLabel, evaluateEvery: options.evalEvery, keepTop: max(1, options.average),
-                                events: { events?(.training($0)) })
+                                events: { events?(.training($0)) }, timing: timing)
         try loop.run(&progress)
 
         // Save with mean pooling: the same network giving probabilities.
@@ -344,10 +419,11 @@ public struct DistillationJob {
         }
         let report = DistillationReport(classes: classes, storeDigest: storeDigest,
                                         teachers: meta.teachers.map(\.weights),
-                                        options: options, batchSize: batchSize, trainFiles: paths.count, trainItems: segments.count,
+                                        options: options, batchSize: batchSize, plannedEpochs: epochs, trainFiles: trainFiles, trainItems: segments.count,
                                         evaluationFiles: evalWaves.count, steps: progress.globalStep, epochs: progress.history,
                                         savedEpochs: savedEpochs, stoppedEarly: progress.stoppedEarly,
-                                        trainingSeconds: Date().timeIntervalSince(clock))
+                                        trainingSeconds: Date().timeIntervalSince(clock), inputSeconds: timing.inputSeconds,
+                                        stepSeconds: timing.stepSeconds, timedItems: timing.items, audio: fromPack ? "pack" : "files")
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         var baseConfig: URL?

@@ -11,8 +11,10 @@ public struct LogitExtractionOptions: Sendable, Equatable {
     /// Seeds every view's augmentation (see `LogitStore`).
     public var seed: UInt64 = 0
     /// Upstream's defaults: shift ±0.5 of the chunk with p 0.5, time mask < 192 frames (for a
-    /// 10 s chunk of 1001 frames; proportionally less on shorter items), frequency mask < 24 bins.
-    public var augmentation = CedAugmentation(shift: 0.5, shiftProbability: 0.5, timeMask: 192, freqMask: 24, timeMaskReference: 1001)
+    /// 10 s chunk of 1001 frames; proportionally less on shorter items), frequency mask < 24
+    /// bins, both masks from one pair of random numbers.
+    public var augmentation = CedAugmentation(shift: 0.5, shiftProbability: 0.5, timeMask: 192, freqMask: 24, timeMaskReference: 1001,
+                                              sharedMaskValues: true)
     /// The teachers' inference precision.
     public var precision: CedPrecision = .fp32
     /// This process computes shard `shard.index` of `shard.count`.
@@ -27,32 +29,15 @@ public struct LogitExtractionOptions: Sendable, Equatable {
             && a.augmentation == b.augmentation && a.precision == b.precision && a.shard == b.shard && a.jobs == b.jobs
     }
 
-    /// A shard from `i/n`, or from the environment for `auto`: a Slurm array
-    /// (`SLURM_ARRAY_TASK_ID` and `SLURM_ARRAY_TASK_COUNT`, or the task id relative to
-    /// `SLURM_ARRAY_TASK_MIN`..`MAX`) or a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`
-    /// with the count in `JOB_COMPLETIONS` or `CED_SHARD_COUNT`).
+    /// A shard from `i/n`, or from the environment for `auto` (`CedShard(parsing:)`: a Slurm
+    /// array or a Kubernetes Indexed Job).
     public static func parseShard(_ text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> (Int, Int) {
-        func bad(_ why: String) -> DistillationError { DistillationError(.input, reason: "--shard \(text): \(why)") }
-        if text == "auto" {
-            if let id = environment["SLURM_ARRAY_TASK_ID"].flatMap(Int.init) {
-                if let min = environment["SLURM_ARRAY_TASK_MIN"].flatMap(Int.init), let max = environment["SLURM_ARRAY_TASK_MAX"].flatMap(Int.init) {
-                    return (id - min, max - min + 1)
-                }
-                if let n = environment["SLURM_ARRAY_TASK_COUNT"].flatMap(Int.init) { return (id, n) }
-                throw bad("SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_MIN/MAX nor SLURM_ARRAY_TASK_COUNT")
-            }
-            if let id = environment["JOB_COMPLETION_INDEX"].flatMap(Int.init) {
-                guard let n = (environment["JOB_COMPLETIONS"] ?? environment["CED_SHARD_COUNT"]).flatMap(Int.init) else {
-                    throw bad("JOB_COMPLETION_INDEX is set; give the job's completions count in JOB_COMPLETIONS or CED_SHARD_COUNT")
-                }
-                return (id, n)
-            }
-            throw bad("found neither a Slurm array (SLURM_ARRAY_TASK_ID) nor a Kubernetes Indexed Job (JOB_COMPLETION_INDEX)")
+        do {
+            let s = try CedShard(parsing: text, environment: environment)
+            return (s.index, s.count)
+        } catch let e as BulkJobError {
+            throw DistillationError(.input, reason: e.reason)
         }
-        let parts = text.split(separator: "/")
-        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else { throw bad("expected i/n, e.g. 0/4, or auto") }
-        guard n >= 1, i >= 0, i < n else { throw bad("the index must lie in 0..<\(n)") }
-        return (i, n)
     }
 }
 
@@ -134,8 +119,7 @@ public struct LogitExtractionJob {
                              numHeads: c.numHeads, pooling: c.pooling)
             },
             classes: classes, featureExtractor: teachers[0].checkpoint.featureExtractorConfig,
-            augmentation: .init(shift: a.shift, shiftP: a.shiftProbability, timeMask: a.timeMask, freqMask: a.freqMask,
-                                timeMaskReferenceFrames: a.timeMaskReference, generator: LogitStore.generatorDescription),
+            augmentation: .init(a),
             seed: options.seed, topk: min(options.topk, classes.count), chunkLength: options.chunkLength, epochs: options.epochs,
             precision: options.precision, shards: options.shard.count)
     }
@@ -146,6 +130,9 @@ public struct LogitExtractionJob {
         var o = options
         guard o.epochs >= 1, o.topk >= 1, o.chunkLength > 0, o.augmentation.timeMask >= 0, o.augmentation.freqMask >= 0 else {
             throw DistillationError(.input, reason: "epochs and topk must be at least 1, the chunk length positive, the masks ≥ 0")
+        }
+        guard o.shard.count >= 1, o.shard.index >= 0, o.shard.index < o.shard.count else {
+            throw DistillationError(.input, reason: "shard \(o.shard.index)/\(o.shard.count): the index must lie in 0..<count")
         }
         let meta = try metadata()
         if o.topk > meta.classes.count {
@@ -180,10 +167,11 @@ public struct LogitExtractionJob {
         }
         // Where the items' audio is (for the trainer; not part of the logical content).
         try? Self.atomicWrite(Data((root.path + "\n").utf8), to: store.appendingPathComponent("data_root"))
-        let mine = sorted.enumerated().filter { $0.offset % o.shard.count == o.shard.index }.map(\.element)
+        let mine = CedShard(uncheckedIndex: o.shard.index, count: o.shard.count).select(sorted)
         let shardURL = store.appendingPathComponent(LogitStore.shardName(o.shard.index, of: o.shard.count))
+        let shardMetadata = ["format": "\(LogitStore.formatName) \(LogitStore.formatVersion)", "shard": "\(o.shard.index)/\(o.shard.count)"]
         if fm.fileExists(atPath: shardURL.path) {
-            let done = try LogitStore.readShard(shardURL, epochs: o.epochs, topk: o.topk).items.count
+            let done = try LogitShard(url: shardURL, epochs: o.epochs, topk: o.topk).count
             events?(.progress(done: mine.count, total: mine.count))
             return done
         }
@@ -251,28 +239,22 @@ public struct LogitExtractionJob {
                 }
             }
             if let e = results.error { throw e }
-            var c = LogitStore.ShardContent(items: [], seeds: [], indices: [], values: [], audioBytes: results.bytes)
+            var c = LogitShardContent(audioBytes: results.bytes)
             for rows in results.items { for r in rows! { c.items.append(r.0); c.seeds += r.1; c.indices += r.2; c.values += r.3 } }
             let part = partial.appendingPathComponent("part-\(position)-\(end).safetensors")
-            let tmp = partial.appendingPathComponent(".tmp-\(UUID().uuidString)")
-            try LogitStore.writeShard(c, epochs: o.epochs, topk: o.topk, shard: "\(o.shard.index)/\(o.shard.count)", to: tmp)
-            guard rename(tmp.path, part.path) == 0 else { throw DistillationError(.store, file: part.path, reason: String(cString: strerror(errno))) }
+            try LogitShardWriter.write(c, epochs: o.epochs, topk: o.topk, metadata: shardMetadata, to: part)
             kept.append(part)
             position = end
             events?(.progress(done: position, total: mine.count))
         }
-        // Merge the blocks into the shard file.
-        var all = LogitStore.ShardContent(items: [], seeds: [], indices: [], values: [], audioBytes: 0)
-        for u in kept {
-            let c = try LogitStore.readShard(u, epochs: o.epochs, topk: o.topk)
-            all.items += c.items; all.seeds += c.seeds; all.indices += c.indices; all.values += c.values
-            all.audioBytes += c.audioBytes
-        }
-        let tmp = store.appendingPathComponent(".tmp-\(UUID().uuidString)")
-        try LogitStore.writeShard(all, epochs: o.epochs, topk: o.topk, shard: "\(o.shard.index)/\(o.shard.count)", to: tmp)
-        guard rename(tmp.path, shardURL.path) == 0 else { throw DistillationError(.store, file: shardURL.path, reason: String(cString: strerror(errno))) }
+        // Merge the blocks into the shard file, one block in memory at a time.
+        let parts = try kept.map { try LogitShard(url: $0, epochs: o.epochs, topk: o.topk) }
+        let writer = try LogitShardWriter(url: shardURL, items: parts.reduce(0) { $0 + $1.count }, epochs: o.epochs, topk: o.topk,
+                                          metadata: shardMetadata)
+        for p in parts { try writer.append(try p.content()) }
+        try writer.finish()
         try? fm.removeItem(at: partial)
-        return all.items.count
+        return writer.items
     }
 
     /// Chunks `[start, end)` of a file: consecutive `chunk`-sample pieces; a last partial

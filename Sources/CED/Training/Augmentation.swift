@@ -19,14 +19,29 @@ public struct CedAugmentation: Sendable, Codable, Equatable {
     /// `max(1, round(timeMask·T/reference))` (upstream's 192 frames were chosen for 10 s
     /// chunks, where they hide up to a fifth; on a 2 s clip they would hide almost all of it).
     public var timeMaskReference: Int?
+    /// Both masks take their width and start from the same two random numbers, as upstream
+    /// (its `TimeMasking` and `FrequencyMasking` are handed one `values`/`min_values` pair
+    /// per clip: a wide time mask comes with a wide frequency mask); false: independent draws.
+    public var sharedMaskValues: Bool
 
     public init(shift: Double = 0.5, shiftProbability: Double = 0.5, timeMask: Int = 192, freqMask: Int = 24,
-                timeMaskReference: Int? = nil) {
+                timeMaskReference: Int? = nil, sharedMaskValues: Bool = false) {
         self.shift = shift
         self.shiftProbability = shiftProbability
         self.timeMask = timeMask
         self.freqMask = freqMask
         self.timeMaskReference = timeMaskReference
+        self.sharedMaskValues = sharedMaskValues
+    }
+
+    enum CodingKeys: String, CodingKey { case shift, shiftProbability, timeMask, freqMask, timeMaskReference, sharedMaskValues }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(shift: try c.decode(Double.self, forKey: .shift), shiftProbability: try c.decode(Double.self, forKey: .shiftProbability),
+                  timeMask: try c.decode(Int.self, forKey: .timeMask), freqMask: try c.decode(Int.self, forKey: .freqMask),
+                  timeMaskReference: try c.decodeIfPresent(Int.self, forKey: .timeMaskReference),
+                  sharedMaskValues: try c.decodeIfPresent(Bool.self, forKey: .sharedMaskValues) ?? false)
     }
 
     /// The time-mask parameter for a clip of `frames` frames.
@@ -52,13 +67,15 @@ public struct CedAugmentation: Sendable, Codable, Equatable {
 
     /// The draw for a seed. The stream (`TrainingRandom(seed:)`, in this order): shift
     /// applied? (u < p), the shift fraction (uniform in [−shift, shift]), the time mask's
-    /// width and start values, the frequency mask's width and start values.
+    /// width and start values, the frequency mask's width and start values (with
+    /// `sharedMaskValues` the frequency mask reuses the time mask's two values).
     public func draw(seed: UInt64) -> Draw {
         var rng = TrainingRandom(seed: seed)
         let apply = rng.nextDouble() < shiftProbability
         let fraction = (2 * rng.nextDouble() - 1) * shift
-        return Draw(shiftFraction: fraction, shifted: apply && shift > 0, timeValue: rng.nextDouble(), timeStart: rng.nextDouble(),
-                    freqValue: rng.nextDouble(), freqStart: rng.nextDouble())
+        let tv = rng.nextDouble(), ts = rng.nextDouble(), fv = rng.nextDouble(), fs = rng.nextDouble()
+        return Draw(shiftFraction: fraction, shifted: apply && shift > 0, timeValue: tv, timeStart: ts,
+                    freqValue: sharedMaskValues ? tv : fv, freqStart: sharedMaskValues ? ts : fs)
     }
 
     /// The waveform rolled by `round(fraction · n)` samples (`torch.roll`: positive moves

@@ -19,6 +19,14 @@ struct TrainingAudio: Sendable {
 
     /// Samples of each file (16 kHz mono), nil for files that could not be decoded.
     var waveforms: [[Float]?]
+    /// Where a segment's samples come from instead, when set (`Segment.file` is then the
+    /// source's own item number): audio packs read by offset.
+    var source: (@Sendable (Segment) throws -> [Float])?
+
+    init(waveforms: [[Float]?], source: (@Sendable (Segment) throws -> [Float])? = nil) {
+        self.waveforms = waveforms
+        self.source = source
+    }
 
     /// Samples of a full segment.
     static func segmentSamples(config: CedConfig, featureConfig: CedFeatureExtractorConfig) -> Int {
@@ -97,13 +105,13 @@ struct TrainingAudio: Sendable {
         }
         let total = segments.count * bins * frames
         let out = Out(total)
-        let waves = waveforms
+        let waves = waveforms, source = self.source
         DispatchQueue.concurrentPerform(iterations: segments.count) { i in
             let s = segments[i]
-            var samples = Array(waves[s.file]![s.start ..< s.start + s.count])
-            if augmentation != nil { samples = CedAugmentation.shifted(samples, draw: draws[i]) }
-            if samples.count < longest { samples += [Float](repeating: 0, count: longest - samples.count) }
             do {
+                var samples = try source?(s) ?? Array(waves[s.file]![s.start ..< s.start + s.count])
+                if augmentation != nil { samples = CedAugmentation.shifted(samples, draw: draws[i]) }
+                if samples.count < longest { samples += [Float](repeating: 0, count: longest - samples.count) }
                 var mel = try extractor(samples)
                 if let augmentation { augmentation.mask(&mel, draw: draws[i]) }
                 mel.scalars.withUnsafeBufferPointer { src in

@@ -28,10 +28,10 @@ struct TrainingLoop {
     let seed: UInt64
     let classes: Int
     /// The targets `[classes]` of segment s in epoch e.
-    let targets: (Int, Int) -> [Float]
+    let targets: (Int, Int) throws -> [Float]
     let augmentation: CedAugmentation?
     /// The augmentation draw of segment s in epoch e.
-    let draw: (Int, Int) -> CedAugmentation.Draw
+    let draw: (Int, Int) throws -> CedAugmentation.Draw
     /// Accuracy or mAP of the current weights (higher is better), nil: no validation.
     let evaluate: (() throws -> Double)?
     let metricIsMAP: Bool
@@ -40,6 +40,9 @@ struct TrainingLoop {
     /// averaging the best checkpoints at the end (upstream's `average`).
     var keepTop: Int = 1
     let events: (@Sendable (TrainingEvent) -> Void)?
+    /// Where the time goes (this process's part of the run): preparing inputs (audio, log-mels,
+    /// augmentation, targets, mixup) and the optimiser steps.
+    var timing: TrainingTiming? = nil
 
     var stepsPerEpoch: Int { (segments.count + batchSize - 1) / batchSize }
 
@@ -56,16 +59,18 @@ struct TrainingLoop {
                 let b0 = progress.stepInEpoch * batchSize
                 let batch = Array(order[b0 ..< min(order.count, b0 + batchSize)])
                 let step = progress.globalStep
+                let started = DispatchTime.now().uptimeNanoseconds
                 let batchSegments = batch.map { segments[$0] }
-                let draws = augmentation == nil ? [] : batch.map { draw($0, epoch) }
+                let draws = augmentation == nil ? [] : try batch.map { try draw($0, epoch) }
                 let mels = try audio.batch(batchSegments, extractor: extractor, augmentation: augmentation, draws: draws)
                 var x = mels.scalars
-                var y = batch.flatMap { targets($0, epoch) }
+                var y = try batch.flatMap { try targets($0, epoch) }
                 if mixup > 0 && batch.count > 1 {
                     var rng = TrainingRandom(seed: TrainingNoise.key(seed ^ 0x4D49_5855_5000, UInt64(step)))
                     let lambdas = CedMixup.lambdas(alpha: mixup, count: batch.count, rng: &rng)
                     CedMixup.apply(x: &x, stride: mels.count / batch.count, y: &y, classes: classes, lambdas: lambdas)
                 }
+                let prepared = DispatchTime.now().uptimeNanoseconds
                 model.noiseStep = step
                 let stepLR = schedule.learningRate(step: step, peak: learningRate)
                 let result: CedTrainingStep
@@ -84,6 +89,12 @@ struct TrainingLoop {
                                         reason: "the loss became non-finite at step \(step + 1) (epoch \(epoch + 1)); training stopped. \(kept)")
                 }
                 let norm = update.gradientNorm
+                if let timing {
+                    let done = DispatchTime.now().uptimeNanoseconds
+                    timing.inputSeconds += Double(prepared - started) / 1e9
+                    timing.stepSeconds += Double(done - prepared) / 1e9
+                    timing.items += batch.count
+                }
                 progress.globalStep += 1
                 progress.stepInEpoch += 1
                 progress.lossSum += result.loss * Double(batch.count)
@@ -142,4 +153,10 @@ struct TrainingLoop {
             return false
         }
     }
+}
+
+/// Seconds a training run spent preparing inputs and in optimiser steps, and the items.
+final class TrainingTiming: @unchecked Sendable {
+    var inputSeconds = 0.0, stepSeconds = 0.0
+    var items = 0
 }
