@@ -1,7 +1,8 @@
 import ArgumentParser
 import CED
-import CEDServer
 import Foundation
+#if canImport(CEDServer)
+import CEDServer
 
 /// `ced serve`: the model behind an HTTP and WebSocket API, with a web page (CEDServer).
 struct Serve: ParsableCommand {
@@ -24,13 +25,10 @@ struct Serve: ParsableCommand {
 
     @Option(help: ArgumentHelp("Address to listen on (0.0.0.0: every interface).", valueName: "address"))
     var host = "127.0.0.1"
-
     @Option(help: ArgumentHelp("Port to listen on (0: any free port, printed at start).", valueName: "port"))
     var port = 8080
-
     @Option(name: .customLong("max-body-mb"), help: ArgumentHelp("Largest request body in MB (413 beyond).", valueName: "mb"))
     var maxBodyMB: Double = 100
-
     @Option(name: .customLong("max-concurrency"), help: ArgumentHelp("Requests processed or waiting at once, and streams open at once (503 beyond).", valueName: "n"))
     var maxConcurrency = 64
 
@@ -81,3 +79,11 @@ struct Serve: ParsableCommand {
         if let e = failure.value { throw e }
     }
 }
+
+#else
+/// Not in a Swift 6.0 build: the server packages need Swift 6.1+ (see Package.swift).
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the model over HTTP (not in this build: needs Swift 6.1+).")
+    func run() throws { throw ValidationError("this ced was built with Swift 6.0, without ced serve (its packages need Swift 6.1+)") }
+}
+#endif

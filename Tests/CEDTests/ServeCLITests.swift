@@ -1,3 +1,4 @@
+#if canImport(CEDServer)   // built with Swift 6.1+ (see Package.swift)
 import CED
 import Foundation
 import HummingbirdWSClient
@@ -275,3 +276,5 @@ final class ServeCLITests: XCTestCase {
         return try JSONDecoder().decode([CedReport].self, from: Data(html[a.upperBound..<b.lowerBound].utf8))
     }
 }
+
+#endif

@@ -1,3 +1,4 @@
+#if canImport(CEDServer)   // built with Swift 6.1+ (see Package.swift)
 import CED
 @testable import CEDServer
 import Foundation
@@ -521,3 +522,5 @@ final class ServerTests: XCTestCase {
         return try outcome.result!.get()
     }
 }
+
+#endif
