@@ -117,11 +117,18 @@ MEMORY_TARGETS = {("base", "fp32"): 420, ("base", "bf16"): 250, ("base", "int8")
 
 
 def accurate(r):
-    """Within the bound on this clip and, for tiny, on every golden clip (both chunkings)."""
+    """Within the bound on this clip and on every golden clip of tiny (both chunkings).
+
+    The goldens exist for tiny only. A fixed mode (bf16, int8) quantises every size the same
+    way, so a mode that leaves the bound on tiny's goldens counts as inaccurate for every size
+    (a random-weight model's one bench clip can stay inside by luck: int8 did on mini, small
+    and base, 0.008-0.0097, while it moves tiny's goldens by 0.029). `auto` picks per size,
+    only among the plans that Int8Tests checks on the goldens, so for mini/small/base the clip
+    is its check; for tiny its golden run is."""
     if r["precision"] == "fp32":
         return True
     ok = r.get("max_abs_prob_diff_vs_fp32", 1) <= ACCURATE_MAX_ABS_DIFF and r.get("top5_same_as_fp32", False)
-    if r["model"] == "tiny" and GOLDEN:
+    if GOLDEN and (r["model"] == "tiny" or r["precision"] != "auto"):
         g = GOLDEN.get(r["precision"])
         ok = ok and bool(g and g["within_bound"])
     return ok

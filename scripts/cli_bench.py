@@ -46,10 +46,20 @@ def write_wav(path, samples):
     os.replace(tmp, path)
 
 
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run(cmd):
-    """Runs `cmd` with stdout discarded; returns (seconds, max RSS in bytes, exit status)."""
+    """Runs `cmd` with stdout discarded; returns (seconds, max RSS in bytes, exit status).
+
+    The max RSS is read by GNU time (`/usr/bin/time -f %M`) when it is installed: Linux keeps
+    a process's RSS high-water mark across execve, and a child this (large) Python process
+    spawns starts as a copy of it, so wait4's ru_maxrss would report Python's own RSS for a
+    small ced (86 MB for CED-Tiny instead of about 60). time forks ced from its own small
+    process. Without it, wait4's figure is used (an upper bound)."""
+    full = [GNU_TIME, "-f", "CED_MAXRSS_KB=%M"] + cmd if GNU_TIME else cmd
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
     elapsed = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")
@@ -57,7 +67,11 @@ def run(cmd):
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"{' '.join(cmd)} failed ({code}):\n{err}")
-    return elapsed, usage.ru_maxrss * 1024, code
+    rss = usage.ru_maxrss * 1024
+    for line in err.splitlines():
+        if line.startswith("CED_MAXRSS_KB="):
+            rss = int(line.split("=", 1)[1]) * 1024
+    return elapsed, rss, code
 
 
 def main():
