@@ -113,8 +113,10 @@ extension CLITests {
             XCTAssertEqual((kernels["forced"] as? [String: String])?["CED_INT8_KERNEL"], combo.int8.rawValue)
             let results = try XCTUnwrap(json["results"] as? [[String: Any]])
             let paths = results.map { $0["path"] as? String ?? "" }
-            let bf16Path = combo.bf16 == "none" ? "fp32 \(combo.gemm) (no bf16 kernel)" : "bf16 \(combo.bf16)"
-            XCTAssertEqual(paths, ["fp32 \(combo.gemm)", bf16Path, "int8 \(combo.int8) + \(bf16Path) (attention)"], "\(env)")
+            // The blas path names its library and the tile kernel beside it (e.g. `blas
+            // (libopenblas.so.0) + neon tiles`): `pathName`, as ced bench prints it.
+            let bf16Path = combo.bf16 == "none" ? "fp32 \(combo.gemm.pathName) (no bf16 kernel)" : "bf16 \(combo.bf16)"
+            XCTAssertEqual(paths, ["fp32 \(combo.gemm.pathName)", bf16Path, "int8 \(combo.int8) + \(bf16Path) (attention)"], "\(env)")
             // Accuracy against fp32 on every other mode; int8 really differs from fp32.
             for r in results.dropFirst() {
                 let d = try XCTUnwrap(r["max_abs_prob_diff_vs_fp32"] as? Double, "\(r)")
