@@ -102,7 +102,12 @@ public struct CedPrecisionPlan: Sendable, Equatable, Hashable, Codable, CustomSt
     /// float32 or bf16). int8 in any other Linear layer, or in two of them, leaves the bound.
     public static var accurate: [CedPrecisionPlan] {
         var plans: [CedPrecisionPlan] = [.fp32, .int8FC1(rest: .fp32)]
-        if BF16Kernel.best != nil { plans += [.bf16, .int8FC1(rest: .bf16)] }
+        if let kernel = BF16Kernel.best {
+            plans.append(.bf16)
+            // Beside Arm's BFDOT/BFMMLA (pair sums rounded to odd) fc1 int8 measured 0.0102 on
+            // the snap golden clip under qemu, just over the bound: only beside x86's bf16.
+            if kernel != .bfdot && kernel != .bfmmla { plans.append(.int8FC1(rest: .bf16)) }
+        }
         return plans
     }
 
